@@ -1,0 +1,138 @@
+"""The Consul edge: list the services this host owns, register and deregister them.
+
+Transport, auth and TLS come from python-consul2. Its `agent.service.register` helper lacks fields
+we need (several checks, meta, `replace-existing-checks`), so registrations send the documented
+JSON through the library's own HTTP client. Every call has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+
+import consul
+import requests
+
+from registrator.config import ConsulEndpoint
+from registrator.mapping import META_CONTAINER, META_HOST
+from registrator.model import ServiceSpec
+
+# python-consul2 reads these in its constructor and lets them override explicit arguments.
+_LIBRARY_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_TOKEN")
+_env_lock = threading.Lock()
+
+
+class ConsulError(Exception):
+    """A Consul call failed; `transient` says whether trying again later can help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class ConsulSink:
+    def __init__(self, endpoint: ConsulEndpoint) -> None:
+        self.endpoint = endpoint
+        with _without_library_env():
+            self._client = consul.Consul(
+                host=endpoint.host,
+                port=endpoint.port,
+                scheme=endpoint.scheme,
+                token=endpoint.token,
+                timeout=endpoint.timeout,
+            )
+
+    def leader(self) -> str:
+        """The cluster leader's address; empty while the cluster has none."""
+        with self._errors("status/leader"):
+            return str(self._client.status.leader() or "")
+
+    def services(self) -> dict[str, ServiceSpec]:
+        """Every service registered with the local agent, keyed by ID."""
+        with self._errors("agent/services"):
+            raw: Mapping[str, Any] = self._client.agent.services() or {}
+        return {sid: service_from_agent(entry) for sid, entry in raw.items()}
+
+    def owned_services(self, hostname: str, container_id: str | None = None) -> dict[str, ServiceSpec]:
+        """Services this host registered (by ownership Meta), optionally of one container."""
+        return {
+            sid: spec
+            for sid, spec in self.services().items()
+            if spec.meta.get(META_HOST) == hostname
+            and (container_id is None or spec.meta.get(META_CONTAINER) == container_id)
+        }
+
+    def register(self, spec: ServiceSpec) -> None:
+        with self._errors(f"agent/service/register {spec.id}"):
+            self._client.http.put(
+                consul.base.CB.bool(),
+                "/v1/agent/service/register",
+                params={"replace-existing-checks": "true"},
+                data=json.dumps(service_payload(spec)),
+                headers=self._headers(),
+            )
+
+    def deregister(self, service_id: str) -> None:
+        """Idempotent: an unknown service counts as removed."""
+        with self._errors(f"agent/service/deregister {service_id}"):
+            self._client.agent.service.deregister(service_id)
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-Consul-Token": self.endpoint.token} if self.endpoint.token else {}
+
+    @contextmanager
+    def _errors(self, call: str) -> Iterator[None]:
+        try:
+            yield
+        except requests.RequestException as exc:
+            raise ConsulError(f"Consul {call} at {self.endpoint.url}: {type(exc).__name__}", transient=True) from exc
+        except (consul.ACLPermissionDenied, consul.ACLDisabled) as exc:
+            raise ConsulError(f"Consul {call}: permission denied by ACL: {exc}", transient=False) from exc
+        except (consul.base.BadRequest, consul.base.ClientError) as exc:
+            raise ConsulError(f"Consul {call}: rejected: {exc}", transient=False) from exc
+        except consul.ConsulException as exc:
+            raise ConsulError(f"Consul {call}: {exc}", transient=True) from exc
+
+
+def service_payload(spec: ServiceSpec) -> dict[str, Any]:
+    """The `/v1/agent/service/register` JSON body for a spec."""
+    return {
+        "ID": spec.id,
+        "Name": spec.name,
+        "Address": spec.address,
+        "Port": spec.port,
+        "Tags": list(spec.tags),
+        "Meta": dict(spec.meta),
+    }
+
+
+def service_from_agent(entry: Mapping[str, Any]) -> ServiceSpec:
+    """An entry of `/v1/agent/services`, normalised so it compares equal to the spec that made it."""
+    return ServiceSpec(
+        id=str(entry.get("ID") or ""),
+        name=str(entry.get("Service") or ""),
+        address=str(entry.get("Address") or ""),
+        port=int(entry.get("Port") or 0),
+        tags=tuple(entry.get("Tags") or ()),
+        meta=MappingProxyType(dict(entry.get("Meta") or {})),
+    )
+
+
+@contextmanager
+def _without_library_env() -> Iterator[None]:
+    """Hide the CONSUL_* variables while python-consul2's constructor runs.
+
+    We resolve them ourselves (config.consul_endpoint) with registrator's precedence; the library
+    would otherwise let them silently override the registry URI, or fail on forms it cannot parse.
+    """
+    with _env_lock:
+        saved = {name: os.environ.pop(name) for name in _LIBRARY_ENV if name in os.environ}
+        try:
+            yield
+        finally:
+            os.environ.update(saved)

@@ -1,0 +1,103 @@
+"""The Docker edge: read-only calls only (inspect, list, events), returning our own types."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from registrator.model import ContainerSnapshot
+from registrator.snapshot import snapshot_from_inspect
+
+
+class DockerUnavailable(Exception):
+    """The Docker daemon could not be reached or answered with a server error."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    """An event that says "look at this container again"; the action is for logs only."""
+
+    container_id: str
+    action: str
+    time_nano: int
+
+
+class DockerSource:
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._client: docker.APIClient | None = None
+        self._stream: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def api(self) -> docker.APIClient:
+        """Connect lazily, from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH or the local socket."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = docker.APIClient(
+                        **docker.utils.kwargs_from_env(), timeout=self._timeout, version="auto"
+                    )
+                except docker.errors.DockerException as exc:
+                    raise DockerUnavailable(f"cannot connect to Docker: {exc}") from exc
+            return self._client
+
+    def inspect(self, container_id: str) -> ContainerSnapshot | None:
+        """The container's snapshot, or None once it is gone (vanishing is normal, not an error)."""
+        try:
+            return snapshot_from_inspect(self.api.inspect_container(container_id))
+        except docker.errors.NotFound:
+            return None
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise DockerUnavailable(f"docker inspect {container_id[:12]}: {exc}") from exc
+
+    def running_ids(self) -> list[str]:
+        try:
+            return [c["Id"] for c in self.api.containers(quiet=True)]
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise DockerUnavailable(f"docker ps: {exc}") from exc
+
+    def events(self, since: str | None) -> Iterator[ContainerEvent]:
+        """Subscribe now (before any listing, so nothing falls in a gap) and yield container events.
+
+        The iterator ends when the daemon closes the stream; the caller reconnects with `since`.
+        Exec events from health checks are not state changes and are dropped here.
+        """
+        try:
+            stream = self.api.events(since=since, decode=True, filters={"type": ["container", "network"]})
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise DockerUnavailable(f"docker events: {exc}") from exc
+        self._stream = stream
+        return _container_events(stream)
+
+    def close_events(self) -> None:
+        """Unblock a reader of `events` from another thread (shutdown)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+
+def _container_events(stream: Iterator[dict[str, Any]]) -> Iterator[ContainerEvent]:
+    for raw in stream:
+        event = container_event(raw)
+        if event is not None:
+            yield event
+
+
+def container_event(raw: dict[str, Any]) -> ContainerEvent | None:
+    """The container an event is about: the actor of a container event, the attribute of a network one."""
+    action = str(raw.get("Action") or raw.get("status") or "")
+    actor = raw.get("Actor") or {}
+    if raw.get("Type") == "network":
+        container_id = (actor.get("Attributes") or {}).get("container")
+    else:
+        container_id = actor.get("ID") or raw.get("id")
+    if not container_id or action.startswith("exec_"):
+        return None
+    return ContainerEvent(container_id=str(container_id), action=action, time_nano=int(raw.get("timeNano") or 0))

@@ -1,0 +1,73 @@
+"""Immutable values that flow between the layers: Docker snapshot → desired services → Consul ops."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+
+def _empty() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class PortBinding:
+    """One host-side binding of a container port (`-p host_ip:host_port:port`)."""
+
+    host_ip: str
+    host_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    """A port the container exposes, with every host binding Docker made for it."""
+
+    port: int
+    protocol: str
+    bindings: tuple[PortBinding, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSnapshot:
+    """What the mapping needs to know about one container, read from `docker inspect`."""
+
+    id: str
+    name: str
+    image: str
+    running: bool
+    env: Mapping[str, str] = field(default_factory=_empty)
+    labels: Mapping[str, str] = field(default_factory=_empty)
+    ports: tuple[ContainerPort, ...] = ()
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A service as it should be registered with the Consul agent.
+
+    `meta` already includes the ownership keys, so a spec fully describes the registration.
+    """
+
+    id: str
+    name: str
+    address: str
+    port: int
+    tags: tuple[str, ...] = ()
+    meta: Mapping[str, str] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    spec: ServiceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Deregister:
+    service_id: str
+
+
+Op = Register | Deregister

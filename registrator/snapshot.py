@@ -1,0 +1,71 @@
+"""Turn raw `docker inspect` JSON into a ContainerSnapshot, in one place and without I/O.
+
+Docker's JSON has many optional and nullable fields; every lookup here tolerates them so that
+no container can crash the agent with an unusual inspect document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from registrator.model import ContainerPort, ContainerSnapshot, PortBinding
+
+
+def snapshot_from_inspect(attrs: Mapping[str, Any]) -> ContainerSnapshot:
+    config = attrs.get("Config") or {}
+    network = attrs.get("NetworkSettings") or {}
+    state = attrs.get("State") or {}
+    return ContainerSnapshot(
+        id=attrs["Id"],
+        name=(attrs.get("Name") or "").lstrip("/"),
+        image=config.get("Image") or "",
+        running=bool(state.get("Running")) and not bool(state.get("Restarting")),
+        env=MappingProxyType(_parse_env(config.get("Env") or [])),
+        labels=MappingProxyType({str(k): str(v) for k, v in (config.get("Labels") or {}).items()}),
+        ports=_parse_ports(config.get("ExposedPorts") or {}, network.get("Ports") or {}),
+    )
+
+
+def _parse_env(entries: list[str]) -> dict[str, str]:
+    """`KEY=value` strings to a dict; later entries win and entries without `=` are ignored."""
+    env: dict[str, str] = {}
+    for entry in entries:
+        key, sep, value = str(entry).partition("=")
+        if sep:
+            env[key] = value
+    return env
+
+
+def _parse_ports(exposed: Mapping[str, Any], published: Mapping[str, Any]) -> tuple[ContainerPort, ...]:
+    """Every exposed port with all its host bindings, sorted so the result never depends on dict order."""
+    ports: dict[tuple[int, str], tuple[PortBinding, ...]] = {}
+    for key in list(exposed) + list(published):
+        parsed = _parse_port_key(key)
+        if parsed is not None:
+            ports.setdefault(parsed, ())
+    for key, bindings in published.items():
+        parsed = _parse_port_key(key)
+        if parsed is not None and bindings:
+            ports[parsed] = tuple(b for b in map(_parse_binding, bindings) if b is not None)
+    return tuple(
+        ContainerPort(port=port, protocol=proto, bindings=bindings)
+        for (port, proto), bindings in sorted(ports.items())
+    )
+
+
+def _parse_port_key(key: str) -> tuple[int, str] | None:
+    number, _, proto = str(key).partition("/")
+    if not number.isdigit():
+        return None
+    return int(number), (proto or "tcp").lower()
+
+
+def _parse_binding(binding: Any) -> PortBinding | None:
+    if not isinstance(binding, Mapping):
+        return None
+    host_port = str(binding.get("HostPort") or "")
+    if not host_port.isdigit():
+        return None
+    return PortBinding(host_ip=str(binding.get("HostIp") or ""), host_port=int(host_port))

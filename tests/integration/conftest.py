@@ -1,0 +1,101 @@
+"""Fixtures for tests against a real Docker engine and a real Consul agent.
+
+With CI=true a missing Docker or Consul fails the run; elsewhere those tests skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image cannot be pulled here
+
+import docker
+import pytest
+from testcontainers.core.container import DockerContainer
+
+from tests.integration.rig import Agent, ConsulAgent, build_image, consul_binary, dig
+
+TEST_LABEL = "registrator-test"
+pytestmark = pytest.mark.integration
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the rig must be complete)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # any failure to reach the engine means "no Docker here"
+        _unavailable(f"no Docker engine: {exc}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def consul_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulAgent]:
+    try:
+        binary = consul_binary()
+    except RuntimeError as exc:
+        _unavailable(str(exc))
+    agent = ConsulAgent(binary=binary, workdir=tmp_path_factory.mktemp("consul"))
+    agent.start()
+    yield agent
+    agent.stop()
+
+
+@pytest.fixture
+def consul(consul_server: ConsulAgent) -> Iterator[ConsulAgent]:
+    """The shared Consul agent, emptied of services after each test."""
+    yield consul_server
+    consul_server.deregister_all()
+
+
+@pytest.fixture
+def resolve(consul: ConsulAgent) -> Callable[..., list[str]]:
+    """dig against the test Consul's DNS port: resolve("web.service.consul", "SRV")."""
+    return lambda name, rtype="SRV": dig(consul.dns_port, name, rtype)
+
+
+@pytest.fixture(scope="session")
+def images(docker_client: docker.DockerClient) -> dict[str, str]:
+    names = sorted(p.parent.name for p in Path(__file__).parent.parent.joinpath("images").glob("*/Dockerfile"))
+    return {name: build_image(docker_client, name) for name in names}
+
+
+@pytest.fixture
+def workload(docker_client: docker.DockerClient, images: dict[str, str]) -> Iterator[Callable[..., DockerContainer]]:
+    """Start a labelled container from a test image; every one is removed after the test."""
+    started: list[DockerContainer] = []
+
+    def start(image: str = "http", *, env: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+              ports: dict[int | str, int | None] | None = None, **kwargs: Any) -> DockerContainer:
+        container = DockerContainer(images[image], env=env or {}, labels={TEST_LABEL: "1", **(labels or {})}, **kwargs)
+        for port, host_port in (ports or {}).items():
+            container.with_bind_ports(port, host_port)
+        started.append(container)
+        return container.start()
+
+    yield start
+    for container in started:
+        try:
+            container.stop()
+        except docker.errors.NotFound:
+            pass
+
+
+@pytest.fixture
+def agent(consul: ConsulAgent, docker_client: docker.DockerClient, tmp_path: Path) -> Iterator[Agent]:
+    """The agent under test (not yet started) with a unique host identity and a loopback address."""
+    under_test = Agent(hostname=f"test-{uuid.uuid4().hex[:8]}", ip="127.0.0.10", consul=consul, log_path=tmp_path / "agent.log")
+    yield under_test
+    under_test.stop()
+    print(f"--- agent log ({under_test.log_path}) ---\n{under_test.log()}")

@@ -1,0 +1,191 @@
+"""The real test rig: a Consul dev agent, locally built images, the agent under test, and dig."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import docker
+
+ROOT = Path(__file__).resolve().parents[2]
+IMAGES = ROOT / "tests" / "images"
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T], timeout: float = 2.0, interval: float = 0.05, what: str = "condition") -> T:
+    """Poll `probe` until it returns something truthy; fail with the last value after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s (last: {value!r})")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def consul_binary() -> str:
+    """scripts/consul.sh: $CONSUL_BIN, the cached build, or a build from source (once per machine)."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "consul.sh")], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/consul.sh failed: {result.stderr.strip()[-2000:]}")
+    return result.stdout.strip()
+
+
+@dataclass
+class ConsulAgent:
+    """A `consul agent -dev` on free loopback ports, stopped with `stop()`."""
+
+    binary: str
+    workdir: Path
+    http_port: int = field(default_factory=free_port)
+    dns_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def uri(self) -> str:
+        return f"consul://{self.http_addr}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        ports = {flag: str(free_port()) for flag in ("-serf-lan-port", "-serf-wan-port", "-server-port")}
+        args = [
+            self.binary, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+            "-http-port", str(self.http_port), "-dns-port", str(self.dns_port),
+            "-grpc-port", "-1", "-grpc-tls-port", "-1", "-hcl", "disable_update_check = true",
+            *[item for pair in ports.items() for item in pair],
+        ]
+        log = open(self.workdir / "consul.log", "wb")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CHECKPOINT_DISABLE": "1"})
+        eventually(self._has_leader, timeout=timeout, interval=0.2, what=f"Consul leader (log: {self.workdir / 'consul.log'})")
+        eventually(lambda: dig(self.dns_port, "consul.service.consul", "A"), timeout=timeout, what="Consul DNS")
+
+    def _has_leader(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, f"consul exited: {(self.workdir / 'consul.log').read_text()[-2000:]}"
+        try:
+            return bool(json.loads(self.get("/v1/status/leader")))
+        except OSError:
+            return False
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://{self.http_addr}{path}", timeout=5) as response:
+            return bytes(response.read())
+
+    def put(self, path: str, body: bytes = b"") -> None:
+        request = urllib.request.Request(f"http://{self.http_addr}{path}", data=body, method="PUT")
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
+    def services(self) -> dict[str, dict[str, object]]:
+        return dict(json.loads(self.get("/v1/agent/services")))
+
+    def deregister_all(self) -> None:
+        for service_id in self.services():
+            self.put(f"/v1/agent/service/deregister/{urllib.request.quote(service_id, safe='')}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def dig(dns_port: int, name: str, rtype: str = "SRV") -> list[str]:
+    """`dig @127.0.0.1 -p PORT NAME TYPE +short` as a consumer would run it; answer lines."""
+    result = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(dns_port), name, rtype, "+short", "+time=1", "+tries=1"],
+        capture_output=True, text=True, timeout=10,
+    )
+    return [line for line in result.stdout.splitlines() if line and not line.startswith(";")]
+
+
+def srv_ports(dns_port: int, name: str) -> set[int]:
+    """Ports of the SRV answer for `name` (records read `priority weight port target`)."""
+    return {int(line.split()[2]) for line in dig(dns_port, name, "SRV")}
+
+
+def build_image(client: docker.DockerClient, name: str) -> str:
+    """Build tests/images/<name> FROM scratch with the host's static busybox; reuse it by content key."""
+    dockerfile = (IMAGES / name / "Dockerfile").read_bytes()
+    busybox = Path(shutil.which("busybox") or "/bin/busybox").read_bytes()
+    key = hashlib.sha256(dockerfile + busybox).hexdigest()[:12]
+    tag = f"registrator-test/{name}:{key}"
+    try:
+        client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    with tempfile.TemporaryDirectory() as context:
+        (Path(context) / "Dockerfile").write_bytes(dockerfile)
+        (Path(context) / "busybox").write_bytes(busybox)
+        (Path(context) / "busybox").chmod(0o755)
+        client.images.build(path=context, tag=tag, rm=True, forcerm=True)
+    return tag
+
+
+@dataclass
+class Agent:
+    """The agent under test, run as a real `registrator run` process."""
+
+    hostname: str
+    ip: str
+    consul: ConsulAgent
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str, timeout: float = 20.0) -> None:
+        args = [*registrator_command(), "run", "--hostname", self.hostname, "--ip", self.ip, *extra, self.consul.uri]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"))
+        eventually(self._ready, timeout=timeout, interval=0.05, what=f"agent ready (log: {self.log_path})")
+
+    def _ready(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, f"agent exited:\n{self.log()}"
+        return "ready:" in self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run another `registrator` subcommand as this host, against the same Consul."""
+        command = [*registrator_command(), *args, "--hostname", self.hostname, self.consul.uri]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def registrator_command() -> list[str]:
+    """The installed console script next to this interpreter, else the module."""
+    script = Path(sys.executable).with_name("registrator")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]

@@ -1,0 +1,61 @@
+"""Level-triggered reconcile against real Docker and Consul: writes only what differs."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from registrator.config import ConsulEndpoint
+from registrator.consul_sink import ConsulSink
+from registrator.docker_source import DockerSource
+from registrator.mapping import MappingSettings
+from registrator.reconciler import Reconciler
+from tests.integration.rig import eventually
+
+
+def test_second_reconcile_of_an_unchanged_container_writes_nothing(consul, workload):
+    web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    reconciler = Reconciler(
+        DockerSource(timeout=10),
+        ConsulSink(ConsulEndpoint(port=consul.http_port)),
+        MappingSettings(hostname="reconcile-test", ip="127.0.0.11"),
+    )
+    container_id = web.get_wrapped_container().id
+
+    assert reconciler.reconcile(container_id) == 1
+    assert reconciler.reconcile(container_id) == 0
+    web.get_wrapped_container().stop(timeout=1)
+    assert reconciler.reconcile(container_id) == 1
+    assert consul.services() == {}
+
+
+def test_periodic_resync_writes_nothing_when_nothing_changed(agent, workload, consul):
+    agent.start("--resync", "0.2", "--log-level", "debug")
+    workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    eventually(lambda: consul.services(), what="service registered")
+
+    eventually(lambda: agent.log().count("in sync (1 services)") >= 5, timeout=10, what="five resyncs")
+    assert agent.log().count(" registered ") == 1
+    assert " updated " not in agent.log()
+
+
+def test_services_of_containers_gone_while_the_agent_was_down_are_removed_at_start(agent, workload, consul, resolve):
+    agent.start()
+    web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    eventually(lambda: resolve("web.service.consul"), what="SRV answer")
+    os.kill(agent.process.pid, signal.SIGKILL)
+    agent.process.wait()
+    web.get_wrapped_container().stop(timeout=1)
+    assert resolve("web.service.consul")  # nobody has removed it yet
+
+    agent.start()
+    eventually(lambda: not resolve("web.service.consul"), what="stale service removed")
+
+
+def test_services_of_other_hosts_are_left_alone(agent, workload, consul):
+    consul.put("/v1/agent/service/register", b'{"ID": "h2:web:80", "Name": "web", "Port": 1, "Meta": {"registrator-host": "h2", "registrator-container": "gone"}}')
+    agent.start("--resync", "0.2", "--log-level", "debug")
+    mine = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+
+    eventually(lambda: agent.log().count("in sync (1 services)") >= 3, timeout=10, what="three resyncs")
+    assert set(consul.services()) == {"h2:web:80", f"{agent.hostname}:{mine.get_wrapped_container().name}:80"}

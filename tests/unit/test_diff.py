@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+from registrator.diff import plan
+from registrator.model import Deregister, Register, ServiceSpec
+
+WEB = ServiceSpec(id="h:web:80", name="web", address="10.0.0.5", port=32768, tags=("a",), meta={"k": "v"})
+API = ServiceSpec(id="h:api:90", name="api", address="10.0.0.5", port=32769)
+
+
+def test_equal_states_need_no_writes():
+    assert plan({WEB.id: WEB, API.id: API}, {WEB.id: replace(WEB), API.id: replace(API)}) == []
+
+
+def test_missing_service_is_registered():
+    assert plan({WEB.id: WEB}, {}) == [Register(WEB)]
+
+
+def test_changed_service_is_registered_again():
+    for changed in (replace(WEB, port=1), replace(WEB, address="x"), replace(WEB, tags=()), replace(WEB, meta={"k": "w"}), replace(WEB, name="n")):
+        assert plan({WEB.id: WEB}, {WEB.id: changed}) == [Register(WEB)]
+
+
+def test_service_no_longer_desired_is_deregistered():
+    assert plan({}, {WEB.id: WEB, API.id: API}) == [Deregister(API.id), Deregister(WEB.id)]

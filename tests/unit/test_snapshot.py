@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from registrator.model import ContainerPort, PortBinding
+from registrator.snapshot import snapshot_from_inspect
+
+
+def test_bridge_container_with_a_published_port(inspect_json):
+    snap = snapshot_from_inspect(inspect_json("bridge"))
+
+    assert snap.name == "fx-bridge"
+    assert snap.image.startswith("registrator-test/http:")
+    assert snap.running
+    assert snap.env["SERVICE_NAME"] == "web"
+    assert snap.labels["SERVICE_TAGS"] == "a,b"
+    [port] = snap.ports
+    assert (port.port, port.protocol) == (80, "tcp")
+    assert [b.host_ip for b in port.bindings] == ["0.0.0.0", "::"]
+
+
+def test_every_exposed_port_is_listed_sorted_with_all_its_bindings(inspect_json):
+    snap = snapshot_from_inspect(inspect_json("multi"))
+
+    assert [(p.port, p.protocol, len(p.bindings)) for p in snap.ports] == [
+        (53, "udp", 2), (80, "tcp", 2), (8080, "tcp", 0), (9000, "tcp", 1),
+    ]
+    assert snap.ports[-1].bindings == (PortBinding("127.0.0.1", snap.ports[-1].bindings[0].host_port),)
+
+
+def test_stopped_container_is_not_running(inspect_json):
+    assert not snapshot_from_inspect(inspect_json("stopped")).running
+
+
+def test_unusual_inspect_documents_do_not_break_parsing():
+    snap = snapshot_from_inspect({
+        "Id": "abc",
+        "Name": None,
+        "Config": {"Env": ["NOEQUALS", "A=1=2", "EMPTY="], "Labels": None, "ExposedPorts": {"bogus/tcp": {}, "53": {}}},
+        "NetworkSettings": {"Ports": {"53/tcp": [{"HostIp": "", "HostPort": ""}, None, {"HostPort": "1053"}]}},
+        "State": None,
+    })
+
+    assert snap.name == "" and not snap.running
+    assert dict(snap.env) == {"A": "1=2", "EMPTY": ""}
+    assert dict(snap.labels) == {}
+    assert snap.ports == (ContainerPort(53, "tcp", (PortBinding("", 1053),)),)
+
+
+def test_restarting_container_counts_as_not_running():
+    snap = snapshot_from_inspect({"Id": "abc", "State": {"Running": True, "Restarting": True}})
+    assert not snap.running
