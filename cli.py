@@ -1,83 +1,157 @@
-"""The `registrator` command: thin click commands over the registrator package."""
+"""The `registrator` command: thin click commands over the registrator package.
+
+A gliderlabs/registrator command line works unchanged: `registrator -ip 10.0.0.5 -internal
+consul://127.0.0.1:8500` runs the agent (options before the URI, single-dash long flags, Go's
+`-flag=false` for booleans), exactly like `registrator run ...`.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
-import socket
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
 from registrator import __version__
-from registrator.config import ConfigError, Settings, consul_endpoint
+from registrator.config import ConfigError, ConsulEndpoint, Settings, consul_endpoint, parse_meta_options
 from registrator.consul_sink import ConsulError, ConsulSink
-from registrator.controller import Controller
-from registrator.docker_source import DockerSource
+from registrator.controller import Controller, StartupError
+from registrator.docker_source import DockerSource, DockerUnavailable
 from registrator.hostip import HostIPError, detect_host_ip
-from registrator.mapping import META_CONTAINER, MappingSettings
+from registrator.mapping import META_CONTAINER, DeregisterPolicy, MappingSettings, PortSuffix
 from registrator.model import ServiceSpec
+from registrator.template import TemplateError, parse
 
-URI = click.argument("uri", required=False, metavar="[consul://HOST:PORT]")
-HOSTNAME = click.option(
-    "--hostname",
-    envvar="REGISTRATOR_HOSTNAME",
-    default=socket.gethostname,
-    show_default="this host's name",
-    help="Identity of this host: prefix of service IDs and owner recorded in service Meta.",
-)
-CONSUL_TIMEOUT = click.option(
-    "--consul-timeout", envvar="REGISTRATOR_CONSUL_TIMEOUT", type=click.FloatRange(min=0.1), default=5.0,
-    show_default=True, help="Seconds before a Consul call is abandoned.",
-)
+log = logging.getLogger("registrator")
+_GO_BOOL = re.compile(r"^(--?)([A-Za-z][\w-]*)=(1|0|t|f|T|F|true|false|TRUE|FALSE|True|False)$")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class RunCommand(click.Command):
+    """Accepts Go's `-flag=true|false` spelling for boolean flags, as registrator users write it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = {name for p in self.params if isinstance(p, click.Option) and p.is_flag for name in p.opts}
+        rewritten = []
+        for arg in args:
+            match = _GO_BOOL.match(arg)
+            if match and f"{match[1]}{match[2]}" in flags:
+                on = match[3].lower() in ("1", "t", "true")
+                rewritten.append(f"{match[1]}{match[2]}" if on else f"--no-{match[2]}")
+            else:
+                rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
+
+
+class RegistratorGroup(click.Group):
+    """Without a subcommand, the arguments are a registrator command line for `run`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args == ["-version"]:
+            args = ["--version"]
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def option(*decls: str, env: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Every flag also reads REGISTRATOR_<FLAG> from the environment."""
+    return click.option(*decls, envvar=f"REGISTRATOR_{env}", show_envvar=True, **kwargs)
+
+
+URI = click.argument("uri", required=False, envvar="REGISTRATOR_URI", metavar="[consul://HOST:PORT]")
+HOSTNAME = option("--hostname", env="HOSTNAME", help="Identity of this host: prefix of service IDs and owner recorded in service Meta.  [default: the Docker daemon's name]")
+CONSUL_TIMEOUT = option("--consul-timeout", env="CONSUL_TIMEOUT", type=click.FloatRange(min=0.1), default=5.0,
+                        show_default=True, help="Seconds before a Consul call is abandoned.")
+
+
+@click.group(cls=RegistratorGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="registrator")
 def main() -> None:
     """Register running Docker containers as Consul services.
 
     \b
     Examples:
-      registrator run --ip 10.0.0.5 consul://127.0.0.1:8500
+      registrator -ip 10.0.0.5 -internal consul://127.0.0.1:8500   (a registrator command line)
+      registrator run --ip 10.0.0.5 --meta team=web consul://127.0.0.1:8500
       registrator list --json
     """
 
 
-@main.command()
+@main.command(cls=RunCommand)
 @URI
+@option("-ip", "--ip", env="IP", help="Address registered for published ports.  [default: the IPv4 of the default-route interface]")
+@option("-internal/--no-internal", "--internal", env="INTERNAL", default=False, help="Register the container IP and exposed port instead of the host IP and published port.")
+@option("-explicit/--no-explicit", "--explicit", env="EXPLICIT", default=False, help="Only register ports that have a SERVICE_[<port>_]NAME.")
+@option("-useIpFromLabel", "--use-ip-from-label", "use_ip_from_label", env="USE_IP_FROM_LABEL", default="", metavar="LABEL",
+        help="Register the IP in this container label (a /cidr suffix is dropped).")
+@option("-tags", "--tags", env="TAGS", default="", help='Tags added to every service; may use registrator\'s template functions, e.g. \'prod,{{mIndex "com.amazonaws.ecs.task-arn" .Config.Labels}}\'.')
+@option("--meta", env="META", multiple=True, metavar="KEY=VALUE", help="Meta added to every service; containers' SERVICE_* keys win. Repeatable.")
+@option("--port-suffix", env="PORT_SUFFIX", type=click.Choice([s.value for s in PortSuffix]), default="auto", show_default=True,
+        help="When names get the -<port> suffix: auto (registrator: generic name and several ports), always, never.")
+@option("-resync", "--resync", env="RESYNC", type=click.FloatRange(min=0), default=60.0, show_default=True,
+        help="Seconds between full comparisons of Docker and Consul; 0: only at start and reconnect.")
+@option("-deregister", "--deregister", env="DEREGISTER", type=click.Choice([p.value for p in DeregisterPolicy]), default="always",
+        show_default=True, help="When a stopped container's services are removed.")
+@option("-cleanup/--no-cleanup", "--cleanup", env="CLEANUP", default=False, help="Accepted for registrator compatibility; stale services this host owns are always removed.")
+@option("-retry-attempts", "--retry-attempts", env="RETRY_ATTEMPTS", type=click.IntRange(min=-1), default=-1, show_default=True,
+        help="Attempts to reach Docker and Consul at startup; -1: keep trying.")
+@option("-retry-interval", "--retry-interval", env="RETRY_INTERVAL", type=click.IntRange(min=1), default=2000, show_default=True,
+        help="Milliseconds between those attempts.")
+@option("-ttl", "--ttl", env="TTL", type=int, default=0, hidden=True)
+@option("-ttl-refresh", "--ttl-refresh", env="TTL_REFRESH", type=int, default=0, hidden=True)
 @HOSTNAME
-@click.option("--ip", envvar="REGISTRATOR_IP", help="Address to register for published ports [default: the IPv4 of the default-route interface].")
-@click.option("--resync", envvar="REGISTRATOR_RESYNC", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="Seconds between full comparisons of Docker and Consul (0: only at start and reconnect).")
 @CONSUL_TIMEOUT
-@click.option("--log-level", envvar="REGISTRATOR_LOG_LEVEL", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-def run(uri: str | None, hostname: str, ip: str | None, resync: float, consul_timeout: float, log_level: str) -> None:
+@option("--log-level", env="LOG_LEVEL", default="info", show_default=True,
+        type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_from_label: str, tags: str, meta: Sequence[str],
+        port_suffix: str, resync: float, deregister: str, cleanup: bool, retry_attempts: int, retry_interval: int,
+        ttl: int, ttl_refresh: int, hostname: str | None, consul_timeout: float, log_level: str) -> None:
     """Follow Docker events and keep the local Consul agent's services equal to running containers.
 
     \b
     Docker is found through DOCKER_HOST or the local socket; Consul through the registry URI,
-    CONSUL_HTTP_ADDR, or 127.0.0.1:8500. CONSUL_HTTP_TOKEN is the ACL token.
+    CONSUL_HTTP_ADDR, or 127.0.0.1:8500 (CONSUL_HTTP_TOKEN[_FILE], CONSUL_HTTP_SSL, CONSUL_CACERT,
+    CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY apply).
     """
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
-        address = ip or detect_host_ip()
         settings = Settings(
             consul=consul_endpoint(uri, timeout=consul_timeout),
-            mapping=MappingSettings(hostname=hostname, ip=address),
+            mapping=MappingSettings(
+                hostname=hostname or "",
+                host_ip="" if ip or internal else detect_host_ip(),
+                ip=ip or None,
+                internal=internal,
+                explicit=explicit,
+                use_ip_from_label=use_ip_from_label,
+                tags=parse(tags) if tags else None,
+                meta=parse_meta_options(meta),
+                port_suffix=PortSuffix(port_suffix),
+                deregister=DeregisterPolicy(deregister),
+            ),
             resync_seconds=resync,
+            retry_attempts=retry_attempts,
+            retry_interval_ms=retry_interval,
         )
-    except (ConfigError, HostIPError) as exc:
-        raise click.UsageError(f"{exc} (pass --ip to set the address)" if isinstance(exc, HostIPError) else str(exc))
-    logging.getLogger(__name__).info(
-        "registrator %s: host %s, address %s, Consul %s", __version__, hostname, address, settings.consul.url
-    )
+    except (ConfigError, TemplateError) as exc:
+        raise click.UsageError(str(exc))
+    except HostIPError as exc:
+        raise click.UsageError(f"{exc}; pass -ip to set the address to register")
+    if ttl or ttl_refresh:
+        log.info("-ttl and -ttl-refresh have no effect with Consul (as in registrator)")
+    log.info("registrator %s: Consul %s", __version__, settings.consul.url)
     controller = Controller(settings, DockerSource(timeout=settings.docker_timeout), ConsulSink(settings.consul))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: controller.stop.set())
-    controller.run()
+    try:
+        controller.run()
+    except StartupError as exc:
+        raise click.ClickException(str(exc))
 
 
 @main.command(name="list")
@@ -85,12 +159,14 @@ def run(uri: str | None, hostname: str, ip: str | None, resync: float, consul_ti
 @HOSTNAME
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines instead of a table.")
 @CONSUL_TIMEOUT
-def list_services(uri: str | None, hostname: str, as_json: bool, consul_timeout: float) -> None:
+def list_services(uri: str | None, hostname: str | None, as_json: bool, consul_timeout: float) -> None:
     """List the services this host registered in the local Consul agent."""
+    endpoint = _endpoint(uri, consul_timeout)
     try:
-        services = ConsulSink(consul_endpoint(uri, timeout=consul_timeout)).owned_services(hostname)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc))
+        host = hostname or DockerSource(timeout=10).daemon_name()
+        services = ConsulSink(endpoint).owned_services(host)
+    except DockerUnavailable as exc:
+        raise click.ClickException(f"{exc}; pass --hostname to list without Docker")
     except ConsulError as exc:
         raise click.ClickException(str(exc))
     specs = sorted(services.values(), key=lambda s: (s.name, s.id))
@@ -98,6 +174,13 @@ def list_services(uri: str | None, hostname: str, as_json: bool, consul_timeout:
         click.echo(json.dumps([_as_json(spec) for spec in specs], indent=2))
     else:
         click.echo(_table(specs))
+
+
+def _endpoint(uri: str | None, timeout: float) -> ConsulEndpoint:
+    try:
+        return consul_endpoint(uri, timeout=timeout)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc))
 
 
 def _as_json(spec: ServiceSpec) -> dict[str, object]:

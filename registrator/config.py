@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from registrator.mapping import MappingSettings
+from registrator.mapping import MappingSettings, meta_key_problem
 
 DEFAULT_CONSUL_PORT = 8500
+UNSUPPORTED_BACKENDS = ("consulkv", "consulkv-unix", "etcd", "skydns2", "zookeeper")
 
 
 class ConfigError(ValueError):
@@ -23,11 +24,16 @@ class ConsulEndpoint:
     scheme: str = "http"
     host: str = "127.0.0.1"
     port: int = DEFAULT_CONSUL_PORT
+    socket: str = ""
     token: str | None = field(default=None, repr=False)
+    verify: bool | str = True
+    cert: tuple[str, str] | None = None
     timeout: float = 5.0
 
     @property
     def url(self) -> str:
+        if self.socket:
+            return f"unix://{self.socket}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
@@ -38,6 +44,8 @@ class Settings:
     mapping: MappingSettings
     resync_seconds: float = 60.0
     docker_timeout: float = 10.0
+    retry_attempts: int = -1
+    retry_interval_ms: int = 2000
 
 
 def parse_consul_address(text: str, source: str) -> tuple[str, str, int]:
@@ -63,19 +71,69 @@ def parse_consul_address(text: str, source: str) -> tuple[str, str, int]:
 
 
 def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeout: float = 5.0) -> ConsulEndpoint:
-    """The registry URI (registrator's `consul://host:port`) wins over `CONSUL_HTTP_ADDR`.
+    """Resolve registrator's registry URI and Consul's own CONSUL_* variables into one endpoint.
 
-    python-consul2 would read the CONSUL_* variables itself and let them override explicit
-    arguments; resolving them here keeps one documented precedence.
+    `consul://host:port` (plain HTTP unless CONSUL_HTTP_SSL), `consul-tls://host:port` (HTTPS with
+    CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY) and `consul-unix:///path/consul.sock`. A URI
+    without a host falls back to CONSUL_HTTP_ADDR, as registrator did. python-consul2 would read
+    some of these variables itself and let them override explicit arguments; resolving them here
+    keeps one documented precedence.
     """
-    if uri:
-        scheme, _, rest = uri.partition("://")
-        if scheme != "consul":
-            raise ConfigError(f"registry URI {uri!r}: backend {scheme!r} is not supported (use consul://host:port)")
-        address, source = rest or env.get("CONSUL_HTTP_ADDR", ""), f"registry URI {uri!r}"
-    else:
-        address, source = env.get("CONSUL_HTTP_ADDR", ""), "CONSUL_HTTP_ADDR"
-    scheme, host, port = parse_consul_address(address, source) if address else ("http", "127.0.0.1", DEFAULT_CONSUL_PORT)
-    if env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true"):
-        scheme = "https"
-    return ConsulEndpoint(scheme=scheme, host=host, port=port, token=env.get("CONSUL_HTTP_TOKEN") or None, timeout=timeout)
+    scheme, separator, rest = (uri or "consul://").partition(":")
+    rest = rest[2:] if rest.startswith("//") else rest
+    if scheme in UNSUPPORTED_BACKENDS:
+        raise ConfigError(f"registry URI {uri!r}: the {scheme} backend is not supported; this agent registers with Consul (consul://, consul-tls://, consul-unix://)")
+    if scheme not in ("consul", "consul-tls", "consul-unix") or not separator:
+        raise ConfigError(f"registry URI {uri!r}: expected consul://HOST:PORT, consul-tls://HOST:PORT or consul-unix:///PATH")
+    common = {"token": _token(env), "timeout": timeout, **_tls(env)}
+    if scheme == "consul-unix":
+        if not rest.startswith("/"):
+            raise ConfigError(f"registry URI {uri!r}: expected consul-unix:///absolute/path/to/consul.sock")
+        return ConsulEndpoint(scheme="http", socket=rest, **common)
+    address = rest.strip("/") or env.get("CONSUL_HTTP_ADDR", "").strip()
+    if address.startswith("unix://"):
+        return ConsulEndpoint(scheme="http", socket=address[len("unix://"):], **common)
+    source = f"registry URI {uri!r}" if rest.strip("/") else "CONSUL_HTTP_ADDR"
+    http_scheme, host, port = parse_consul_address(address, source) if address else ("http", "127.0.0.1", DEFAULT_CONSUL_PORT)
+    if scheme == "consul-tls" or env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true"):
+        http_scheme = "https"
+    return ConsulEndpoint(scheme=http_scheme, host=host, port=port, **common)
+
+
+def _token(env: Mapping[str, str]) -> str | None:
+    """CONSUL_HTTP_TOKEN, else the contents of CONSUL_HTTP_TOKEN_FILE (Consul's own precedence)."""
+    if env.get("CONSUL_HTTP_TOKEN"):
+        return env["CONSUL_HTTP_TOKEN"]
+    path = env.get("CONSUL_HTTP_TOKEN_FILE")
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError as exc:
+        raise ConfigError(f"CONSUL_HTTP_TOKEN_FILE={path}: {exc.strerror}") from None
+
+
+def _tls(env: Mapping[str, str]) -> dict[str, object]:
+    verify: bool | str = env.get("CONSUL_CACERT") or env.get("CONSUL_CAPATH") or True
+    if env.get("CONSUL_HTTP_SSL_VERIFY", "").lower() in ("0", "false"):
+        verify = False
+    cert, key = env.get("CONSUL_CLIENT_CERT"), env.get("CONSUL_CLIENT_KEY")
+    if bool(cert) != bool(key):
+        raise ConfigError("CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY must be set together")
+    for name in ("CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"):
+        if env.get(name) and not os.path.exists(env[name]):
+            raise ConfigError(f"{name}={env[name]}: no such file")
+    return {"verify": verify, "cert": (cert, key) if cert and key else None}
+
+
+def parse_meta_options(pairs: Iterable[str]) -> dict[str, str]:
+    """`--meta key=value` pairs, checked against Consul's Meta rules at startup."""
+    meta: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        problem = "expected key=value" if not sep else meta_key_problem(key)
+        if problem:
+            raise ConfigError(f"--meta {pair!r}: {problem}")
+        meta[key] = value
+    return meta

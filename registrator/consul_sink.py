@@ -17,14 +17,17 @@ from typing import Any
 
 import consul
 import requests
+from docker.transport import UnixHTTPAdapter
 
 from registrator.config import ConsulEndpoint
-from registrator.mapping import META_CONTAINER, META_HOST
+from registrator.mapping import META_HOST
 from registrator.model import ServiceSpec
 
 # python-consul2 reads these in its constructor and lets them override explicit arguments.
 _LIBRARY_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_TOKEN")
 _env_lock = threading.Lock()
+# consul-unix://: requests talks HTTP over the socket through docker-py's adapter, mounted for this scheme.
+_UNIX_SCHEME = "http+unix"
 
 
 class ConsulError(Exception):
@@ -40,12 +43,16 @@ class ConsulSink:
         self.endpoint = endpoint
         with _without_library_env():
             self._client = consul.Consul(
-                host=endpoint.host,
-                port=endpoint.port,
-                scheme=endpoint.scheme,
+                host="localhost" if endpoint.socket else endpoint.host,
+                port=80 if endpoint.socket else endpoint.port,
+                scheme=_UNIX_SCHEME if endpoint.socket else endpoint.scheme,
                 token=endpoint.token,
+                verify=endpoint.verify,
+                cert=endpoint.cert,
                 timeout=endpoint.timeout,
             )
+        if endpoint.socket:
+            self._client.http.session.mount(f"{_UNIX_SCHEME}://", UnixHTTPAdapter(f"http+unix://{endpoint.socket}"))
 
     def leader(self) -> str:
         """The cluster leader's address; empty while the cluster has none."""
@@ -58,14 +65,9 @@ class ConsulSink:
             raw: Mapping[str, Any] = self._client.agent.services() or {}
         return {sid: service_from_agent(entry) for sid, entry in raw.items()}
 
-    def owned_services(self, hostname: str, container_id: str | None = None) -> dict[str, ServiceSpec]:
-        """Services this host registered (by ownership Meta), optionally of one container."""
-        return {
-            sid: spec
-            for sid, spec in self.services().items()
-            if spec.meta.get(META_HOST) == hostname
-            and (container_id is None or spec.meta.get(META_CONTAINER) == container_id)
-        }
+    def owned_services(self, hostname: str) -> dict[str, ServiceSpec]:
+        """Services this host registered, found by their ownership Meta."""
+        return {sid: spec for sid, spec in self.services().items() if spec.meta.get(META_HOST) == hostname}
 
     def register(self, spec: ServiceSpec) -> None:
         with self._errors(f"agent/service/register {spec.id}"):

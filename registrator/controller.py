@@ -1,12 +1,13 @@
 """The running agent: an event pump, a periodic resync and one worker around a keyed queue.
 
-Events and resyncs only enqueue container IDs; the worker reconciles one container at a time, so
-events for the same container are handled in order and never concurrently. Signal handlers only
-set `stop`.
+Events and resyncs only enqueue keys: a container ID, or RESYNC for "re-read Consul and look at
+every container". The single worker handles one key at a time, so events for the same container are
+handled in order and never concurrently. Signal handlers only set `stop`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -18,22 +19,30 @@ from tenacity import (
     retry_if_exception,
     retry_if_exception_type,
     retry_if_result,
+    stop_after_attempt,
+    stop_any,
     stop_when_event_set,
+    wait_fixed,
     wait_random_exponential,
 )
 
 from registrator.config import Settings
 from registrator.consul_sink import ConsulError, ConsulSink
 from registrator.docker_source import DockerSource, DockerUnavailable
-from registrator.mapping import META_CONTAINER
 from registrator.reconciler import Reconciler
 from registrator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
+RESYNC = "*resync*"  # never a container ID
+
 
 class EventStreamEnded(Exception):
     """Docker closed the events stream (daemon restart or shutdown)."""
+
+
+class StartupError(Exception):
+    """A dependency stayed unreachable for all of `-retry-attempts`."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -42,18 +51,25 @@ def _transient(exc: BaseException) -> bool:
 
 class Controller:
     def __init__(self, settings: Settings, docker: DockerSource, consul: ConsulSink) -> None:
-        self._settings = settings
+        self.settings = settings
         self._docker = docker
         self._consul = consul
-        self._reconciler = Reconciler(docker, consul, settings.mapping)
         self._queue = WorkQueue()
         self.stop = threading.Event()
         self.ready = threading.Event()
         self._since: str | None = None
+        self.reconciler: Reconciler | None = None
 
     def run(self) -> None:
-        """Run until `stop` is set."""
+        """Run until `stop` is set; raises StartupError if Consul or Docker never answered."""
+        hostname = self._wait_for_docker()
         self._wait_for_consul()
+        if self.stop.is_set():
+            return
+        if hostname != self.settings.mapping.hostname:
+            self.settings = dataclasses.replace(self.settings, mapping=dataclasses.replace(self.settings.mapping, hostname=hostname))
+        log.info("host identity %s; registering address %s", hostname, self.settings.mapping.ip or self.settings.mapping.host_ip)
+        self.reconciler = Reconciler(self._docker, self._consul, self.settings.mapping)
         threads = [
             threading.Thread(target=self._pump, name="events", daemon=True),
             threading.Thread(target=self._resync_loop, name="resync", daemon=True),
@@ -66,7 +82,7 @@ class Controller:
         self._docker.close_events()
         self._queue.shutdown()
         for thread in threads:
-            thread.join(timeout=self._settings.docker_timeout)
+            thread.join(timeout=self.settings.docker_timeout)
 
     def _retrying(self, retry: Any) -> Retrying:
         """Retry with jittered backoff until success or `stop`; a stop ends the call with None."""
@@ -79,10 +95,39 @@ class Controller:
             retry_error_callback=lambda state: None,
         )
 
+    def _startup_retrying(self, retry: Any, what: str) -> Retrying:
+        """registrator's `-retry-attempts` (-1: forever) and `-retry-interval` for reaching a dependency."""
+        attempts = self.settings.retry_attempts
+        stop = stop_when_event_set(self.stop)
+        if attempts >= 0:
+            stop = stop_any(stop, stop_after_attempt(attempts + 1))
+
+        def give_up(state: Any) -> None:
+            if not self.stop.is_set():
+                outcome = state.outcome.exception() if state.outcome and state.outcome.failed else "no leader"
+                raise StartupError(f"{what} not reachable after {state.attempt_number} attempts: {outcome}")
+
+        return Retrying(
+            retry=retry,
+            wait=wait_fixed(self.settings.retry_interval_ms / 1000),
+            stop=stop,
+            sleep=self.stop.wait,
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            retry_error_callback=give_up,
+        )
+
+    def _wait_for_docker(self) -> str:
+        """The host identity: `--hostname`, else the Docker daemon's name (stable across agent restarts)."""
+        configured = self.settings.mapping.hostname
+        name = self._startup_retrying(retry_if_exception_type(DockerUnavailable), "Docker")(
+            lambda: configured or self._docker.daemon_name()
+        )
+        return str(name or configured)
+
     def _wait_for_consul(self) -> None:
-        """Block until the Consul agent answers and its cluster has a leader (or we are stopped)."""
-        retrying = self._retrying(retry_if_exception_type(ConsulError) | retry_if_result(lambda leader: not leader))
-        leader = retrying(self._consul.leader)
+        """Block until the Consul agent answers and its cluster has a leader (registrator#593)."""
+        retry = retry_if_exception(_transient) | retry_if_result(lambda leader: not leader)
+        leader = self._startup_retrying(retry, f"Consul at {self._consul.endpoint.url}")(self._consul.leader)
         if leader:
             log.info("Consul at %s has leader %s", self._consul.endpoint.url, leader)
 
@@ -91,9 +136,9 @@ class Controller:
 
     def _follow_events(self) -> None:
         events = self._docker.events(since=self._since)
-        self.enqueue_all()
+        self._queue.add(RESYNC)
         if not self.ready.is_set():
-            log.info("ready: following Docker events, resync every %ss", self._settings.resync_seconds)
+            log.info("ready: following Docker events, resync every %ss", self.settings.resync_seconds)
             self.ready.set()
         for event in events:
             self._since = f"{event.time_nano // 10**9}.{event.time_nano % 10**9:09d}"
@@ -102,36 +147,36 @@ class Controller:
         if not self.stop.is_set():
             raise EventStreamEnded("Docker events stream closed; reconnecting")
 
-    def enqueue_all(self) -> None:
-        """Queue every running container and every container we still have services for."""
-        try:
-            ids = set(self._docker.running_ids())
-        except DockerUnavailable as exc:
-            log.warning("resync: %s", exc)
-            return
-        try:
-            owned = self._consul.owned_services(self._settings.mapping.hostname)
-            ids |= {spec.meta[META_CONTAINER] for spec in owned.values() if META_CONTAINER in spec.meta}
-        except ConsulError as exc:
-            log.warning("resync: %s", exc)
-        for container_id in sorted(ids):
-            self._queue.add(container_id)
-
     def _resync_loop(self) -> None:
-        period = self._settings.resync_seconds
+        period = self.settings.resync_seconds
         if period <= 0:
             return
         while not self.stop.wait(period * random.uniform(0.9, 1.1)):
-            self.enqueue_all()
+            self._queue.add(RESYNC)
+
+    def _resync(self) -> None:
+        """Queue every running container and every container this host still has services for."""
+        assert self.reconciler is not None
+        containers = self.reconciler.refresh() | set(self._docker.running_ids())
+        log.debug("resync: %d containers", len(containers))
+        for container_id in sorted(containers):
+            self._queue.add(container_id)
+
+    def _handle(self, key: str) -> None:
+        assert self.reconciler is not None
+        if key == RESYNC:
+            self._resync()
+        else:
+            self.reconciler.reconcile(key)
 
     def _work(self) -> None:
         retrying = self._retrying(retry_if_exception(_transient))
-        while (container_id := self._queue.get()) is not None:
+        while (key := self._queue.get()) is not None:
             try:
-                retrying(self._reconciler.reconcile, container_id)
+                retrying(self._handle, key)
             except ConsulError as exc:
-                log.error("container %s: %s", container_id[:12], exc)
+                log.error("container %s: %s", key[:12], exc)
             except Exception:
-                log.exception("container %s: unexpected error while reconciling", container_id[:12])
+                log.exception("container %s: unexpected error while reconciling", key[:12])
             finally:
-                self._queue.done(container_id)
+                self._queue.done(key)

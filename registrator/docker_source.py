@@ -48,6 +48,13 @@ class DockerSource:
                     raise DockerUnavailable(f"cannot connect to Docker: {exc}") from exc
             return self._client
 
+    def daemon_name(self) -> str:
+        """The Docker daemon's host name (`docker info` Name)."""
+        try:
+            return str(self.api.info().get("Name") or "")
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise DockerUnavailable(f"docker info: {exc}") from exc
+
     def inspect(self, container_id: str) -> ContainerSnapshot | None:
         """The container's snapshot, or None once it is gone (vanishing is normal, not an error)."""
         try:

@@ -1,23 +1,61 @@
 """The pure heart of the agent: a container snapshot + settings → the services it should have.
 
-No I/O here. The same input always gives the same services (ports are sorted, nothing depends on
-dict order), so a reconcile that finds nothing changed writes nothing.
+No I/O here. The same input always gives the same services (ports and networks are sorted, nothing
+depends on dict order), so a reconcile that finds nothing changed writes nothing. Problems with a
+container's metadata come back as warnings, never as exceptions: one bad key never stops the rest
+of the container, or any other container, from being registered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 
-from registrator.metadata import service_metadata
-from registrator.model import ContainerPort, ContainerSnapshot, ServiceSpec
+from registrator.metadata import ContainerMetadata, PortMetadata, container_metadata
+from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
+from registrator.template import Template, TemplateError
 
 # Ownership lives in Meta: it is how this agent finds its own services again, never the ID.
 META_HOST = "registrator-host"
 META_CONTAINER = "registrator-container"
 META_HASH = "registrator-hash"
+RESERVED_META_PREFIXES = ("registrator-", "consul-")
+MAX_META_PAIRS = 64
+MAX_META_KEY = 128
+MAX_META_VALUE = 512
+_META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
+TRUTHY = {"1", "true", "yes", "on", "y", "t"}
+
+# Keys that configure the registration itself and never become Meta.
+SERVICE_KEYS = {"name", "id", "tags", "ignore"}
+CHECK_KEYS = {
+    "http", "https", "tcp", "udp", "grpc", "grpc_use_tls", "ttl", "script", "cmd", "docker", "interval",
+    "timeout", "method", "http_method", "https_method", "header", "tls_skip_verify", "tls_server_name",
+    "initial_status", "deregister_after", "success_before_passing", "failures_before_critical", "notes",
+}
+_NUMBERED_CHECK = re.compile(r"^\d+_(.+)$")
+
+
+class PortSuffix(Enum):
+    """When a service name gets the `-<port>` suffix (registrator#311)."""
+
+    AUTO = "auto"  # registrator master: generic name and more than one registrable port
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class DeregisterPolicy(Enum):
+    """What happens to the services of a container that stopped (registrator's `-deregister`)."""
+
+    ALWAYS = "always"
+    ON_SUCCESS = "on-success"  # keep after a non-zero exit that was not a signal
+    NEVER = "never"  # keep until the container is removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,22 +63,66 @@ class MappingSettings:
     """The part of the agent's settings that decides what a container registers."""
 
     hostname: str
-    ip: str
+    host_ip: str
+    ip: str | None = None
+    internal: bool = False
+    explicit: bool = False
+    use_ip_from_label: str = ""
+    tags: Template | None = None
+    meta: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    port_suffix: PortSuffix = PortSuffix.AUTO
+    deregister: DeregisterPolicy = DeregisterPolicy.ALWAYS
 
 
-def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings) -> dict[str, ServiceSpec]:
-    """Services keyed by ID; empty for a missing or stopped container."""
-    if snapshot is None or not snapshot.running:
-        return {}
-    published = [port for port in snapshot.ports if port.bindings]
-    services = (_service(snapshot, port, settings, multi_port=len(published) > 1) for port in published)
-    return {spec.id: spec for spec in services}
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """What a container should have registered.
+
+    `retain` means: keep whatever is registered now and write nothing (a stopped container whose
+    services the deregister policy keeps). `warnings` name the offending key; the caller logs them.
+    """
+
+    services: Mapping[str, ServiceSpec] = field(default_factory=lambda: MappingProxyType({}))
+    retain: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings) -> Desired:
+    if snapshot is None or snapshot.paused:
+        return Desired()
+    if not snapshot.running:
+        return Desired(retain=_retains_after_exit(snapshot, settings.deregister))
+    metadata = container_metadata(snapshot)
+    warnings = list(metadata.warnings)
+    ports = _registrable_ports(snapshot, settings)
+    warnings += [
+        f"SERVICE_{port}_*: the container has no port {port}; ignored"
+        for port in sorted(metadata.scoped_ports() - {p.port for p in snapshot.ports})
+    ]
+    template_tags = _template_tags(snapshot, settings, warnings)
+    services: dict[str, ServiceSpec] = {}
+    for port, bindings in ports:
+        port_meta = metadata.for_port(port)
+        if _truthy(port_meta.entries.get("ignore")):
+            continue
+        for spec in _services_for_port(snapshot, port, bindings, port_meta, metadata, len(ports) > 1, template_tags, settings, warnings):
+            if spec.id in services:
+                warnings.append(f"service ID {spec.id!r} is produced twice; the second is skipped")
+            else:
+                services[spec.id] = spec
+    return Desired(services=MappingProxyType(services), warnings=tuple(dict.fromkeys(warnings)))
 
 
 def image_basename(image: str) -> str:
     """`registry:5000/team/app:1.2` → `app`; a digest reference `app@sha256:…` → `app`."""
     base = image.rsplit("/", 1)[-1]
     return base.split("@", 1)[0].split(":", 1)[0]
+
+
+def parse_tags(text: str) -> list[str]:
+    """Comma-separated tags in their order; `\\,` is a literal comma; blanks dropped."""
+    tags = [part.replace("\0", ",").strip() for part in text.replace("\\,", "\0").split(",")]
+    return [tag for tag in tags if tag]
 
 
 def spec_hash(spec: ServiceSpec) -> str:
@@ -50,22 +132,180 @@ def spec_hash(spec: ServiceSpec) -> str:
     return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def _service(
-    snapshot: ContainerSnapshot, port: ContainerPort, settings: MappingSettings, *, multi_port: bool
-) -> ServiceSpec:
-    metadata, scoped = service_metadata(snapshot, port)
-    name = metadata.get("name") or image_basename(snapshot.image)
-    if multi_port and "name" not in scoped:
+def _truthy(entry: object) -> bool:
+    value = getattr(entry, "value", None)
+    return value is not None and str(value).strip().lower() in TRUTHY
+
+
+def _retains_after_exit(snapshot: ContainerSnapshot, policy: DeregisterPolicy) -> bool:
+    if policy is DeregisterPolicy.NEVER:
+        return True
+    if policy is DeregisterPolicy.ON_SUCCESS:
+        return snapshot.exit_code != 0 and not snapshot.exit_code & 128
+    return False
+
+
+def _registrable_ports(
+    snapshot: ContainerSnapshot, settings: MappingSettings
+) -> list[tuple[ContainerPort, tuple[PortBinding, ...]]]:
+    """Ports that can be reached from other hosts, with the host bindings that reach them.
+
+    Host-network containers serve their exposed ports on the host directly. Bindings to loopback
+    only are unreachable from elsewhere and are not registered. With `-internal` every exposed port
+    counts, published or not.
+    """
+    ports = []
+    for port in snapshot.ports:
+        if snapshot.network_mode == "host":
+            bindings: tuple[PortBinding, ...] = (PortBinding("", port.port),)
+        else:
+            bindings = tuple(b for b in port.bindings if not _is_loopback(b.host_ip))
+        if bindings or settings.internal:
+            ports.append((port, bindings))
+    return ports
+
+
+def _is_loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip == "::1"
+
+
+def _template_tags(snapshot: ContainerSnapshot, settings: MappingSettings, warnings: list[str]) -> list[str]:
+    if settings.tags is None:
+        return []
+    try:
+        return parse_tags(settings.tags.render(snapshot.attrs))
+    except TemplateError as exc:
+        warnings.append(f"-tags template {settings.tags.source!r}: {exc}; its tags are left out")
+        return []
+
+
+def _services_for_port(
+    snapshot: ContainerSnapshot,
+    port: ContainerPort,
+    bindings: tuple[PortBinding, ...],
+    port_meta: PortMetadata,
+    metadata: ContainerMetadata,
+    multi_port: bool,
+    template_tags: list[str],
+    settings: MappingSettings,
+    warnings: list[str],
+) -> list[ServiceSpec]:
+    name = port_meta.get("name").strip()
+    if not name and settings.explicit:
+        return []
+    name = _service_name(name or image_basename(snapshot.image), port, port_meta, multi_port, settings, warnings)
+    base_id = _service_id(snapshot, port, port_meta, metadata, multi_port, settings)
+    tags = list(dict.fromkeys(parse_tags(port_meta.get("tags")) + template_tags + (["udp"] if port.protocol == "udp" else [])))
+    meta = _meta(port_meta, settings, warnings)
+    label_ip = _label_ip(snapshot, settings)
+    if settings.internal:
+        targets = [(label_ip or _container_ip(snapshot), port.port)]
+    else:
+        targets = [(label_ip or settings.ip or _binding_ip(b) or settings.host_ip, b.host_port) for b in bindings]
+    address_by_port: dict[int, str] = {}
+    for address, host_port in targets:
+        address_by_port.setdefault(host_port, address)
+    specs = []
+    for index, (host_port, address) in enumerate(address_by_port.items()):
+        service_id = base_id if index == 0 else f"{base_id}:{host_port}"
+        specs.append(_with_ownership(ServiceSpec(service_id, name, address, host_port, tuple(tags)), snapshot, meta, settings))
+    return specs
+
+
+def _service_name(
+    name: str, port: ContainerPort, port_meta: PortMetadata, multi_port: bool, settings: MappingSettings, warnings: list[str]
+) -> str:
+    suffixed = {
+        PortSuffix.AUTO: multi_port and "name" not in port_meta.port_scoped,
+        PortSuffix.ALWAYS: "name" not in port_meta.port_scoped,
+        PortSuffix.NEVER: False,
+    }[settings.port_suffix]
+    if suffixed:
         name = f"{name}-{port.port}"
-    service_id = f"{settings.hostname}:{snapshot.name}:{port.port}"
-    if port.protocol == "udp":
-        service_id += ":udp"
-    spec = ServiceSpec(
-        id=service_id,
-        name=name,
-        address=settings.ip,
-        port=port.bindings[0].host_port,
-        meta=MappingProxyType({META_HOST: settings.hostname, META_CONTAINER: snapshot.id}),
-    )
-    meta = {**spec.meta, META_HASH: spec_hash(spec)}
-    return ServiceSpec(spec.id, spec.name, spec.address, spec.port, spec.tags, MappingProxyType(meta))
+    if not _DNS_NAME.match(name):
+        source = port_meta.entries["name"].source if "name" in port_meta.entries else "image name"
+        warnings.append(f"{source}: service name {name!r} is not a valid DNS label; it is registered but not discoverable via DNS")
+    return name
+
+
+def _service_id(
+    snapshot: ContainerSnapshot,
+    port: ContainerPort,
+    port_meta: PortMetadata,
+    metadata: ContainerMetadata,
+    multi_port: bool,
+    settings: MappingSettings,
+) -> str:
+    """registrator's `host:container:port[:udp]`, or SERVICE_ID.
+
+    Unlike registrator, a custom ID keeps the `:udp` distinction (registrator#599) unless it was set
+    for that protocol, and a container-wide SERVICE_ID on several ports gets `:<port>` so the
+    services do not overwrite each other.
+    """
+    custom = port_meta.get("id").strip()
+    if not custom:
+        service_id = f"{settings.hostname}:{snapshot.name}:{port.port}"
+        return f"{service_id}:udp" if port.protocol == "udp" else service_id
+    if "id" not in port_meta.port_scoped and multi_port:
+        custom = f"{custom}:{port.port}"
+    if port.protocol == "udp" and "id" not in port_meta.protocol_scoped:
+        custom = f"{custom}:udp"
+    return custom
+
+
+def _meta(port_meta: PortMetadata, settings: MappingSettings, warnings: list[str]) -> dict[str, str]:
+    meta = dict(settings.meta)
+    for key, entry in sorted(port_meta.entries.items()):
+        if key in SERVICE_KEYS:
+            continue
+        if key.startswith("check_"):
+            check_key = key[len("check_"):]
+            numbered = _NUMBERED_CHECK.match(check_key)
+            if (numbered.group(1) if numbered else check_key) not in CHECK_KEYS:
+                warnings.append(f"{entry.source}: unknown check setting {key!r}; ignored")
+            continue
+        problem = meta_key_problem(key) or (len(entry.value) > MAX_META_VALUE and f"value longer than {MAX_META_VALUE} characters")
+        if problem:
+            warnings.append(f"{entry.source}: Meta key {key!r} dropped: {problem}")
+        else:
+            meta[key] = entry.value
+    room = MAX_META_PAIRS - 3
+    if len(meta) > room:
+        dropped = sorted(meta)[room:]
+        warnings.append(f"more than {room} Meta pairs; dropped {', '.join(dropped)}")
+        meta = {k: meta[k] for k in sorted(meta)[:room]}
+    return meta
+
+
+def meta_key_problem(key: str) -> str:
+    """Why Consul (or our ownership keys) would reject a Meta key; empty when it is fine."""
+    if not _META_KEY.match(key):
+        return "only letters, digits, '-' and '_' are allowed"
+    if len(key) > MAX_META_KEY:
+        return f"longer than {MAX_META_KEY} characters"
+    if key.startswith(RESERVED_META_PREFIXES):
+        return "the 'consul-' and 'registrator-' prefixes are reserved"
+    return ""
+
+
+def _label_ip(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
+    """registrator's `-useIpFromLabel`: the label's value without a `/cidr` suffix."""
+    if not settings.use_ip_from_label:
+        return ""
+    return snapshot.labels.get(settings.use_ip_from_label, "").strip().rsplit("/", 1)[0]
+
+
+def _container_ip(snapshot: ContainerSnapshot) -> str:
+    """The default-bridge address, else the address on the first network by name (deterministic)."""
+    return snapshot.ip or next((net.ip for net in snapshot.networks if net.ip), "")
+
+
+def _binding_ip(binding: PortBinding) -> str:
+    """A binding to one specific host address is reachable there; a wildcard says nothing."""
+    return "" if binding.host_ip in ("", "0.0.0.0", "::") else binding.host_ip
+
+
+def _with_ownership(spec: ServiceSpec, snapshot: ContainerSnapshot, meta: dict[str, str], settings: MappingSettings) -> ServiceSpec:
+    full = {**meta, META_HOST: settings.hostname, META_CONTAINER: snapshot.id}
+    unhashed = ServiceSpec(spec.id, spec.name, spec.address, spec.port, spec.tags, MappingProxyType(full))
+    return ServiceSpec(spec.id, spec.name, spec.address, spec.port, spec.tags, MappingProxyType({**full, META_HASH: spec_hash(unhashed)}))

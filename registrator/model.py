@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 
 def _empty() -> Mapping[str, str]:
@@ -29,16 +30,34 @@ class ContainerPort:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkAttachment:
+    """The container's addresses on one Docker network."""
+
+    name: str
+    ip: str = ""
+    ipv6: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerSnapshot:
-    """What the mapping needs to know about one container, read from `docker inspect`."""
+    """What the mapping needs to know about one container, read from `docker inspect`.
+
+    `attrs` is the raw inspect document, kept read-only for `-tags` templates.
+    """
 
     id: str
     name: str
     image: str
     running: bool
+    paused: bool = False
+    exit_code: int = 0
+    network_mode: str = "default"
+    ip: str = ""
+    networks: tuple[NetworkAttachment, ...] = ()
     env: Mapping[str, str] = field(default_factory=_empty)
     labels: Mapping[str, str] = field(default_factory=_empty)
     ports: tuple[ContainerPort, ...] = ()
+    attrs: Mapping[str, Any] = field(default_factory=_empty)
 
     @property
     def short_id(self) -> str:

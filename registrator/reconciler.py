@@ -1,4 +1,10 @@
-"""Level-triggered reconcile of one container: the only code that writes to Consul."""
+"""Level-triggered reconcile of one container: the only code that writes to Consul.
+
+Like Consul's own anti-entropy, it keeps a local view of what this host has registered: read in
+full from the agent by `refresh` (at start and every resync) and updated by every write it makes.
+A per-container reconcile then costs one Docker inspect and no Consul read, and writes only what
+differs, so an unchanged resync sends nothing to Consul.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import logging
 from typing import Protocol
 
 from registrator.diff import plan
-from registrator.mapping import MappingSettings, desired_services
+from registrator.mapping import META_CONTAINER, MappingSettings, desired_services
 from registrator.model import ContainerSnapshot, Deregister, Register, ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -17,16 +23,30 @@ class Docker(Protocol):
 
 
 class Consul(Protocol):
-    def owned_services(self, hostname: str, container_id: str | None = None) -> dict[str, ServiceSpec]: ...
+    def owned_services(self, hostname: str) -> dict[str, ServiceSpec]: ...
     def register(self, spec: ServiceSpec) -> None: ...
     def deregister(self, service_id: str) -> None: ...
 
 
 class Reconciler:
+    """Not thread-safe by design: one worker calls `refresh` and `reconcile` in turn."""
+
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings) -> None:
         self._docker = docker
         self._consul = consul
         self._settings = settings
+        self._owned: dict[str, ServiceSpec] = {}
+        self._by_container: dict[str, dict[str, ServiceSpec]] = {}
+        self._warned: dict[str, tuple[str, ...]] = {}
+        self.writes = 0
+
+    def refresh(self) -> set[str]:
+        """Re-read every service this host owns from Consul; returns the containers they belong to."""
+        self._owned = {}
+        self._by_container = {}
+        for spec in self._consul.owned_services(self._settings.hostname).values():
+            self._remember(spec)
+        return set(self._by_container)
 
     def reconcile(self, container_id: str) -> int:
         """Make Consul hold exactly the services this container should have now; returns the writes made.
@@ -37,17 +57,54 @@ class Reconciler:
         snapshot = self._docker.inspect(container_id)
         label = snapshot.name if snapshot else container_id[:12]
         desired = desired_services(snapshot, self._settings)
-        actual = self._consul.owned_services(self._settings.hostname, container_id)
-        ops = plan(desired, actual)
+        self._report(container_id, label, desired.warnings, gone=snapshot is None)
+        if desired.retain:
+            return 0
+        actual = dict(self._by_container.get(container_id, {}))
+        wanted = {}
+        for service_id, spec in desired.services.items():
+            holder = self._owned.get(service_id)
+            if holder is not None and holder.meta.get(META_CONTAINER) != container_id:
+                log.warning("container %s: service ID %s is already registered for container %s; skipped",
+                            label, service_id, holder.meta.get(META_CONTAINER, "?")[:12])
+                continue
+            wanted[service_id] = spec
+        ops = plan(wanted, actual)
         for op in ops:
             match op:
                 case Register(spec):
                     self._consul.register(spec)
+                    self._remember(spec)
                     verb = "updated" if spec.id in actual else "registered"
                     log.info("container %s: %s %s (%s at %s:%d)", label, verb, spec.id, spec.name, spec.address, spec.port)
                 case Deregister(service_id):
                     self._consul.deregister(service_id)
+                    self._forget(service_id)
                     log.info("container %s: deregistered %s", label, service_id)
+        self.writes += len(ops)
         if not ops:
-            log.debug("container %s: in sync (%d services)", label, len(desired))
+            log.debug("container %s: in sync (%d services)", label, len(wanted))
         return len(ops)
+
+    def _remember(self, spec: ServiceSpec) -> None:
+        self._forget(spec.id)
+        self._owned[spec.id] = spec
+        self._by_container.setdefault(spec.meta.get(META_CONTAINER, ""), {})[spec.id] = spec
+
+    def _forget(self, service_id: str) -> None:
+        old = self._owned.pop(service_id, None)
+        if old is not None:
+            container_id = old.meta.get(META_CONTAINER, "")
+            services = self._by_container.get(container_id, {})
+            services.pop(service_id, None)
+            if not services:
+                self._by_container.pop(container_id, None)
+
+    def _report(self, container_id: str, label: str, warnings: tuple[str, ...], *, gone: bool) -> None:
+        """Log a container's metadata warnings once, and again only when they change."""
+        if gone:
+            self._warned.pop(container_id, None)
+        elif self._warned.get(container_id) != warnings:
+            self._warned[container_id] = warnings
+            for warning in warnings:
+                log.warning("container %s: %s", label, warning)

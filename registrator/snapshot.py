@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from registrator.model import ContainerPort, ContainerSnapshot, PortBinding
+from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
 
 
 def snapshot_from_inspect(attrs: Mapping[str, Any]) -> ContainerSnapshot:
@@ -22,9 +22,33 @@ def snapshot_from_inspect(attrs: Mapping[str, Any]) -> ContainerSnapshot:
         name=(attrs.get("Name") or "").lstrip("/"),
         image=config.get("Image") or "",
         running=bool(state.get("Running")) and not bool(state.get("Restarting")),
+        paused=bool(state.get("Paused")),
+        exit_code=_int(state.get("ExitCode")),
+        network_mode=str((attrs.get("HostConfig") or {}).get("NetworkMode") or "default"),
+        ip=str(network.get("IPAddress") or ""),
+        networks=_parse_networks(network.get("Networks") or {}),
         env=MappingProxyType(_parse_env(config.get("Env") or [])),
         labels=MappingProxyType({str(k): str(v) for k, v in (config.get("Labels") or {}).items()}),
         ports=_parse_ports(config.get("ExposedPorts") or {}, network.get("Ports") or {}),
+        attrs=MappingProxyType(dict(attrs)),
+    )
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _parse_networks(networks: Mapping[str, Any]) -> tuple[NetworkAttachment, ...]:
+    """Attachments sorted by network name, so that "the first network" is a stable choice."""
+    return tuple(
+        NetworkAttachment(
+            name=str(name), ip=str(net.get("IPAddress") or ""), ipv6=str(net.get("GlobalIPv6Address") or "")
+        )
+        for name, net in sorted(networks.items())
+        if isinstance(net, Mapping)
     )
 
 

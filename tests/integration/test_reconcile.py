@@ -18,7 +18,7 @@ def test_second_reconcile_of_an_unchanged_container_writes_nothing(consul, workl
     reconciler = Reconciler(
         DockerSource(timeout=10),
         ConsulSink(ConsulEndpoint(port=consul.http_port)),
-        MappingSettings(hostname="reconcile-test", ip="127.0.0.11"),
+        MappingSettings(hostname="reconcile-test", host_ip="127.0.0.11"),
     )
     container_id = web.get_wrapped_container().id
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from registrator.config import ConfigError, consul_endpoint, parse_consul_address
+from registrator.config import ConfigError, consul_endpoint, parse_consul_address, parse_meta_options
 
 
 @pytest.mark.parametrize(
@@ -43,6 +43,62 @@ def test_ssl_variable_and_token():
     assert "s3cret" not in repr(endpoint)
 
 
-def test_other_backends_are_refused_clearly():
-    with pytest.raises(ConfigError, match="'etcd' is not supported"):
-        consul_endpoint("etcd://127.0.0.1:2379", env={})
+@pytest.mark.parametrize("scheme", ["etcd", "zookeeper", "skydns2", "consulkv", "consulkv-unix"])
+def test_other_backends_are_refused_clearly(scheme):
+    with pytest.raises(ConfigError, match=f"the {scheme} backend is not supported"):
+        consul_endpoint(f"{scheme}://127.0.0.1:2379/prefix", env={})
+
+
+def test_unknown_uri_is_an_error():
+    with pytest.raises(ConfigError, match="expected consul://"):
+        consul_endpoint("127.0.0.1:8500", env={})
+
+
+def test_registrator_bare_scheme_uses_the_environment():
+    assert consul_endpoint("consul:", env={"CONSUL_HTTP_ADDR": "10.0.0.2:8501"}).url == "http://10.0.0.2:8501"
+
+
+def test_consul_tls_uses_https_and_the_certificate_variables(tmp_path):
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
+    for path in (ca, cert, key):
+        path.write_text("x")
+    env = {"CONSUL_CACERT": str(ca), "CONSUL_CLIENT_CERT": str(cert), "CONSUL_CLIENT_KEY": str(key)}
+    endpoint = consul_endpoint("consul-tls://consul.local:8501", env=env)
+    assert (endpoint.url, endpoint.verify, endpoint.cert) == ("https://consul.local:8501", str(ca), (str(cert), str(key)))
+
+
+def test_missing_certificate_files_are_named():
+    with pytest.raises(ConfigError, match="CONSUL_CACERT=/nope: no such file"):
+        consul_endpoint("consul-tls://h:8501", env={"CONSUL_CACERT": "/nope"})
+    with pytest.raises(ConfigError, match="set together"):
+        consul_endpoint("consul-tls://h:8501", env={"CONSUL_CLIENT_CERT": "/etc/hostname"})
+
+
+def test_ssl_verify_can_be_turned_off():
+    assert consul_endpoint(None, env={"CONSUL_HTTP_SSL_VERIFY": "false"}).verify is False
+
+
+def test_consul_unix_socket():
+    assert consul_endpoint("consul-unix:///run/consul.sock", env={}).socket == "/run/consul.sock"
+    assert consul_endpoint(None, env={"CONSUL_HTTP_ADDR": "unix:///run/c.sock"}).url == "unix:///run/c.sock"
+    with pytest.raises(ConfigError, match="absolute"):
+        consul_endpoint("consul-unix://relative.sock", env={})
+
+
+def test_token_file_is_read_when_no_token_is_set(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    assert consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)}).token == "from-file"
+    assert consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": str(token_file), "CONSUL_HTTP_TOKEN": "t"}).token == "t"
+    with pytest.raises(ConfigError, match="CONSUL_HTTP_TOKEN_FILE=/nope"):
+        consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": "/nope"})
+
+
+@pytest.mark.parametrize(("pair", "problem"), [("novalue", "expected key=value"), ("a.b=1", "only letters"), ("consul-x=1", "reserved")])
+def test_global_meta_is_validated_at_startup(pair, problem):
+    with pytest.raises(ConfigError, match=problem):
+        parse_meta_options([pair])
+
+
+def test_global_meta():
+    assert parse_meta_options(["team=web", "env=a=b"]) == {"team": "web", "env": "a=b"}

@@ -1,3 +1,5 @@
+"""Every rule that turns a container into Consul services, as a table."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -5,20 +7,43 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.mapping import META_CONTAINER, META_HASH, META_HOST, MappingSettings, desired_services, image_basename, spec_hash
-from registrator.model import ContainerPort, ContainerSnapshot, PortBinding
+from registrator.mapping import (
+    META_CONTAINER, META_HASH, META_HOST, DeregisterPolicy, MappingSettings, PortSuffix, desired_services,
+    image_basename, parse_tags, spec_hash,
+)
+from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
 from registrator.snapshot import snapshot_from_inspect
+from registrator.template import parse
 
-SETTINGS = MappingSettings(hostname="host1", ip="10.0.0.5")
-
-
-def container(*ports: ContainerPort, env: dict[str, str] | None = None, running: bool = True) -> ContainerSnapshot:
-    return ContainerSnapshot(id="f" * 64, name="app.1", image="registry:5000/team/app:1.2", running=running,
-                             env=MappingProxyType(env or {}), ports=ports)
+SETTINGS = MappingSettings(hostname="host1", host_ip="10.0.0.5")
+CID = "f" * 64
 
 
-def published(port: int, host_port: int, protocol: str = "tcp") -> ContainerPort:
-    return ContainerPort(port, protocol, (PortBinding("0.0.0.0", host_port), PortBinding("::", host_port)))
+def container(*ports: ContainerPort, env: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+              **fields: object) -> ContainerSnapshot:
+    fields.setdefault("running", True)
+    return ContainerSnapshot(
+        id=CID, name="app.1", image="registry:5000/team/app:1.2",
+        env=MappingProxyType(env or {}), labels=MappingProxyType(labels or {}), ports=ports,
+        attrs=MappingProxyType({"Id": CID, "Name": "/app.1", "Config": {"Labels": labels or {}}}), **fields,
+    )
+
+
+def published(port: int, host_port: int, protocol: str = "tcp", host_ip: str = "0.0.0.0") -> ContainerPort:
+    return ContainerPort(port, protocol, (PortBinding(host_ip, host_port), PortBinding("::", host_port)))
+
+
+def services(snapshot: ContainerSnapshot, settings: MappingSettings = SETTINGS):
+    return desired_services(snapshot, settings).services
+
+
+def one(snapshot: ContainerSnapshot, settings: MappingSettings = SETTINGS):
+    [spec] = services(snapshot, settings).values()
+    return spec
+
+
+def warnings(snapshot: ContainerSnapshot, settings: MappingSettings = SETTINGS) -> str:
+    return "\n".join(desired_services(snapshot, settings).warnings)
 
 
 @pytest.mark.parametrize(
@@ -30,55 +55,255 @@ def test_image_basename(image, name):
     assert image_basename(image) == name
 
 
-def test_one_published_port_gives_one_service_named_after_the_image():
-    [spec] = desired_services(container(published(80, 32768)), SETTINGS).values()
+@pytest.mark.parametrize(
+    ("text", "tags"),
+    [("a,b", ["a", "b"]), ("b,a", ["b", "a"]), (r"a\,b,c", ["a,b", "c"]), (" a , ,b,", ["a", "b"]), ("", [])],
+    ids=["plain", "order-preserved", "escaped-comma", "blanks-dropped", "empty"],
+)
+def test_parse_tags(text, tags):
+    assert parse_tags(text) == tags
 
-    assert (spec.id, spec.name, spec.address, spec.port) == ("host1:app.1:80", "app", "10.0.0.5", 32768)
-    assert spec.meta[META_HOST] == "host1"
-    assert spec.meta[META_CONTAINER] == "f" * 64
-    assert spec.meta[META_HASH] == spec_hash(spec)
+
+# ---- registrator's documented examples (docs/user/services.md) ----
+
+def test_redis_example_single_port():
+    redis = replace(container(published(6379, 10000)), name="redis.0", image="redis")
+    spec = one(redis)
+    assert (spec.id, spec.name, spec.port, spec.address) == ("host1:redis.0:6379", "redis", 10000, "10.0.0.5")
 
 
-def test_service_name_from_metadata():
-    [spec] = desired_services(container(published(80, 1), env={"SERVICE_NAME": "web"}), SETTINGS).values()
-    assert spec.name == "web"
+def test_nginx_example_two_ports_get_suffixed_names():
+    nginx = replace(container(published(443, 4443), published(80, 8000)), image="nginx")
+    assert {(s.name, s.port) for s in services(nginx).values()} == {("nginx-443", 4443), ("nginx-80", 8000)}
+
+
+def test_port_specific_name_id_and_attribute_example():
+    env = {"SERVICE_443_NAME": "https", "SERVICE_443_ID": "https.12345", "SERVICE_443_SNI": "enabled"}
+    nginx = replace(container(published(443, 4443), published(80, 8000), env=env), image="nginx")
+    by_name = {s.name: s for s in services(nginx).values()}
+    assert set(by_name) == {"https", "nginx-80"}
+    assert by_name["https"].id == "https.12345"
+    assert by_name["https"].meta["sni"] == "enabled"
+    assert "sni" not in by_name["nginx-80"].meta
+
+
+# ---- names ----
+
+@pytest.mark.parametrize(
+    ("env", "suffix", "names"),
+    [
+        ({}, PortSuffix.AUTO, {"app-80", "app-443"}),
+        ({"SERVICE_NAME": "web"}, PortSuffix.AUTO, {"web-80", "web-443"}),
+        ({"SERVICE_NAME": "web", "SERVICE_443_NAME": "secure"}, PortSuffix.AUTO, {"web-80", "secure"}),
+        ({"SERVICE_NAME": "web"}, PortSuffix.NEVER, {"web"}),
+        ({"SERVICE_NAME": "web", "SERVICE_443_NAME": "secure"}, PortSuffix.ALWAYS, {"web-80", "secure"}),
+    ],
+    ids=["image-name", "generic-name", "port-scoped-name-has-no-suffix", "never", "always"],
+)
+def test_port_suffix_on_several_ports(env, suffix, names):
+    snapshot = container(published(80, 1), published(443, 2), env=env)
+    assert {s.name for s in services(snapshot, replace(SETTINGS, port_suffix=suffix)).values()} == names
+
+
+def test_port_suffix_always_applies_to_a_single_port():
+    assert one(container(published(80, 1)), replace(SETTINGS, port_suffix=PortSuffix.ALWAYS)).name == "app-80"
+
+
+def test_ignored_ports_still_count_for_the_suffix_as_in_registrator():
+    snapshot = container(published(80, 1), published(443, 2), env={"SERVICE_443_IGNORE": "true"})
+    assert one(snapshot).name == "app-80"
+
+
+def test_empty_name_falls_back_to_the_image():
+    assert one(container(published(80, 1), env={"SERVICE_NAME": ""})).name == "app"
+
+
+def test_name_that_dns_cannot_serve_is_registered_with_a_warning():
+    snapshot = container(published(80, 1), labels={"SERVICE_NAME": "wéb_1"})
+    assert one(snapshot).name == "wéb_1"
+    assert "label SERVICE_NAME: service name 'wéb_1' is not a valid DNS label" in warnings(snapshot)
+
+
+# ---- IDs ----
+
+def test_udp_ports_get_a_distinct_id_and_tag():
+    snapshot = container(published(53, 1053, "udp"), published(53, 1053))
+    found = services(snapshot)
+    assert set(found) == {"host1:app.1:53", "host1:app.1:53:udp"}
+    assert found["host1:app.1:53:udp"].tags == ("udp",)
+
+
+def test_custom_id_keeps_the_udp_distinction():
+    snapshot = container(published(53, 1053, "udp"), published(53, 1053), env={"SERVICE_53_ID": "dns"})
+    assert set(services(snapshot)) == {"dns", "dns:udp"}
+
+
+def test_protocol_scoped_id_is_taken_as_is():
+    snapshot = container(published(53, 1053, "udp"), env={"SERVICE_53_UDP_ID": "dns-u"})
+    assert set(services(snapshot)) == {"dns-u"}
+
+
+def test_container_wide_id_on_several_ports_does_not_collide():
+    snapshot = container(published(80, 1), published(443, 2), env={"SERVICE_ID": "web"})
+    assert set(services(snapshot)) == {"web:80", "web:443"}
+
+
+# ---- tags ----
+
+def test_tags_keep_their_order_then_template_tags_then_udp():
+    settings = replace(SETTINGS, tags=parse('prod,{{mIndex "team" .Config.Labels}}'))
+    snapshot = container(published(53, 1, "udp"), env={"SERVICE_TAGS": r"b,a\,x,b"}, labels={"team": "dns"})
+    assert one(snapshot, settings).tags == ("b", "a,x", "prod", "dns", "udp")
+
+
+def test_template_that_fails_for_one_container_only_drops_its_tags():
+    settings = replace(SETTINGS, tags=parse("x,{{sIndex 0 .Config.Labels.nope}}"))
+    snapshot = container(published(80, 1), env={"SERVICE_TAGS": "mine"})
+    assert one(snapshot, settings).tags == ("mine",)
+    assert "-tags template" in warnings(snapshot, settings)
+
+
+# ---- ignore, explicit ----
+
+@pytest.mark.parametrize(
+    ("value", "ignored"),
+    [("1", True), ("true", True), ("TRUE", True), ("yes", True), ("on", True),
+     ("false", False), ("0", False), ("no", False), ("", False)],
+)
+def test_only_truthy_ignore_values_ignore(value, ignored):
+    assert (services(container(published(80, 1), env={"SERVICE_IGNORE": value})) == {}) is ignored
+
+
+def test_port_scoped_ignore_and_override():
+    snapshot = container(published(80, 1), published(443, 2), env={"SERVICE_IGNORE": "true", "SERVICE_443_IGNORE": "false"})
+    assert [s.name for s in services(snapshot).values()] == ["app-443"]
+
+
+def test_explicit_registers_only_named_ports():
+    snapshot = container(published(80, 1), published(443, 2), env={"SERVICE_443_NAME": "secure"})
+    assert [s.name for s in services(snapshot, replace(SETTINGS, explicit=True)).values()] == ["secure"]
+
+
+# ---- Meta ----
+
+def test_other_keys_become_meta_but_check_and_service_keys_do_not():
+    env = {"SERVICE_REGION": "eu", "SERVICE_CHECK_HTTP": "/h", "SERVICE_CHECK_1_TCP": "true", "SERVICE_TAGS": "t", "SERVICE_IGNORE": "no"}
+    meta = dict(one(container(published(80, 1), env=env)).meta)
+    assert {k: v for k, v in meta.items() if not k.startswith("registrator-")} == {"region": "eu"}
+
+
+def test_global_meta_is_a_default_that_containers_override():
+    settings = replace(SETTINGS, meta={"team": "core", "env": "prod"})
+    meta = one(container(published(80, 1), env={"SERVICE_TEAM": "web"}), settings).meta
+    assert (meta["team"], meta["env"]) == ("web", "prod")
 
 
 @pytest.mark.parametrize(
-    ("env", "names"),
-    [
-        ({}, {"app-80", "app-443"}),
-        ({"SERVICE_NAME": "web"}, {"web-80", "web-443"}),
-        ({"SERVICE_NAME": "web", "SERVICE_443_NAME": "secure"}, {"web-80", "secure"}),
-    ],
-    ids=["image-name", "generic-name", "port-scoped-name-has-no-suffix"],
+    ("key", "problem"),
+    [("SERVICE_A.B", "only letters"), ("SERVICE_CONSUL-X", "reserved"), ("SERVICE_REGISTRATOR-HOST", "reserved"),
+     ("SERVICE_" + "K" * 129, "longer than 128"), ("SERVICE_ÜBER", "only letters")],
 )
-def test_several_published_ports_get_a_port_suffix_unless_named_per_port(env, names):
-    services = desired_services(container(published(80, 1), published(443, 2), env=env), SETTINGS)
-    assert {s.name for s in services.values()} == names
+def test_invalid_meta_keys_are_dropped_with_a_warning_and_the_rest_registered(key, problem):
+    snapshot = container(published(80, 1), labels={key: "v", "SERVICE_REGION": "eu"})
+    spec = one(snapshot)
+    assert spec.meta["region"] == "eu"
+    assert spec.meta[META_HOST] == "host1"
+    assert f"label {key}: Meta key" in warnings(snapshot) and problem in warnings(snapshot)
 
 
-def test_udp_ports_get_a_distinct_id():
-    services = desired_services(container(published(53, 1053, "udp"), published(53, 1053)), SETTINGS)
-    assert set(services) == {"host1:app.1:53", "host1:app.1:53:udp"}
+def test_long_meta_values_and_too_many_pairs_are_dropped():
+    env = {f"SERVICE_K{i:02d}": "v" for i in range(70)} | {"SERVICE_BIG": "x" * 513}
+    snapshot = container(published(80, 1), env=env)
+    assert len(one(snapshot).meta) == 64
+    assert "value longer than 512" in warnings(snapshot) and "more than 61 Meta pairs" in warnings(snapshot)
 
 
-def test_unpublished_ports_and_stopped_or_missing_containers_have_no_services():
-    assert desired_services(container(ContainerPort(80, "tcp")), SETTINGS) == {}
-    assert desired_services(container(published(80, 1), running=False), SETTINGS) == {}
-    assert desired_services(None, SETTINGS) == {}
+def test_unknown_check_settings_are_warned_about():
+    snapshot = container(published(80, 1), env={"SERVICE_CHECK_BOGUS": "x", "SERVICE_CHECK_2_HTTP": "/ok"})
+    assert "env SERVICE_CHECK_BOGUS: unknown check setting 'check_bogus'" in warnings(snapshot)
+    assert "CHECK_2_HTTP" not in warnings(snapshot)
+
+
+def test_port_keys_for_ports_the_container_lacks_are_warned_about():
+    assert "SERVICE_8080_*: the container has no port 8080" in warnings(container(published(80, 1), env={"SERVICE_8080_NAME": "x"}))
+
+
+# ---- addresses and ports ----
+
+def test_explicit_ip_wins_over_a_specific_binding_address():
+    snapshot = container(ContainerPort(80, "tcp", (PortBinding("192.0.2.9", 1),)))
+    assert one(snapshot).address == "192.0.2.9"
+    assert one(snapshot, replace(SETTINGS, ip="10.9.9.9")).address == "10.9.9.9"
+
+
+def test_loopback_only_bindings_are_not_registered():
+    assert services(container(ContainerPort(80, "tcp", (PortBinding("127.0.0.1", 8080),)))) == {}
+
+
+def test_every_distinct_host_port_is_registered():
+    port = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 8080), PortBinding("::", 8080), PortBinding("0.0.0.0", 8081)))
+    assert {(sid, s.port) for sid, s in services(container(port)).items()} == {("host1:app.1:80", 8080), ("host1:app.1:80:8081", 8081)}
+
+
+def test_internal_registers_container_ip_and_exposed_port_including_unpublished():
+    snapshot = container(published(80, 1), ContainerPort(9000, "tcp"), ip="172.17.0.2")
+    found = services(snapshot, replace(SETTINGS, internal=True))
+    assert {(s.address, s.port) for s in found.values()} == {("172.17.0.2", 80), ("172.17.0.2", 9000)}
+
+
+def test_internal_on_user_networks_picks_the_first_network_by_name():
+    snapshot = container(ContainerPort(80, "tcp"), networks=(NetworkAttachment("a-net", "10.1.0.2"), NetworkAttachment("b-net", "10.2.0.2")))
+    assert one(snapshot, replace(SETTINGS, internal=True)).address == "10.1.0.2"
+
+
+def test_ip_from_label_wins_in_both_modes_and_drops_the_cidr():
+    snapshot = container(published(80, 1), labels={"my.ip": "10.7.7.7/24"}, ip="172.17.0.2")
+    for settings in (replace(SETTINGS, use_ip_from_label="my.ip", ip="10.0.0.1"), replace(SETTINGS, use_ip_from_label="my.ip", internal=True)):
+        assert one(snapshot, settings).address == "10.7.7.7"
+
+
+def test_host_network_containers_serve_exposed_ports_on_the_host():
+    spec = one(container(ContainerPort(8080, "tcp"), network_mode="host"))
+    assert (spec.address, spec.port) == ("10.0.0.5", 8080)
+
+
+# ---- lifecycle ----
+
+@pytest.mark.parametrize(
+    ("policy", "exit_code", "retain"),
+    [(DeregisterPolicy.ALWAYS, 1, False), (DeregisterPolicy.NEVER, 0, True),
+     (DeregisterPolicy.ON_SUCCESS, 0, False), (DeregisterPolicy.ON_SUCCESS, 143, False), (DeregisterPolicy.ON_SUCCESS, 1, True)],
+)
+def test_stopped_containers_follow_the_deregister_policy(policy, exit_code, retain):
+    desired = desired_services(container(published(80, 1), running=False, exit_code=exit_code), replace(SETTINGS, deregister=policy))
+    assert (desired.services, desired.retain) == ({}, retain)
+
+
+def test_paused_and_missing_containers_have_no_services():
+    assert desired_services(container(published(80, 1), paused=True), SETTINGS).services == {}
+    assert desired_services(None, SETTINGS).services == {}
+
+
+def test_unpublished_ports_have_no_services():
+    assert services(container(ContainerPort(80, "tcp"))) == {}
+
+
+# ---- ownership and determinism ----
+
+def test_ownership_meta_and_hash():
+    spec = one(container(published(80, 32768)))
+    assert (spec.meta[META_HOST], spec.meta[META_CONTAINER]) == ("host1", CID)
+    assert spec.meta[META_HASH] == spec_hash(spec)
 
 
 def test_mapping_is_deterministic_and_the_hash_follows_every_field(inspect_json):
     snap = snapshot_from_inspect(inspect_json("multi"))
-    first = desired_services(snap, SETTINGS)
-
-    assert desired_services(snap, SETTINGS) == first
-    moved = desired_services(snap, replace(SETTINGS, ip="10.0.0.6"))
+    first = services(snap)
+    assert services(snap) == first
+    moved = services(snap, replace(SETTINGS, ip="10.0.0.6"))
     assert {s.meta[META_HASH] for s in moved.values()}.isdisjoint(s.meta[META_HASH] for s in first.values())
 
 
 def test_real_multiport_container(inspect_json):
-    services = desired_services(snapshot_from_inspect(inspect_json("multi")), SETTINGS)
-
-    assert sorted((s.name, s.port > 0) for s in services.values()) == [("multi-53", True), ("multi-9000", True), ("www", True)]
+    found = services(snapshot_from_inspect(inspect_json("multi")))
+    assert sorted(s.name for s in found.values()) == ["multi-53", "www"]  # 9000 is bound to loopback only

@@ -4,28 +4,59 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.metadata import service_metadata
+from registrator.metadata import container_metadata
 from registrator.model import ContainerPort, ContainerSnapshot
 
 
-def snapshot(env: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> ContainerSnapshot:
-    return ContainerSnapshot(id="c1", name="app", image="app", running=True,
-                             env=MappingProxyType(env or {}), labels=MappingProxyType(labels or {}))
+def metadata_for(env: dict[str, str], labels: dict[str, str], port: int = 80, protocol: str = "tcp"):
+    snapshot = ContainerSnapshot(id="c1", name="app", image="app", running=True,
+                                 env=MappingProxyType(env), labels=MappingProxyType(labels))
+    metadata = container_metadata(snapshot)
+    return metadata, metadata.for_port(ContainerPort(port, protocol))
 
 
 @pytest.mark.parametrize(
-    ("env", "labels", "port", "expected", "scoped"),
+    ("env", "labels", "port", "protocol", "values"),
     [
-        ({"SERVICE_NAME": "web"}, {}, 80, {"name": "web"}, set()),
-        ({"SERVICE_NAME": "env"}, {"SERVICE_NAME": "label"}, 80, {"name": "label"}, set()),
-        ({"SERVICE_80_NAME": "www", "SERVICE_NAME": "web"}, {}, 80, {"name": "www"}, {"name"}),
-        ({"SERVICE_80_NAME": "www"}, {"SERVICE_NAME": "web"}, 80, {"name": "www"}, {"name"}),
-        ({"SERVICE_80_NAME": "www"}, {}, 443, {}, set()),
-        ({"SERVICE_REGION": "eu", "OTHER": "x", "service_name": "lower"}, {}, 80, {"region": "eu"}, set()),
-        ({"SERVICE_": "empty key"}, {}, 80, {}, set()),
+        ({"SERVICE_NAME": "web"}, {}, 80, "tcp", {"name": "web"}),
+        ({"SERVICE_NAME": "env"}, {"SERVICE_NAME": "label"}, 80, "tcp", {"name": "label"}),
+        ({"SERVICE_80_NAME": "www", "SERVICE_NAME": "web"}, {}, 80, "tcp", {"name": "www"}),
+        ({"SERVICE_80_NAME": "www"}, {"SERVICE_NAME": "web"}, 80, "tcp", {"name": "www"}),
+        ({"SERVICE_80_NAME": "www"}, {}, 443, "tcp", {}),
+        ({"SERVICE_53_NAME": "dns", "SERVICE_53_UDP_NAME": "dns-udp"}, {}, 53, "udp", {"name": "dns-udp"}),
+        ({"SERVICE_53_NAME": "dns", "SERVICE_53_UDP_NAME": "dns-udp"}, {}, 53, "tcp", {"name": "dns"}),
+        ({"SERVICE_53_udp_NAME": "lower"}, {"SERVICE_53_NAME": "label"}, 53, "udp", {"name": "lower"}),
+        ({"SERVICE_REGION": "eu", "OTHER": "x", "service_name": "lower-prefix"}, {}, 80, "tcp", {"region": "eu"}),
+        ({"SERVICE_CHECK_HTTP": "/health"}, {}, 80, "tcp", {"check_http": "/health"}),
+        ({"SERVICE_80": "bare"}, {}, 80, "tcp", {"80": "bare"}),
     ],
-    ids=["env", "label-beats-env", "port-scoped-beats-generic", "port-env-beats-generic-label",
-         "other-port-ignored", "prefix-is-case-sensitive", "empty-key-ignored"],
+    ids=["env", "label-beats-env", "port-beats-generic", "port-env-beats-generic-label", "other-port",
+         "protocol-beats-port", "protocol-other", "protocol-case-insensitive", "prefix-case-sensitive",
+         "check-keys-kept-for-checks", "bare-port-is-generic"],
 )
-def test_service_metadata(env, labels, port, expected, scoped):
-    assert service_metadata(snapshot(env, labels), ContainerPort(port, "tcp")) == (expected, scoped)
+def test_merged_values(env, labels, port, protocol, values):
+    _, port_meta = metadata_for(env, labels, port, protocol)
+    assert {k: e.value for k, e in port_meta.entries.items()} == values
+
+
+def test_scopes_are_reported():
+    _, port_meta = metadata_for({"SERVICE_NAME": "a", "SERVICE_53_ID": "b", "SERVICE_53_UDP_TAGS": "c"}, {}, 53, "udp")
+    assert port_meta.port_scoped == {"id", "tags"}
+    assert port_meta.protocol_scoped == {"tags"}
+
+
+def test_sources_are_named_for_messages():
+    _, port_meta = metadata_for({"SERVICE_NAME": "a"}, {"SERVICE_80_TAGS": "t"})
+    assert port_meta.entries["name"].source == "env SERVICE_NAME"
+    assert port_meta.entries["tags"].source == "label SERVICE_80_TAGS"
+
+
+@pytest.mark.parametrize(
+    ("key", "warning"),
+    [("SERVICE_80x_NAME", "'80x' is not a port number"), ("SERVICE_99999_NAME", "'99999' is not a port number"),
+     ("SERVICE_0_NAME", "'0' is not a port number"), ("SERVICE_", "empty key")],
+)
+def test_malformed_keys_are_warned_about_and_ignored(key, warning):
+    metadata, port_meta = metadata_for({key: "x", "SERVICE_NAME": "ok"}, {})
+    assert [w for w in metadata.warnings if warning in w and key in w]
+    assert {k: e.value for k, e in port_meta.entries.items()} == {"name": "ok"}

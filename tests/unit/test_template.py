@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from registrator.template import TemplateError, parse
+
+DATA = {
+    "Id": "e20f9c1a76565d62ae24a3bb877b17b862b6eab94f4e95a0e07ccf25087aaf4f",
+    "Name": "/web.1",
+    "Config": {
+        "Labels": {"com.amazonaws.ecs.task-arn": "arn:aws:ecs:us-east-1:1:task/368f4403", "az": "a"},
+        "Env": ["ENVIRONMENT=test", "SERVICE_8105_NAME=foo", "HOME=/root", "SERVICE_9404_NAME=bar"],
+        "Hostname": "e20f9c1a7656",
+    },
+    "State": {"Running": True},
+}
+
+
+@pytest.mark.parametrize(
+    ("template", "output"),
+    [
+        ('prod,{{mIndex "com.amazonaws.ecs.task-arn" .Config.Labels}}', "prod,arn:aws:ecs:us-east-1:1:task/368f4403"),
+        ('az-{{mIndex "missing" .Config.Labels}}', "az-"),
+        ("{{strSlice .ID 0 12}}", "e20f9c1a7656"),
+        ("{{strSlice .ID 60}}", "af4f"),
+        ("{{sIndex 0 .Config.Env}},{{sIndex -1 .Config.Env}},{{sIndex 99 .Config.Env}}", "ENVIRONMENT=test,SERVICE_9404_NAME=bar,SERVICE_9404_NAME=bar"),
+        ('{{splitIndex -1 "/" (mIndex "com.amazonaws.ecs.task-arn" .Config.Labels)}}', "368f4403"),
+        ('{{.Config.Labels | mIndex "az" | toUpper}}', "A"),
+        ('{{toLower "FoO"}}', "foo"),
+        ('{{replace -1 "=" "" "=foo="}}', "foo"),
+        ('{{replace 1 "=" "" "=foo="}}', "foo="),
+        ('{{join ";" (split "," "a,b")}}', "a;b"),
+        ('{{matchFirstElement "^SERVICE_" .Config.Env}}', "SERVICE_8105_NAME=foo"),
+        ('{{join "," (matchAllElements "^SERVICE_" .Config.Env)}}', "SERVICE_8105_NAME=foo,SERVICE_9404_NAME=bar"),
+        ('{{index .Config.Labels "az"}}', "a"),
+        ("{{.Name}} {{.State.Running}} {{.Config.Hostname}}", "/web.1 true e20f9c1a7656"),
+        ("a {{- /* comment */ -}} b", "ab"),
+        ("{{`raw`}}", "raw"),
+        ("plain,tags", "plain,tags"),
+    ],
+)
+def test_rendering(template, output):
+    assert parse(template).render(DATA) == output
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ('{{httpGet "http://169.254.169.254/latest/meta-data/local-ipv4"}}', "httpGet is not supported"),
+        ('{{jsonParse .X "a::b"}}', "jsonParse is not supported"),
+        ("{{if .ID}}x{{end}}", "unsupported function or keyword 'if'"),
+        ("{{$x := .ID}}", "unsupported syntax"),
+        ("{{.ID", "unbalanced"),
+        ("{{nope .ID}}", "unsupported function"),
+        ('{{mIndex "a" (toUpper "b"}}', "missing '\\)'"),
+    ],
+)
+def test_unsupported_templates_are_refused_at_parse_time(template, message):
+    with pytest.raises(TemplateError, match=message):
+        parse(template)
+
+
+def test_render_errors_are_template_errors():
+    with pytest.raises(TemplateError):
+        parse("{{sIndex 0 .Config.Nope}}").render(DATA)
