@@ -97,7 +97,8 @@ def main() -> None:
         help="Seconds between full comparisons of Docker and Consul; 0: only at start and reconnect.")
 @option("-deregister", "--deregister", env="DEREGISTER", type=click.Choice([p.value for p in DeregisterPolicy]), default="always",
         show_default=True, help="When a stopped container's services are removed.")
-@option("-cleanup/--no-cleanup", "--cleanup", env="CLEANUP", default=False, help="Accepted for registrator compatibility; stale services this host owns are always removed.")
+@option("-cleanup/--no-cleanup", "--cleanup", env="CLEANUP", default=False,
+        help="Also remove services that gliderlabs/registrator registered for this host's containers that are gone. Stale services this agent owns are always removed.")
 @option("-retry-attempts", "--retry-attempts", env="RETRY_ATTEMPTS", type=click.IntRange(min=-1), default=-1, show_default=True,
         help="Attempts to reach Docker and Consul at startup; -1: keep trying.")
 @option("-retry-interval", "--retry-interval", env="RETRY_INTERVAL", type=click.IntRange(min=1), default=2000, show_default=True,
@@ -137,6 +138,7 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
             resync_seconds=resync,
             retry_attempts=retry_attempts,
             retry_interval_ms=retry_interval,
+            cleanup=cleanup,
         )
     except (ConfigError, TemplateError) as exc:
         raise click.UsageError(str(exc))

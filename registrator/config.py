@@ -46,6 +46,7 @@ class Settings:
     docker_timeout: float = 10.0
     retry_attempts: int = -1
     retry_interval_ms: int = 2000
+    cleanup: bool = False
 
 
 def parse_consul_address(text: str, source: str) -> tuple[str, str, int]:

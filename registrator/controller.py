@@ -157,7 +157,10 @@ class Controller:
     def _resync(self) -> None:
         """Queue every running container and every container this host still has services for."""
         assert self.reconciler is not None
-        containers = self.reconciler.refresh() | set(self._docker.running_ids())
+        running = self._docker.running()
+        containers = self.reconciler.refresh() | set(running)
+        if self.settings.cleanup:
+            self.reconciler.sweep_legacy(set(running.values()))
         log.debug("resync: %d containers", len(containers))
         for container_id in sorted(containers):
             self._queue.add(container_id)

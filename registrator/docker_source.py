@@ -64,11 +64,13 @@ class DockerSource:
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise DockerUnavailable(f"docker inspect {container_id[:12]}: {exc}") from exc
 
-    def running_ids(self) -> list[str]:
+    def running(self) -> dict[str, str]:
+        """Running containers: ID → name."""
         try:
-            return [c["Id"] for c in self.api.containers(quiet=True)]
+            listed = self.api.containers()
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise DockerUnavailable(f"docker ps: {exc}") from exc
+        return {c["Id"]: (c.get("Names") or ["/"])[0].lstrip("/") for c in listed}
 
     def events(self, since: str | None) -> Iterator[ContainerEvent]:
         """Subscribe now (before any listing, so nothing falls in a gap) and yield container events.

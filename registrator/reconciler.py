@@ -9,10 +9,11 @@ differs, so an unchanged resync sends nothing to Consul.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Protocol
 
 from registrator.diff import plan
-from registrator.mapping import META_CONTAINER, MappingSettings, desired_services
+from registrator.mapping import META_CONTAINER, META_HOST, MappingSettings, desired_services
 from registrator.model import ContainerSnapshot, Deregister, Register, ServiceSpec
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ class Docker(Protocol):
 
 
 class Consul(Protocol):
-    def owned_services(self, hostname: str) -> dict[str, ServiceSpec]: ...
+    def services(self) -> dict[str, ServiceSpec]: ...
     def register(self, spec: ServiceSpec) -> None: ...
     def deregister(self, service_id: str) -> None: ...
 
@@ -38,15 +39,36 @@ class Reconciler:
         self._owned: dict[str, ServiceSpec] = {}
         self._by_container: dict[str, dict[str, ServiceSpec]] = {}
         self._warned: dict[str, tuple[str, ...]] = {}
+        self._legacy: dict[str, str] = {}
+        self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
         self.writes = 0
 
     def refresh(self) -> set[str]:
-        """Re-read every service this host owns from Consul; returns the containers they belong to."""
+        """Re-read the Consul agent's services; returns the containers this host has services for."""
         self._owned = {}
         self._by_container = {}
-        for spec in self._consul.owned_services(self._settings.hostname).values():
-            self._remember(spec)
+        self._legacy = {}
+        for spec in self._consul.services().values():
+            if spec.meta.get(META_HOST) == self._settings.hostname:
+                self._remember(spec)
+            elif META_HOST not in spec.meta and (match := self._legacy_id.match(spec.id)):
+                self._legacy[spec.id] = match.group(1)
         return set(self._by_container)
+
+    def sweep_legacy(self, running_names: set[str]) -> int:
+        """`-cleanup`: remove services gliderlabs/registrator left for this host's gone containers.
+
+        They carry no ownership Meta, so this is the one place that reads an ID: registrator's own
+        `host:container:port[:udp]` pattern with this host's name, as its `-cleanup` did. Entries of
+        running containers are left for their reconcile to adopt (same ID, now with Meta).
+        """
+        stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names)
+        for service_id in stale:
+            self._consul.deregister(service_id)
+            self._legacy.pop(service_id)
+            log.info("cleanup: deregistered %s left by registrator for a container that is gone", service_id)
+        self.writes += len(stale)
+        return len(stale)
 
     def reconcile(self, container_id: str) -> int:
         """Make Consul hold exactly the services this container should have now; returns the writes made.

@@ -72,13 +72,25 @@ def images(docker_client: docker.DockerClient) -> dict[str, str]:
 
 
 @pytest.fixture
+def image_as(docker_client: docker.DockerClient, images: dict[str, str]) -> Callable[[str, str], str]:
+    """Tag a test image under another basename, e.g. image_as("tcp", "redis") → registrator-test/redis:<key>."""
+
+    def tag(image: str, basename: str) -> str:
+        key = images[image].rsplit(":", 1)[1]
+        docker_client.images.get(images[image]).tag(f"registrator-test/{basename}", key)
+        return f"registrator-test/{basename}:{key}"
+
+    return tag
+
+
+@pytest.fixture
 def workload(docker_client: docker.DockerClient, images: dict[str, str]) -> Iterator[Callable[..., DockerContainer]]:
-    """Start a labelled container from a test image; every one is removed after the test."""
+    """Start a labelled container from a test image (or any local image name); all are removed after the test."""
     started: list[DockerContainer] = []
 
     def start(image: str = "http", *, env: dict[str, str] | None = None, labels: dict[str, str] | None = None,
               ports: dict[int | str, int | None] | None = None, **kwargs: Any) -> DockerContainer:
-        container = DockerContainer(images[image], env=env or {}, labels={TEST_LABEL: "1", **(labels or {})}, **kwargs)
+        container = DockerContainer(images.get(image, image), env=env or {}, labels={TEST_LABEL: "1", **(labels or {})}, **kwargs)
         for port, host_port in (ports or {}).items():
             container.with_bind_ports(port, host_port)
         started.append(container)

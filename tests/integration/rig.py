@@ -69,12 +69,33 @@ class ConsulAgent:
     def uri(self) -> str:
         return f"consul://{self.http_addr}"
 
+    https_port: int = field(default_factory=free_port)
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "consul.sock"
+
+    def tls_file(self, name: str) -> str:
+        """TLS material made by `consul tls`: ca, server, client certificates and keys."""
+        files = {"ca": "consul-agent-ca.pem", "client-cert": "dc1-client-consul-0.pem", "client-key": "dc1-client-consul-0-key.pem",
+                 "server-cert": "dc1-server-consul-0.pem", "server-key": "dc1-server-consul-0-key.pem"}
+        return str(self.workdir / files[name])
+
     def start(self, timeout: float = 30.0) -> None:
+        """Plain HTTP on a free port, HTTPS requiring a client certificate, a unix socket, and DNS."""
+        for args in (["ca", "create"], ["cert", "create", "-server", "-dc", "dc1"], ["cert", "create", "-client", "-dc", "dc1"]):
+            subprocess.run([self.binary, "tls", *args], cwd=self.workdir, check=True, capture_output=True)
+        (self.workdir / "agent.hcl").write_text(
+            f'addresses {{ http = "127.0.0.1 unix://{self.socket}" }}\n'
+            f'tls {{ defaults {{ ca_file = "{self.tls_file("ca")}" cert_file = "{self.tls_file("server-cert")}" '
+            f'key_file = "{self.tls_file("server-key")}" }} https {{ verify_incoming = true }} }}\n'
+            "disable_update_check = true\n"
+        )
         ports = {flag: str(free_port()) for flag in ("-serf-lan-port", "-serf-wan-port", "-server-port")}
         args = [
             self.binary, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-            "-http-port", str(self.http_port), "-dns-port", str(self.dns_port),
-            "-grpc-port", "-1", "-grpc-tls-port", "-1", "-hcl", "disable_update_check = true",
+            "-http-port", str(self.http_port), "-https-port", str(self.https_port), "-dns-port", str(self.dns_port),
+            "-grpc-port", "-1", "-grpc-tls-port", "-1", "-config-file", str(self.workdir / "agent.hcl"),
             *[item for pair in ports.items() for item in pair],
         ]
         log = open(self.workdir / "consul.log", "wb")
@@ -159,8 +180,15 @@ class Agent:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str, timeout: float = 20.0) -> None:
-        args = [*registrator_command(), "run", "--hostname", self.hostname, "--ip", self.ip, *extra, self.consul.uri]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"))
+        """`registrator run --hostname H --ip IP EXTRA... consul://…`, waiting until it follows events."""
+        self.launch(["run", "--hostname", self.hostname, "--ip", self.ip, *extra, self.consul.uri], timeout=timeout)
+
+    def launch(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 20.0) -> None:
+        """Start `registrator ARGV` exactly as given (a registrator command line, say) and wait until ready."""
+        self.process = subprocess.Popen(
+            [*registrator_command(), *argv], stdout=subprocess.DEVNULL, stderr=open(self.log_path, "ab"),
+            env={**os.environ, **(env or {})},
+        )
         eventually(self._ready, timeout=timeout, interval=0.05, what=f"agent ready (log: {self.log_path})")
 
     def _ready(self) -> bool:
@@ -172,8 +200,7 @@ class Agent:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run another `registrator` subcommand as this host, against the same Consul."""
-        command = [*registrator_command(), *args, "--hostname", self.hostname, self.consul.uri]
-        return subprocess.run(command, capture_output=True, text=True, timeout=30)
+        return run_registrator(*args, "--hostname", self.hostname, self.consul.uri)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -183,6 +210,12 @@ class Agent:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def run_registrator(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run `registrator ARGS` to completion."""
+    return subprocess.run([*registrator_command(), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 def registrator_command() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -59,3 +60,29 @@ def test_services_of_other_hosts_are_left_alone(agent, workload, consul):
 
     eventually(lambda: agent.log().count("in sync (1 services)") >= 3, timeout=10, what="three resyncs")
     assert set(consul.services()) == {"h2:web:80", f"{agent.hostname}:{mine.get_wrapped_container().name}:80"}
+
+
+def register_plain(consul, service_id: str, name: str = "legacy") -> None:
+    consul.put("/v1/agent/service/register", json.dumps({"ID": service_id, "Name": name, "Port": 1}).encode())
+
+
+def test_cleanup_removes_what_gliderlabs_registrator_left_for_gone_containers(agent, workload, consul):
+    web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    running_id = f"{agent.hostname}:{web.get_wrapped_container().name}:80"
+    for service_id in (f"{agent.hostname}:gone.1:80", f"{agent.hostname}:gone.1:53:udp", running_id,
+                       "otherhost:gone.1:80", "hand-registered"):
+        register_plain(consul, service_id)
+
+    agent.start("-cleanup")
+
+    eventually(lambda: set(consul.services()) == {running_id, "otherhost:gone.1:80", "hand-registered"}, what="legacy cleanup")
+    adopted = eventually(lambda: consul.services()[running_id]["Meta"].get("registrator-host"), what="running entry adopted")
+    assert adopted == agent.hostname
+
+
+def test_without_cleanup_services_without_ownership_are_left_alone(agent, consul):
+    register_plain(consul, f"{agent.hostname}:gone.1:80")
+    agent.start("--resync", "0.2", "--log-level", "debug")
+
+    eventually(lambda: agent.log().count("resync:") >= 3, timeout=5, what="three resyncs")
+    assert set(consul.services()) == {f"{agent.hostname}:gone.1:80"}
