@@ -90,6 +90,7 @@ class ConsulAgent:
             f'tls {{ defaults {{ ca_file = "{self.tls_file("ca")}" cert_file = "{self.tls_file("server-cert")}" '
             f'key_file = "{self.tls_file("server-key")}" }} https {{ verify_incoming = true }} }}\n'
             "disable_update_check = true\n"
+            'telemetry { prometheus_retention_time = "1h" }\n'
         )
         ports = {flag: str(free_port()) for flag in ("-serf-lan-port", "-serf-wan-port", "-server-port")}
         args = [
@@ -118,6 +119,12 @@ class ConsulAgent:
         request = urllib.request.Request(f"http://{self.http_addr}{path}", data=body, method="PUT")
         with urllib.request.urlopen(request, timeout=5):
             pass
+
+    def writes(self) -> int:
+        """Every PUT the agent's HTTP API has served, by Consul's own cumulative counters."""
+        metrics = self.get("/v1/agent/metrics?format=prometheus").decode()
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in metrics.splitlines()
+                   if line.startswith('consul_api_http_count{method="PUT"'))
 
     def services(self) -> dict[str, dict[str, object]]:
         return dict(json.loads(self.get("/v1/agent/services")))

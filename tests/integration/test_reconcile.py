@@ -33,9 +33,12 @@ def test_second_reconcile_of_an_unchanged_container_writes_nothing(consul, workl
 def test_periodic_resync_writes_nothing_when_nothing_changed(agent, workload, consul):
     agent.start("--resync", "0.2", "--log-level", "debug")
     workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
-    eventually(lambda: consul.services(), what="service registered")
+    eventually(lambda: agent.log().count("in sync (1 services)") >= 1, timeout=5, what="registered and in sync")
+    writes_before = consul.writes()
 
-    eventually(lambda: agent.log().count("in sync (1 services)") >= 5, timeout=10, what="five resyncs")
+    eventually(lambda: agent.log().count("in sync (1 services)") >= 6, timeout=10, what="five more resyncs")
+
+    assert consul.writes() == writes_before  # counted by Consul itself
     assert agent.log().count(" registered ") == 1
     assert " updated " not in agent.log()
 
