@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from registrator import __version__
+from registrator.checks import CheckSettings
 from registrator.config import ConfigError, ConsulEndpoint, Settings, consul_endpoint, parse_meta_options
 from registrator.consul_sink import ConsulError, ConsulSink
 from registrator.controller import Controller, StartupError
@@ -105,13 +106,22 @@ def main() -> None:
         help="Milliseconds between those attempts.")
 @option("-ttl", "--ttl", env="TTL", type=int, default=0, hidden=True)
 @option("-ttl-refresh", "--ttl-refresh", env="TTL_REFRESH", type=int, default=0, hidden=True)
+@option("--allow-script-checks/--no-allow-script-checks", env="ALLOW_SCRIPT_CHECKS", default=False,
+        help="Register SERVICE_CHECK_SCRIPT checks. They run on the Consul host, as its user: only for trusted containers.")
+@option("--initial-status", env="INITIAL_STATUS", type=click.Choice(["passing", "warning", "critical"]), default=None,
+        help="Status of new checks that set none: passing makes a new instance resolvable at once, critical (Consul's default) only after its first passing check.")
+@option("--docker-health/--no-docker-health", env="DOCKER_HEALTH", default=True, show_default=True,
+        help="Mirror each container's Docker HEALTHCHECK into a Consul TTL check.")
+@option("--docker-health-ttl", env="DOCKER_HEALTH_TTL", type=click.FloatRange(min=3), default=90.0, show_default=True,
+        help="TTL in seconds of those checks; the agent refreshes them every third of it, so they expire only when it is gone.")
 @HOSTNAME
 @CONSUL_TIMEOUT
 @option("--log-level", env="LOG_LEVEL", default="info", show_default=True,
         type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_from_label: str, tags: str, meta: Sequence[str],
         port_suffix: str, resync: float, deregister: str, cleanup: bool, retry_attempts: int, retry_interval: int,
-        ttl: int, ttl_refresh: int, hostname: str | None, consul_timeout: float, log_level: str) -> None:
+        ttl: int, ttl_refresh: int, allow_script_checks: bool, initial_status: str | None, docker_health: bool,
+        docker_health_ttl: float, hostname: str | None, consul_timeout: float, log_level: str) -> None:
     """Follow Docker events and keep the local Consul agent's services equal to running containers.
 
     \b
@@ -134,6 +144,8 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
                 meta=parse_meta_options(meta),
                 port_suffix=PortSuffix(port_suffix),
                 deregister=DeregisterPolicy(deregister),
+                checks=CheckSettings(allow_scripts=allow_script_checks, initial_status=initial_status,
+                                     docker_health=docker_health, docker_health_ttl=docker_health_ttl),
             ),
             resync_seconds=resync,
             retry_attempts=retry_attempts,
@@ -141,9 +153,9 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
             cleanup=cleanup,
         )
     except (ConfigError, TemplateError) as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from None
     except HostIPError as exc:
-        raise click.UsageError(f"{exc}; pass -ip to set the address to register")
+        raise click.UsageError(f"{exc}; pass -ip to set the address to register") from None
     if ttl or ttl_refresh:
         log.info("-ttl and -ttl-refresh have no effect with Consul (as in registrator)")
     log.info("registrator %s: Consul %s", __version__, settings.consul.url)
@@ -153,7 +165,7 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
     try:
         controller.run()
     except StartupError as exc:
-        raise click.ClickException(str(exc))
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command(name="list")
@@ -168,9 +180,9 @@ def list_services(uri: str | None, hostname: str | None, as_json: bool, consul_t
         host = hostname or DockerSource(timeout=10).daemon_name()
         services = ConsulSink(endpoint).owned_services(host)
     except DockerUnavailable as exc:
-        raise click.ClickException(f"{exc}; pass --hostname to list without Docker")
+        raise click.ClickException(f"{exc}; pass --hostname to list without Docker") from None
     except ConsulError as exc:
-        raise click.ClickException(str(exc))
+        raise click.ClickException(str(exc)) from None
     specs = sorted(services.values(), key=lambda s: (s.name, s.id))
     if as_json:
         click.echo(json.dumps([_as_json(spec) for spec in specs], indent=2))
@@ -182,7 +194,7 @@ def _endpoint(uri: str | None, timeout: float) -> ConsulEndpoint:
     try:
         return consul_endpoint(uri, timeout=timeout)
     except ConfigError as exc:
-        raise click.UsageError(str(exc))
+        raise click.UsageError(str(exc)) from None
 
 
 def _as_json(spec: ServiceSpec) -> dict[str, object]:
@@ -199,7 +211,7 @@ def _table(specs: list[ServiceSpec]) -> str:
         for s in specs
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 if __name__ == "__main__":

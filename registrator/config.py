@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from registrator.mapping import MappingSettings, meta_key_problem
@@ -86,19 +86,20 @@ def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeou
         raise ConfigError(f"registry URI {uri!r}: the {scheme} backend is not supported; this agent registers with Consul (consul://, consul-tls://, consul-unix://)")
     if scheme not in ("consul", "consul-tls", "consul-unix") or not separator:
         raise ConfigError(f"registry URI {uri!r}: expected consul://HOST:PORT, consul-tls://HOST:PORT or consul-unix:///PATH")
-    common = {"token": _token(env), "timeout": timeout, **_tls(env)}
+    verify, cert = _tls(env)
+    common = ConsulEndpoint(token=_token(env), timeout=timeout, verify=verify, cert=cert)
     if scheme == "consul-unix":
         if not rest.startswith("/"):
             raise ConfigError(f"registry URI {uri!r}: expected consul-unix:///absolute/path/to/consul.sock")
-        return ConsulEndpoint(scheme="http", socket=rest, **common)
+        return replace(common, socket=rest)
     address = rest.strip("/") or env.get("CONSUL_HTTP_ADDR", "").strip()
     if address.startswith("unix://"):
-        return ConsulEndpoint(scheme="http", socket=address[len("unix://"):], **common)
+        return replace(common, socket=address[len("unix://"):])
     source = f"registry URI {uri!r}" if rest.strip("/") else "CONSUL_HTTP_ADDR"
     http_scheme, host, port = parse_consul_address(address, source) if address else ("http", "127.0.0.1", DEFAULT_CONSUL_PORT)
     if scheme == "consul-tls" or env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true"):
         http_scheme = "https"
-    return ConsulEndpoint(scheme=http_scheme, host=host, port=port, **common)
+    return replace(common, scheme=http_scheme, host=host, port=port)
 
 
 def _token(env: Mapping[str, str]) -> str | None:
@@ -115,7 +116,7 @@ def _token(env: Mapping[str, str]) -> str | None:
         raise ConfigError(f"CONSUL_HTTP_TOKEN_FILE={path}: {exc.strerror}") from None
 
 
-def _tls(env: Mapping[str, str]) -> dict[str, object]:
+def _tls(env: Mapping[str, str]) -> tuple[bool | str, tuple[str, str] | None]:
     verify: bool | str = env.get("CONSUL_CACERT") or env.get("CONSUL_CAPATH") or True
     if env.get("CONSUL_HTTP_SSL_VERIFY", "").lower() in ("0", "false"):
         verify = False
@@ -125,7 +126,7 @@ def _tls(env: Mapping[str, str]) -> dict[str, object]:
     for name in ("CONSUL_CACERT", "CONSUL_CAPATH", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"):
         if env.get(name) and not os.path.exists(env[name]):
             raise ConfigError(f"{name}={env[name]}: no such file")
-    return {"verify": verify, "cert": (cert, key) if cert and key else None}
+    return verify, (cert, key) if cert and key else None
 
 
 def parse_meta_options(pairs: Iterable[str]) -> dict[str, str]:

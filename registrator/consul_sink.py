@@ -21,7 +21,7 @@ from docker.transport import UnixHTTPAdapter
 
 from registrator.config import ConsulEndpoint
 from registrator.mapping import META_HOST
-from registrator.model import ServiceSpec
+from registrator.model import ServiceSpec, plain
 
 # python-consul2 reads these in its constructor and lets them override explicit arguments.
 _LIBRARY_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_TOKEN")
@@ -79,6 +79,31 @@ class ConsulSink:
                 headers=self._headers(),
             )
 
+    def update_check(self, check_id: str, status: str, output: str) -> None:
+        """Set a TTL check's status and output (also resets its TTL)."""
+        with self._errors(f"agent/check/update {check_id}"):
+            self._client.http.put(
+                consul.base.CB.bool(),
+                f"/v1/agent/check/update/{check_id}",
+                data=json.dumps({"Status": status, "Output": output}),
+                headers=self._headers(),
+            )
+
+    def check_states(self) -> dict[str, tuple[str, str]]:
+        """Every check on the local agent: ID → (status, output)."""
+        with self._errors("agent/checks"):
+            raw: Mapping[str, Any] = self._client.agent.checks() or {}
+        return {cid: (str(c.get("Status") or ""), str(c.get("Output") or "")) for cid, c in raw.items()}
+
+    def runs_script_checks(self) -> bool | None:
+        """Whether the agent accepts script and Docker checks over HTTP; None when it will not say."""
+        with self._errors("agent/self"):
+            try:
+                me = self._client.agent.self() or {}
+            except consul.ACLPermissionDenied:
+                return None
+        return bool((me.get("DebugConfig") or {}).get("EnableRemoteScriptChecks"))
+
     def deregister(self, service_id: str) -> None:
         """Idempotent: an unknown service counts as removed."""
         with self._errors(f"agent/service/deregister {service_id}"):
@@ -110,6 +135,7 @@ def service_payload(spec: ServiceSpec) -> dict[str, Any]:
         "Port": spec.port,
         "Tags": list(spec.tags),
         "Meta": dict(spec.meta),
+        "Checks": [{"CheckID": check.check_id, **plain(check.definition)} for check in spec.checks],
     }
 
 

@@ -25,6 +25,7 @@ from tenacity import (
     wait_fixed,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from registrator.config import Settings
 from registrator.consul_sink import ConsulError, ConsulSink
@@ -35,6 +36,7 @@ from registrator.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 RESYNC = "*resync*"  # never a container ID
+HEARTBEAT = "*heartbeat*"
 
 
 class EventStreamEnded(Exception):
@@ -66,13 +68,15 @@ class Controller:
         self._wait_for_consul()
         if self.stop.is_set():
             return
-        if hostname != self.settings.mapping.hostname:
-            self.settings = dataclasses.replace(self.settings, mapping=dataclasses.replace(self.settings.mapping, hostname=hostname))
+        checks = dataclasses.replace(self.settings.mapping.checks, agent_runs_scripts=self._agent_runs_scripts())
+        mapping = dataclasses.replace(self.settings.mapping, hostname=hostname, checks=checks)
+        self.settings = dataclasses.replace(self.settings, mapping=mapping)
         log.info("host identity %s; registering address %s", hostname, self.settings.mapping.ip or self.settings.mapping.host_ip)
         self.reconciler = Reconciler(self._docker, self._consul, self.settings.mapping)
         threads = [
             threading.Thread(target=self._pump, name="events", daemon=True),
             threading.Thread(target=self._resync_loop, name="resync", daemon=True),
+            threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
             threading.Thread(target=self._work, name="worker", daemon=True),
         ]
         for thread in threads:
@@ -84,13 +88,17 @@ class Controller:
         for thread in threads:
             thread.join(timeout=self.settings.docker_timeout)
 
+    def _sleep(self, seconds: float) -> None:
+        """Back off, but wake at once on `stop`."""
+        self.stop.wait(seconds)
+
     def _retrying(self, retry: Any) -> Retrying:
         """Retry with jittered backoff until success or `stop`; a stop ends the call with None."""
         return Retrying(
             retry=retry,
             wait=wait_random_exponential(multiplier=0.5, max=30),
             stop=stop_when_event_set(self.stop),
-            sleep=self.stop.wait,
+            sleep=self._sleep,
             before_sleep=before_sleep_log(log, logging.WARNING),
             retry_error_callback=lambda state: None,
         )
@@ -98,7 +106,7 @@ class Controller:
     def _startup_retrying(self, retry: Any, what: str) -> Retrying:
         """registrator's `-retry-attempts` (-1: forever) and `-retry-interval` for reaching a dependency."""
         attempts = self.settings.retry_attempts
-        stop = stop_when_event_set(self.stop)
+        stop: stop_base = stop_when_event_set(self.stop)
         if attempts >= 0:
             stop = stop_any(stop, stop_after_attempt(attempts + 1))
 
@@ -111,7 +119,7 @@ class Controller:
             retry=retry,
             wait=wait_fixed(self.settings.retry_interval_ms / 1000),
             stop=stop,
-            sleep=self.stop.wait,
+            sleep=self._sleep,
             before_sleep=before_sleep_log(log, logging.WARNING),
             retry_error_callback=give_up,
         )
@@ -130,6 +138,21 @@ class Controller:
         leader = self._startup_retrying(retry, f"Consul at {self._consul.endpoint.url}")(self._consul.leader)
         if leader:
             log.info("Consul at %s has leader %s", self._consul.endpoint.url, leader)
+
+    def _agent_runs_scripts(self) -> bool:
+        """Script and Docker exec checks need the Consul agent's enable_script_checks; ask it once."""
+        try:
+            runs = self._consul.runs_script_checks()
+        except ConsulError as exc:
+            runs = None
+            log.warning("%s", exc)
+        if runs is None:
+            log.warning("cannot read the Consul agent's configuration (ACL agent:read); script and Docker exec checks are left out")
+        elif not runs:
+            log.info("the Consul agent has enable_script_checks off; script and Docker exec checks are left out")
+        if self.settings.mapping.checks.allow_scripts:
+            log.warning("--allow-script-checks: SERVICE_CHECK_SCRIPT commands from containers run on the Consul host")
+        return bool(runs)
 
     def _pump(self) -> None:
         self._retrying(retry_if_exception_type((DockerUnavailable, EventStreamEnded)))(self._follow_events)
@@ -154,6 +177,12 @@ class Controller:
         while not self.stop.wait(period * random.uniform(0.9, 1.1)):
             self._queue.add(RESYNC)
 
+    def _heartbeat_loop(self) -> None:
+        checks = self.settings.mapping.checks
+        if checks.docker_health:
+            while not self.stop.wait(checks.docker_health_ttl / 3):
+                self._queue.add(HEARTBEAT)
+
     def _resync(self) -> None:
         """Queue every running container and every container this host still has services for."""
         assert self.reconciler is not None
@@ -169,6 +198,8 @@ class Controller:
         assert self.reconciler is not None
         if key == RESYNC:
             self._resync()
+        elif key == HEARTBEAT:
+            self.reconciler.heartbeat()
         else:
             self.reconciler.reconcile(key)
 

@@ -12,12 +12,13 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 
+from registrator.checks import MIRROR_SUFFIX, CheckSettings, is_check_key, mirror_status, service_checks
 from registrator.metadata import ContainerMetadata, PortMetadata, container_metadata
-from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
+from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec, plain
 from registrator.template import Template, TemplateError
 
 # Ownership lives in Meta: it is how this agent finds its own services again, never the ID.
@@ -32,14 +33,8 @@ _META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
 TRUTHY = {"1", "true", "yes", "on", "y", "t"}
 
-# Keys that configure the registration itself and never become Meta.
+# Keys that configure the registration itself and never become Meta (nor do `check_*` keys).
 SERVICE_KEYS = {"name", "id", "tags", "ignore"}
-CHECK_KEYS = {
-    "http", "https", "tcp", "udp", "grpc", "grpc_use_tls", "ttl", "script", "cmd", "docker", "interval",
-    "timeout", "method", "http_method", "https_method", "header", "tls_skip_verify", "tls_server_name",
-    "initial_status", "deregister_after", "success_before_passing", "failures_before_critical", "notes",
-}
-_NUMBERED_CHECK = re.compile(r"^\d+_(.+)$")
 
 
 class PortSuffix(Enum):
@@ -72,6 +67,7 @@ class MappingSettings:
     meta: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     port_suffix: PortSuffix = PortSuffix.AUTO
     deregister: DeregisterPolicy = DeregisterPolicy.ALWAYS
+    checks: CheckSettings = CheckSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +75,13 @@ class Desired:
     """What a container should have registered.
 
     `retain` means: keep whatever is registered now and write nothing (a stopped container whose
-    services the deregister policy keeps). `warnings` name the offending key; the caller logs them.
+    services the deregister policy keeps). `check_status` is the (status, output) each Docker-health
+    mirror check should show. `warnings` name the offending key; the caller logs them.
     """
 
     services: Mapping[str, ServiceSpec] = field(default_factory=lambda: MappingProxyType({}))
     retain: bool = False
+    check_status: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     warnings: tuple[str, ...] = ()
 
 
@@ -110,7 +108,10 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
                 warnings.append(f"service ID {spec.id!r} is produced twice; the second is skipped")
             else:
                 services[spec.id] = spec
-    return Desired(services=MappingProxyType(services), warnings=tuple(dict.fromkeys(warnings)))
+    status = mirror_status(snapshot, settings.checks)
+    check_status = {c.check_id: status for spec in services.values() for c in spec.checks if c.check_id.endswith(f":{MIRROR_SUFFIX}")}
+    return Desired(services=MappingProxyType(services), check_status=MappingProxyType(check_status),
+                   warnings=tuple(dict.fromkeys(warnings)))
 
 
 def image_basename(image: str) -> str:
@@ -126,10 +127,14 @@ def parse_tags(text: str) -> list[str]:
 
 
 def spec_hash(spec: ServiceSpec) -> str:
-    """A digest of everything a registration carries, kept in Meta to detect drift cheaply."""
+    """A digest of everything a registration carries, kept in Meta to detect drift cheaply.
+
+    Consul's service listing does not return checks, so this is how a changed check is noticed.
+    """
     meta = {k: v for k, v in spec.meta.items() if k != META_HASH}
-    body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items())]
-    return hashlib.sha256(json.dumps(body, separators=(",", ":")).encode()).hexdigest()[:16]
+    checks = [[c.check_id, plain(c.definition)] for c in spec.checks]
+    body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks]
+    return hashlib.sha256(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _truthy(entry: object) -> bool:
@@ -208,7 +213,8 @@ def _services_for_port(
     specs = []
     for index, (host_port, address) in enumerate(address_by_port.items()):
         service_id = base_id if index == 0 else f"{base_id}:{host_port}"
-        specs.append(_with_ownership(ServiceSpec(service_id, name, address, host_port, tuple(tags)), snapshot, meta, settings))
+        checks = service_checks(port_meta.entries, service_id, address, host_port, snapshot, settings.checks, warnings)
+        specs.append(_with_ownership(ServiceSpec(service_id, name, address, host_port, tuple(tags), checks=checks), snapshot, meta, settings))
     return specs
 
 
@@ -259,9 +265,7 @@ def _meta(port_meta: PortMetadata, settings: MappingSettings, warnings: list[str
         if key in SERVICE_KEYS:
             continue
         if key.startswith("check_"):
-            check_key = key[len("check_"):]
-            numbered = _NUMBERED_CHECK.match(check_key)
-            if (numbered.group(1) if numbered else check_key) not in CHECK_KEYS:
+            if not is_check_key(key):
                 warnings.append(f"{entry.source}: unknown check setting {key!r}; ignored")
             continue
         problem = meta_key_problem(key) or (len(entry.value) > MAX_META_VALUE and f"value longer than {MAX_META_VALUE} characters")
@@ -307,5 +311,5 @@ def _binding_ip(binding: PortBinding) -> str:
 
 def _with_ownership(spec: ServiceSpec, snapshot: ContainerSnapshot, meta: dict[str, str], settings: MappingSettings) -> ServiceSpec:
     full = {**meta, META_HOST: settings.hostname, META_CONTAINER: snapshot.id}
-    unhashed = ServiceSpec(spec.id, spec.name, spec.address, spec.port, spec.tags, MappingProxyType(full))
-    return ServiceSpec(spec.id, spec.name, spec.address, spec.port, spec.tags, MappingProxyType({**full, META_HASH: spec_hash(unhashed)}))
+    unhashed = replace(spec, meta=MappingProxyType(full))
+    return replace(spec, meta=MappingProxyType({**full, META_HASH: spec_hash(unhashed)}))

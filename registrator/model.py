@@ -57,11 +57,22 @@ class ContainerSnapshot:
     env: Mapping[str, str] = field(default_factory=_empty)
     labels: Mapping[str, str] = field(default_factory=_empty)
     ports: tuple[ContainerPort, ...] = ()
+    has_healthcheck: bool = False
+    health: str = ""  # Docker's verdict: starting, healthy or unhealthy
+    health_output: str = ""  # output of Docker's last health probe
     attrs: Mapping[str, Any] = field(default_factory=_empty)
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """One Consul check of a service: its ID and the rest of its documented JSON definition."""
+
+    check_id: str
+    definition: Mapping[str, Any] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,7 @@ class ServiceSpec:
     port: int
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=_empty)
+    checks: tuple[CheckSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +102,12 @@ class Deregister:
 
 
 Op = Register | Deregister
+
+
+def plain(value: Any) -> Any:
+    """Frozen mappings and tuples as the dicts and lists JSON wants."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    return value

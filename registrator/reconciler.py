@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Protocol
 
+from registrator.checks import MIRROR_SUFFIX
 from registrator.diff import plan
 from registrator.mapping import META_CONTAINER, META_HOST, MappingSettings, desired_services
 from registrator.model import ContainerSnapshot, Deregister, Register, ServiceSpec
@@ -25,8 +27,10 @@ class Docker(Protocol):
 
 class Consul(Protocol):
     def services(self) -> dict[str, ServiceSpec]: ...
+    def check_states(self) -> dict[str, tuple[str, str]]: ...
     def register(self, spec: ServiceSpec) -> None: ...
     def deregister(self, service_id: str) -> None: ...
+    def update_check(self, check_id: str, status: str, output: str) -> None: ...
 
 
 class Reconciler:
@@ -40,6 +44,7 @@ class Reconciler:
         self._by_container: dict[str, dict[str, ServiceSpec]] = {}
         self._warned: dict[str, tuple[str, ...]] = {}
         self._legacy: dict[str, str] = {}
+        self._mirrors: dict[str, tuple[str, str]] = {}  # Docker-health check ID → (status, output) in Consul
         self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
         self.writes = 0
 
@@ -53,7 +58,17 @@ class Reconciler:
                 self._remember(spec)
             elif META_HOST not in spec.meta and (match := self._legacy_id.match(spec.id)):
                 self._legacy[spec.id] = match.group(1)
+        self._mirrors = {
+            check_id: state for check_id, state in self._consul.check_states().items()
+            if check_id.endswith(f":{MIRROR_SUFFIX}") and _service_of(check_id) in self._owned
+        }
         return set(self._by_container)
+
+    def heartbeat(self) -> int:
+        """Re-send every Docker-health check's status, so its TTL never runs out while we live."""
+        for check_id, (status, output) in sorted(self._mirrors.items()):
+            self._consul.update_check(check_id, status, output)
+        return len(self._mirrors)
 
     def sweep_legacy(self, running_names: set[str]) -> int:
         """`-cleanup`: remove services gliderlabs/registrator left for this host's gone containers.
@@ -104,9 +119,21 @@ class Reconciler:
                     self._forget(service_id)
                     log.info("container %s: deregistered %s", label, service_id)
         self.writes += len(ops)
+        self._push_health(label, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})
         if not ops:
             log.debug("container %s: in sync (%d services)", label, len(wanted))
         return len(ops)
+
+    def _push_health(self, label: str, check_status: Mapping[str, tuple[str, str]], registered: set[str]) -> None:
+        """Bring each Docker-health check to Docker's verdict; a fresh registration starts from scratch."""
+        for check_id, state in sorted(check_status.items()):
+            service_id = _service_of(check_id)
+            if service_id not in self._owned:
+                continue
+            if service_id in registered or self._mirrors.get(check_id) != state:
+                self._consul.update_check(check_id, *state)
+                self._mirrors[check_id] = state
+                log.info("container %s: %s is %s (Docker health)", label, check_id, state[0])
 
     def _remember(self, spec: ServiceSpec) -> None:
         self._forget(spec.id)
@@ -114,6 +141,8 @@ class Reconciler:
         self._by_container.setdefault(spec.meta.get(META_CONTAINER, ""), {})[spec.id] = spec
 
     def _forget(self, service_id: str) -> None:
+        for check_id in [c for c in self._mirrors if c.startswith(f"service:{service_id}:")]:
+            del self._mirrors[check_id]
         old = self._owned.pop(service_id, None)
         if old is not None:
             container_id = old.meta.get(META_CONTAINER, "")
@@ -130,3 +159,8 @@ class Reconciler:
             self._warned[container_id] = warnings
             for warning in warnings:
                 log.warning("container %s: %s", label, warning)
+
+
+def _service_of(check_id: str) -> str:
+    """`service:<service ID>:<suffix>` → the service ID (which may itself contain colons)."""
+    return check_id.removeprefix("service:").rsplit(":", 1)[0]

@@ -30,8 +30,24 @@ def snapshot_from_inspect(attrs: Mapping[str, Any]) -> ContainerSnapshot:
         env=MappingProxyType(_parse_env(config.get("Env") or [])),
         labels=MappingProxyType({str(k): str(v) for k, v in (config.get("Labels") or {}).items()}),
         ports=_parse_ports(config.get("ExposedPorts") or {}, network.get("Ports") or {}),
+        has_healthcheck=_has_healthcheck(config.get("Healthcheck")),
+        health=str((state.get("Health") or {}).get("Status") or ""),
+        health_output=_last_probe_output(state.get("Health") or {}),
         attrs=MappingProxyType(dict(attrs)),
     )
+
+
+def _has_healthcheck(healthcheck: Any) -> bool:
+    """Docker stores `Test: ["NONE"]` for a HEALTHCHECK that was switched off."""
+    test = healthcheck.get("Test") if isinstance(healthcheck, Mapping) else None
+    return isinstance(test, list) and bool(test) and test[0] != "NONE"
+
+
+def _last_probe_output(health: Mapping[str, Any]) -> str:
+    """The last probe's output, cut to Consul's default check output limit (4 KiB)."""
+    log = health.get("Log") or []
+    last = log[-1] if log and isinstance(log[-1], Mapping) else {}
+    return str(last.get("Output") or "").strip()[:4096]
 
 
 def _int(value: Any) -> int:

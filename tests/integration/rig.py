@@ -158,10 +158,15 @@ def srv_ports(dns_port: int, name: str) -> set[int]:
 
 
 def build_image(client: docker.DockerClient, name: str) -> str:
-    """Build tests/images/<name> FROM scratch with the host's static busybox; reuse it by content key."""
-    dockerfile = (IMAGES / name / "Dockerfile").read_bytes()
+    """Build tests/images/<name> FROM scratch and reuse it by content key.
+
+    The context gets the host's static busybox, and for a Go program (a go.mod beside the
+    Dockerfile) its static binary, built through the Go module proxy.
+    """
+    folder = IMAGES / name
+    sources = sorted(p for p in folder.iterdir() if p.is_file())
     busybox = Path(shutil.which("busybox") or "/bin/busybox").read_bytes()
-    key = hashlib.sha256(dockerfile + busybox).hexdigest()[:12]
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + busybox).hexdigest()[:12]
     tag = f"registrator-test/{name}:{key}"
     try:
         client.images.get(tag)
@@ -169,11 +174,23 @@ def build_image(client: docker.DockerClient, name: str) -> str:
     except docker.errors.ImageNotFound:
         pass
     with tempfile.TemporaryDirectory() as context:
-        (Path(context) / "Dockerfile").write_bytes(dockerfile)
+        shutil.copy(folder / "Dockerfile", context)
         (Path(context) / "busybox").write_bytes(busybox)
         (Path(context) / "busybox").chmod(0o755)
+        if (folder / "go.mod").exists():
+            _go_build(folder, Path(context) / name)
         client.images.build(path=context, tag=tag, rm=True, forcerm=True)
     return tag
+
+
+def _go_build(folder: Path, output: Path) -> None:
+    proxy = subprocess.run(["go", "env", "GOPROXY"], capture_output=True, text=True, check=True).stdout.strip()
+    env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly",
+           "GOPROXY": proxy.removesuffix(",direct").removesuffix("|direct")}
+    result = subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(output), "."],
+                            cwd=folder, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"go build of {folder.name} failed: {result.stderr[-2000:]}")
 
 
 @dataclass
