@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from registrator.metadata import Entry
+from registrator.metadata import Entry, PortMetadata
 from registrator.model import CheckSpec, ContainerSnapshot
 
 TYPES = ("http", "https", "script", "ttl", "tcp", "udp", "grpc", "docker")  # registrator's precedence, extended
@@ -56,7 +56,7 @@ def is_check_key(key: str) -> bool:
 
 
 def service_checks(
-    entries: Mapping[str, Entry],
+    port_meta: PortMetadata,
     service_id: str,
     address: str,
     port: int,
@@ -65,7 +65,7 @@ def service_checks(
     warnings: list[str],
 ) -> tuple[CheckSpec, ...]:
     groups: dict[str, dict[str, Entry]] = {}
-    for key, entry in entries.items():
+    for key, entry in port_meta.entries.items():
         if key.startswith("check_") and is_check_key(key):
             rest = key[len("check_"):]
             numbered = _NUMBERED.match(rest)
@@ -74,7 +74,9 @@ def service_checks(
     checks = []
     for group in sorted(groups, key=lambda g: (g != "", int(g or 0))):
         check_id = f"service:{service_id}" if not group else f"service:{service_id}:{group}"
-        check = _check(groups[group], check_id, address, port, snapshot, policy, warnings)
+        prefix = f"check_{group}_" if group else "check_"
+        rank = {s: _scope_rank(port_meta, prefix + s) for s in groups[group]}
+        check = _check(groups[group], rank, check_id, address, port, snapshot, policy, warnings)
         if check is not None:
             checks.append(check)
     mirror = docker_health_check(service_id, snapshot, policy)
@@ -97,11 +99,17 @@ def mirror_status(snapshot: ContainerSnapshot, policy: CheckSettings) -> tuple[s
     return status, snapshot.health_output or f"Docker health: {snapshot.health or 'unknown'}"
 
 
+def _scope_rank(port_meta: PortMetadata, key: str) -> int:
+    """0 for a protocol-scoped key, 1 for a port-scoped one, 2 for a generic one."""
+    return 0 if key in port_meta.protocol_scoped else 1 if key in port_meta.port_scoped else 2
+
+
 def _check(
-    settings: dict[str, Entry], check_id: str, address: str, port: int, snapshot: ContainerSnapshot,
-    policy: CheckSettings, warnings: list[str],
+    settings: dict[str, Entry], rank: Mapping[str, int], check_id: str, address: str, port: int,
+    snapshot: ContainerSnapshot, policy: CheckSettings, warnings: list[str],
 ) -> CheckSpec | None:
-    present = [t for t in TYPES if t in settings]
+    """The check of one group; the most specific scope's type wins, then registrator's precedence."""
+    present = sorted((t for t in TYPES if t in settings), key=lambda t: (rank[t], TYPES.index(t)))
     if "cmd" in settings:
         warnings.append(f"{settings['cmd'].source}: check_cmd needs registrator's progrium/consul helper and is not supported; use CHECK_DOCKER")
     if not present:

@@ -213,7 +213,7 @@ def _services_for_port(
     specs = []
     for index, (host_port, address) in enumerate(address_by_port.items()):
         service_id = base_id if index == 0 else f"{base_id}:{host_port}"
-        checks = service_checks(port_meta.entries, service_id, address, host_port, snapshot, settings.checks, warnings)
+        checks = service_checks(port_meta, service_id, address, host_port, snapshot, settings.checks, warnings)
         specs.append(_with_ownership(ServiceSpec(service_id, name, address, host_port, tuple(tags), checks=checks), snapshot, meta, settings))
     return specs
 

@@ -90,6 +90,7 @@ class ConsulAgent:
             f'tls {{ defaults {{ ca_file = "{self.tls_file("ca")}" cert_file = "{self.tls_file("server-cert")}" '
             f'key_file = "{self.tls_file("server-key")}" }} https {{ verify_incoming = true }} }}\n'
             "disable_update_check = true\n"
+            "enable_script_checks = true\n"
             'telemetry { prometheus_retention_time = "1h" }\n'
         )
         ports = {flag: str(free_port()) for flag in ("-serf-lan-port", "-serf-wan-port", "-server-port")}
@@ -119,6 +120,9 @@ class ConsulAgent:
         request = urllib.request.Request(f"http://{self.http_addr}{path}", data=body, method="PUT")
         with urllib.request.urlopen(request, timeout=5):
             pass
+
+    def log(self) -> str:
+        return (self.workdir / "consul.log").read_text(errors="replace")
 
     def writes(self) -> int:
         """Every PUT the agent's HTTP API has served, by Consul's own cumulative counters."""

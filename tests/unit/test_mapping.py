@@ -8,8 +8,16 @@ from types import MappingProxyType
 import pytest
 
 from registrator.mapping import (
-    META_CONTAINER, META_HASH, META_HOST, DeregisterPolicy, MappingSettings, PortSuffix, desired_services,
-    image_basename, parse_tags, spec_hash,
+    META_CONTAINER,
+    META_HASH,
+    META_HOST,
+    DeregisterPolicy,
+    MappingSettings,
+    PortSuffix,
+    desired_services,
+    image_basename,
+    parse_tags,
+    spec_hash,
 )
 from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
 from registrator.snapshot import snapshot_from_inspect

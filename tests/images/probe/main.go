@@ -1,7 +1,7 @@
 // probe is the test workload for health checks: one static binary, FROM scratch.
 //
 //	probe serve           HTTP :80 and HTTPS :443 (/health, /last-request), TCP echo :9000,
-//	                      UDP echo :5353, gRPC health :50051
+//	                      UDP echo :5353, gRPC health :50051; starts unhealthy with PROBE_START_UNHEALTHY=1
 //	probe set healthy     make every endpoint healthy again
 //	probe set unhealthy   /health answers 500, gRPC says NOT_SERVING, TCP and UDP listeners close
 //	probe check           exit 0 when healthy, 2 otherwise (for Docker exec checks and HEALTHCHECK)
@@ -70,6 +70,9 @@ func check(err error) {
 }
 
 func serve() {
+	if os.Getenv("PROBE_START_UNHEALTHY") != "" {
+		check(os.WriteFile(failFile, []byte("1"), 0o644))
+	}
 	var mu sync.Mutex
 	last := map[string]any{}
 	mux := http.NewServeMux()

@@ -1,0 +1,170 @@
+"""Every check key, as a table: SERVICE_*CHECK_* metadata → the Consul check definitions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+
+from registrator.checks import CheckSettings, mirror_status
+from registrator.mapping import MappingSettings, desired_services
+from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, plain
+
+SETTINGS = MappingSettings(hostname="h", host_ip="10.0.0.5", checks=CheckSettings(agent_runs_scripts=True))
+CID = "c" * 64
+
+
+def container(env: dict[str, str], *, port: int = 80, protocol: str = "tcp", **fields: object) -> ContainerSnapshot:
+    return ContainerSnapshot(id=CID, name="web", image="web", running=True, env=MappingProxyType(env),
+                             ports=(ContainerPort(port, protocol, (PortBinding("0.0.0.0", 32000),)),), **fields)
+
+
+def definitions(env: dict[str, str], settings: MappingSettings = SETTINGS, **fields: object) -> dict[str, dict]:
+    [spec] = desired_services(container(env, **fields), settings).services.values()
+    return {c.check_id: plain(c.definition) for c in spec.checks}
+
+
+def only(env: dict[str, str], settings: MappingSettings = SETTINGS, **fields: object) -> dict:
+    [definition] = definitions(env, settings, **fields).values()
+    return {k: v for k, v in definition.items() if k != "Name"}
+
+
+def warnings(env: dict[str, str], settings: MappingSettings = SETTINGS) -> str:
+    return "\n".join(desired_services(container(env), settings).warnings)
+
+
+@pytest.mark.parametrize(
+    ("env", "definition"),
+    [
+        ({"SERVICE_CHECK_HTTP": "/health"}, {"HTTP": "http://10.0.0.5:32000/health", "Interval": "10s"}),
+        ({"SERVICE_CHECK_HTTP": "health", "SERVICE_CHECK_HTTP_METHOD": "head"},
+         {"HTTP": "http://10.0.0.5:32000/health", "Method": "HEAD", "Interval": "10s"}),
+        ({"SERVICE_CHECK_HTTPS": "/h", "SERVICE_CHECK_HTTPS_METHOD": "POST", "SERVICE_CHECK_TLS_SKIP_VERIFY": "true",
+          "SERVICE_CHECK_TLS_SERVER_NAME": "web.internal"},
+         {"HTTP": "https://10.0.0.5:32000/h", "Method": "POST", "TLSSkipVerify": True, "TLSServerName": "web.internal", "Interval": "10s"}),
+        ({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_TIMEOUT": "2s", "SERVICE_CHECK_INTERVAL": "5s"},
+         {"TCP": "10.0.0.5:32000", "Interval": "5s", "Timeout": "2s"}),
+        ({"SERVICE_CHECK_UDP": "1"}, {"UDP": "10.0.0.5:32000", "Interval": "10s"}),
+        ({"SERVICE_CHECK_GRPC": "true"}, {"GRPC": "10.0.0.5:32000", "GRPCUseTLS": False, "Interval": "10s"}),
+        ({"SERVICE_CHECK_GRPC": "my.Service", "SERVICE_CHECK_GRPC_USE_TLS": "yes", "SERVICE_CHECK_TLS_SKIP_VERIFY": "1"},
+         {"GRPC": "10.0.0.5:32000/my.Service", "GRPCUseTLS": True, "TLSSkipVerify": True, "Interval": "10s"}),
+        ({"SERVICE_CHECK_TTL": "30s"}, {"TTL": "30s"}),
+        ({"SERVICE_CHECK_DOCKER": "/bin/check --deep 'a b'"},
+         {"DockerContainerID": CID, "Args": ["/bin/check", "--deep", "a b"], "Interval": "10s"}),
+        ({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INITIAL_STATUS": "Passing", "SERVICE_CHECK_DEREGISTER_AFTER": "90m",
+          "SERVICE_CHECK_SUCCESS_BEFORE_PASSING": "2", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "3", "SERVICE_CHECK_NOTES": "n"},
+         {"TCP": "10.0.0.5:32000", "Interval": "10s", "Status": "passing", "DeregisterCriticalServiceAfter": "90m",
+          "SuccessBeforePassing": 2, "FailuresBeforeCritical": 3, "Notes": "n"}),
+    ],
+    ids=["http", "http-method", "https-tls", "tcp-timeout", "udp", "grpc", "grpc-service-tls", "ttl", "docker", "common-settings"],
+)
+def test_check_definitions(env, definition):
+    assert only(env) == definition
+
+
+def test_headers_from_several_lines_and_keys():
+    env = {"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "Authorization: Bearer x\nX-A: 1", "SERVICE_CHECK_HEADER_2": "X-A: 2"}
+    assert only(env)["Header"] == {"Authorization": ["Bearer x"], "X-A": ["1", "2"]}
+
+
+def test_port_and_protocol_scoped_checks():
+    env = {"SERVICE_53_UDP_CHECK_UDP": "true", "SERVICE_53_CHECK_TCP": "true"}
+    assert "UDP" in only(env, port=53, protocol="udp")
+    assert "TCP" in only(env, port=53, protocol="tcp")
+
+
+def test_numbered_checks_each_get_their_own_id_and_settings():
+    env = {"SERVICE_CHECK_HTTP": "/a", "SERVICE_CHECK_1_TCP": "true", "SERVICE_CHECK_1_INTERVAL": "3s", "SERVICE_CHECK_2_TTL": "1m"}
+    found = definitions(env)
+    assert list(found) == ["service:h:web:80", "service:h:web:80:1", "service:h:web:80:2"]
+    assert found["service:h:web:80:1"]["Interval"] == "3s"
+    assert found["service:h:web:80"]["Interval"] == "10s"
+
+
+def test_one_type_per_check_in_registrator_precedence():
+    assert "HTTP" in only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_HTTP": "/"})
+    assert "only one check type per check (http is used)" in warnings({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_HTTP": "/"})
+
+
+def test_ipv6_targets_are_bracketed():
+    assert only({"SERVICE_CHECK_TCP": "true"}, replace(SETTINGS, ip="2001:db8::5"))["TCP"] == "[2001:db8::5]:32000"
+
+
+@pytest.mark.parametrize("value", ["false", "0", "no"])
+def test_tcp_false_means_no_check(value):
+    assert definitions({"SERVICE_CHECK_TCP": value}) == {}
+
+
+def test_script_checks_need_the_flag_and_the_agent():
+    env = {"SERVICE_CHECK_SCRIPT": 'sh -c "nc -z $SERVICE_IP $SERVICE_PORT"'}
+    assert definitions(env) == {}
+    assert "refused unless the agent runs with --allow-script-checks" in warnings(env)
+    allowed = replace(SETTINGS, checks=CheckSettings(allow_scripts=True, agent_runs_scripts=True))
+    assert only(env, allowed)["Args"] == ["sh", "-c", "nc -z 10.0.0.5 32000"]
+    unable = replace(SETTINGS, checks=CheckSettings(allow_scripts=True, agent_runs_scripts=False))
+    assert definitions(env, unable) == {}
+    assert "does not run script checks" in warnings(env, unable)
+
+
+def test_docker_checks_need_the_agent_to_run_scripts():
+    settings = replace(SETTINGS, checks=CheckSettings(agent_runs_scripts=False))
+    assert definitions({"SERVICE_CHECK_DOCKER": "true"}, settings) == {}
+
+
+def test_global_initial_status_applies_unless_the_check_sets_one():
+    settings = replace(SETTINGS, checks=CheckSettings(initial_status="passing"))
+    assert only({"SERVICE_CHECK_TCP": "true"}, settings)["Status"] == "passing"
+    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INITIAL_STATUS": "warning"}, settings)["Status"] == "warning"
+
+
+@pytest.mark.parametrize(
+    ("env", "warning", "kept"),
+    [
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INTERVAL": "10 seconds"}, "SERVICE_CHECK_INTERVAL: '10 seconds' is not a duration", {"Interval": "10s"}),
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INITIAL_STATUS": "ok"}, "'ok' is not one of passing, warning, critical", {}),
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "x"}, "'x' is not a whole number", {}),
+        ({"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "no colon"}, "'no colon' is not 'Name: value'", {}),
+        ({"SERVICE_CHECK_DOCKER": "it's"}, "cannot split", None),
+        ({"SERVICE_CHECK_TTL": "soon"}, "'soon' is not a duration", None),
+        ({"SERVICE_CHECK_INTERVAL": "5s"}, "check settings without a check type", None),
+        ({"SERVICE_CHECK_CMD": "/x"}, "check_cmd needs registrator's progrium/consul helper", None),
+    ],
+)
+def test_bad_check_settings_warn_and_keep_what_is_valid(env, warning, kept):
+    assert warning in warnings(env)
+    found = definitions(env)
+    if kept is None:
+        assert found == {}
+    else:
+        [definition] = found.values()
+        assert kept.items() <= definition.items()
+
+
+def test_docker_healthcheck_gets_a_mirror_ttl_check_and_status():
+    snapshot = {"has_healthcheck": True, "health": "unhealthy", "health_output": "boom"}
+    found = definitions({}, **snapshot)
+    assert found == {"service:h:web:80:docker-health": {"Name": "Docker HEALTHCHECK", "TTL": "90s", "Status": "critical",
+                                                        "Notes": "mirrors the container's Docker health status"}}
+    desired = desired_services(container({}, **snapshot), SETTINGS)
+    assert dict(desired.check_status) == {"service:h:web:80:docker-health": ("critical", "boom")}
+
+
+@pytest.mark.parametrize(
+    ("health", "initial", "expected"),
+    [("healthy", None, "passing"), ("unhealthy", "passing", "critical"), ("starting", None, "critical"), ("starting", "warning", "warning")],
+)
+def test_mirror_status(health, initial, expected):
+    snapshot = container({}, has_healthcheck=True, health=health)
+    assert mirror_status(snapshot, CheckSettings(initial_status=initial))[0] == expected
+
+
+def test_mirroring_can_be_turned_off():
+    settings = replace(SETTINGS, checks=CheckSettings(docker_health=False))
+    assert definitions({}, settings, has_healthcheck=True, health="healthy") == {}
+
+
+def test_a_changed_check_changes_the_registration_hash():
+    first = desired_services(container({"SERVICE_CHECK_HTTP": "/a"}), SETTINGS).services
+    second = desired_services(container({"SERVICE_CHECK_HTTP": "/b"}), SETTINGS).services
+    assert [s.meta["registrator-hash"] for s in first.values()] != [s.meta["registrator-hash"] for s in second.values()]
