@@ -23,7 +23,9 @@ from registrator.config import ConfigError, ConsulEndpoint, Settings, consul_end
 from registrator.consul_sink import ConsulError, ConsulSink
 from registrator.controller import Controller, StartupError
 from registrator.docker_source import DockerSource, DockerUnavailable
-from registrator.hostip import HostIPError, detect_host_ip
+from registrator.ecs_source import DEFAULT_URL as DEFAULT_ECS_URL
+from registrator.ecs_source import EcsAgent
+from registrator.hostip import HostIPError, check_method
 from registrator.mapping import META_CONTAINER, DeregisterPolicy, MappingSettings, PortSuffix
 from registrator.model import ServiceSpec
 from registrator.template import TemplateError, parse
@@ -85,7 +87,18 @@ def main() -> None:
 
 @main.command(cls=RunCommand)
 @URI
-@option("-ip", "--ip", env="IP", help="Address registered for published ports.  [default: the IPv4 of the default-route interface]")
+@option("-ip", "--ip", env="IP", help="Address registered for published ports.  [default: detected, see --ip-from]")
+@option("--ip-from", env="IP_FROM", default="route", show_default=True,
+        help="How to detect the host IP without -ip: route (default-route interface), interface:NAME, ec2 (instance metadata, IMDSv2), docker (swarm advertise address).")
+@option("--ec2-metadata-url", env="EC2_METADATA_URL", default="http://169.254.169.254", show_default=True, hidden=True)
+@option("--ip6", env="IP6", default="", help="The host's IPv6 address: published ports also get it as TaggedAddresses lan_ipv6.")
+@option("--network", env="NETWORK", default="", help="Register containers on this Docker network with their address there and the exposed port.")
+@option("--ip-family", env="IP_FAMILY", type=click.Choice(["ipv4", "ipv6"]), default="ipv4", show_default=True,
+        help="Which container address is the service Address when it has both; the other is a TaggedAddress.")
+@option("--ecs/--no-ecs", env="ECS", default=True, show_default=True, help="ECS awareness for containers with ECS labels: names, Meta, awsvpc task addresses.")
+@option("--ecs-name", env="ECS_NAME", type=click.Choice(["container", "family", "image"]), default="container", show_default=True,
+        help="Default service name of ECS containers: the ECS container name, the task family, or the image (registrator).")
+@option("--ecs-agent-url", env="ECS_AGENT_URL", default=DEFAULT_ECS_URL, show_default=True, help="ECS agent introspection API, for awsvpc task addresses.")
 @option("-internal/--no-internal", "--internal", env="INTERNAL", default=False, help="Register the container IP and exposed port instead of the host IP and published port.")
 @option("-explicit/--no-explicit", "--explicit", env="EXPLICIT", default=False, help="Only register ports that have a SERVICE_[<port>_]NAME.")
 @option("-useIpFromLabel", "--use-ip-from-label", "use_ip_from_label", env="USE_IP_FROM_LABEL", default="", metavar="LABEL",
@@ -121,7 +134,8 @@ def main() -> None:
 def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_from_label: str, tags: str, meta: Sequence[str],
         port_suffix: str, resync: float, deregister: str, cleanup: bool, retry_attempts: int, retry_interval: int,
         ttl: int, ttl_refresh: int, allow_script_checks: bool, initial_status: str | None, docker_health: bool,
-        docker_health_ttl: float, hostname: str | None, consul_timeout: float, log_level: str) -> None:
+        docker_health_ttl: float, hostname: str | None, consul_timeout: float, log_level: str, ip_from: str,
+        ec2_metadata_url: str, ip6: str, network: str, ip_family: str, ecs: bool, ecs_name: str, ecs_agent_url: str) -> None:
     """Follow Docker events and keep the local Consul agent's services equal to running containers.
 
     \b
@@ -135,8 +149,13 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
             consul=consul_endpoint(uri, timeout=consul_timeout),
             mapping=MappingSettings(
                 hostname=hostname or "",
-                host_ip="" if ip or internal else detect_host_ip(),
+                host_ip="",
                 ip=ip or None,
+                host_ipv6=ip6,
+                network=network,
+                ip_family=ip_family,
+                ecs=ecs,
+                ecs_name=ecs_name,
                 internal=internal,
                 explicit=explicit,
                 use_ip_from_label=use_ip_from_label,
@@ -151,15 +170,18 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
             retry_attempts=retry_attempts,
             retry_interval_ms=retry_interval,
             cleanup=cleanup,
+            ip_from=check_method(ip_from),
+            ec2_metadata_url=ec2_metadata_url,
         )
     except (ConfigError, TemplateError) as exc:
         raise click.UsageError(str(exc)) from None
     except HostIPError as exc:
-        raise click.UsageError(f"{exc}; pass -ip to set the address to register") from None
+        raise click.UsageError(str(exc)) from None
     if ttl or ttl_refresh:
         log.info("-ttl and -ttl-refresh have no effect with Consul (as in registrator)")
     log.info("registrator %s: Consul %s", __version__, settings.consul.url)
-    controller = Controller(settings, DockerSource(timeout=settings.docker_timeout), ConsulSink(settings.consul))
+    docker_source = DockerSource(timeout=settings.docker_timeout, ecs=EcsAgent(ecs_agent_url) if ecs else None)
+    controller = Controller(settings, docker_source, ConsulSink(settings.consul))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: controller.stop.set())
     try:

@@ -47,6 +47,8 @@ class Settings:
     retry_attempts: int = -1
     retry_interval_ms: int = 2000
     cleanup: bool = False
+    ip_from: str = "route"
+    ec2_metadata_url: str = "http://169.254.169.254"
 
 
 def parse_consul_address(text: str, source: str) -> tuple[str, str, int]:

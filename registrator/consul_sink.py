@@ -136,6 +136,8 @@ def service_payload(spec: ServiceSpec) -> dict[str, Any]:
         "Tags": list(spec.tags),
         "Meta": dict(spec.meta),
         "Checks": [{"CheckID": check.check_id, **plain(check.definition)} for check in spec.checks],
+        **({"TaggedAddresses": {tag: {"Address": address, "Port": spec.port} for tag, address in spec.tagged_addresses}}
+           if spec.tagged_addresses else {}),
     }
 
 

@@ -30,6 +30,7 @@ from tenacity.stop import stop_base
 from registrator.config import Settings
 from registrator.consul_sink import ConsulError, ConsulSink
 from registrator.docker_source import DockerSource, DockerUnavailable
+from registrator.hostip import HostIPError, detect_host_ip, ec2_local_ipv4, interface_ipv4
 from registrator.reconciler import Reconciler
 from registrator.workqueue import WorkQueue
 
@@ -68,10 +69,13 @@ class Controller:
         self._wait_for_consul()
         if self.stop.is_set():
             return
+        host_ip = self._detect_host_ip()
+        if self.stop.is_set():
+            return
         checks = dataclasses.replace(self.settings.mapping.checks, agent_runs_scripts=self._agent_runs_scripts())
-        mapping = dataclasses.replace(self.settings.mapping, hostname=hostname, checks=checks)
+        mapping = dataclasses.replace(self.settings.mapping, hostname=hostname, host_ip=host_ip, checks=checks)
         self.settings = dataclasses.replace(self.settings, mapping=mapping)
-        log.info("host identity %s; registering address %s", hostname, self.settings.mapping.ip or self.settings.mapping.host_ip)
+        log.info("host identity %s; published ports registered at %s", hostname, self.settings.mapping.ip or self.settings.mapping.host_ip)
         self.reconciler = Reconciler(self._docker, self._consul, self.settings.mapping)
         threads = [
             threading.Thread(target=self._pump, name="events", daemon=True),
@@ -115,12 +119,16 @@ class Controller:
                 outcome = state.outcome.exception() if state.outcome and state.outcome.failed else "no leader"
                 raise StartupError(f"{what} not reachable after {state.attempt_number} attempts: {outcome}")
 
+        def report(state: Any) -> None:
+            failure = state.outcome.exception() if state.outcome and state.outcome.failed else "no leader yet"
+            log.warning("%s: %s; retrying in %.1fs", what, failure, state.upcoming_sleep)
+
         return Retrying(
             retry=retry,
             wait=wait_fixed(self.settings.retry_interval_ms / 1000),
             stop=stop,
             sleep=self._sleep,
-            before_sleep=before_sleep_log(log, logging.WARNING),
+            before_sleep=report,
             retry_error_callback=give_up,
         )
 
@@ -131,6 +139,29 @@ class Controller:
             lambda: configured or self._docker.daemon_name()
         )
         return str(name or configured)
+
+    def _detect_host_ip(self) -> str:
+        """The address for published ports (`--ip-from`), unless `-ip` gave one; retried like startup."""
+        if self.settings.mapping.ip:
+            return ""
+        method = self.settings.ip_from
+
+        def detect() -> str:
+            if method == "route":
+                return detect_host_ip()
+            if method.startswith("interface:"):
+                return interface_ipv4(method.partition(":")[2])
+            if method == "ec2":
+                return ec2_local_ipv4(self.settings.ec2_metadata_url)
+            address = self._docker.advertised_address()
+            if not address:
+                raise HostIPError("the Docker daemon advertises no address (not in swarm mode)")
+            return address
+
+        address = self._startup_retrying(retry_if_exception_type((HostIPError, DockerUnavailable)), f"host IP (--ip-from {method})")(detect)
+        if address:
+            log.info("host IP %s (--ip-from %s)", address, method)
+        return str(address or "")
 
     def _wait_for_consul(self) -> None:
         """Block until the Consul agent answers and its cluster has a leader (registrator#593)."""

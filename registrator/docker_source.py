@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import docker
 import docker.errors
 import requests
 
+from registrator.ecs_source import EcsAgent, EcsError
 from registrator.model import ContainerSnapshot
-from registrator.snapshot import snapshot_from_inspect
+from registrator.snapshot import shared_network, snapshot_from_inspect
+
+log = logging.getLogger(__name__)
 
 
 class DockerUnavailable(Exception):
@@ -29,8 +33,11 @@ class ContainerEvent:
 
 
 class DockerSource:
-    def __init__(self, timeout: float) -> None:
+    """`ecs`, when given, supplies the address of ECS awsvpc tasks, which Docker does not know."""
+
+    def __init__(self, timeout: float, ecs: EcsAgent | None = None) -> None:
         self._timeout = timeout
+        self._ecs = ecs
         self._client: docker.APIClient | None = None
         self._stream: Any = None
         self._lock = threading.Lock()
@@ -55,8 +62,34 @@ class DockerSource:
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise DockerUnavailable(f"docker info: {exc}") from exc
 
+    def advertised_address(self) -> str:
+        """The address the daemon advertises to its swarm; "" outside swarm mode."""
+        try:
+            return str((self.api.info().get("Swarm") or {}).get("NodeAddr") or "")
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise DockerUnavailable(f"docker info: {exc}") from exc
+
     def inspect(self, container_id: str) -> ContainerSnapshot | None:
-        """The container's snapshot, or None once it is gone (vanishing is normal, not an error)."""
+        """The container's snapshot, or None once it is gone (vanishing is normal, not an error).
+
+        A container in another container's network namespace (`container:<id>`, also ECS awsvpc
+        tasks) gets that container's addresses and published ports, and an awsvpc task its ENI
+        address from the ECS agent.
+        """
+        snapshot = self._inspect(container_id)
+        if snapshot is None or not snapshot.network_mode.startswith("container:"):
+            return snapshot
+        owner = self._inspect(snapshot.network_mode.partition(":")[2])
+        if owner is not None:
+            snapshot = shared_network(snapshot, owner)
+        if self._ecs is not None and not (snapshot.ip or snapshot.networks_with_address):
+            try:
+                snapshot = replace(snapshot, task_ip=self._ecs.task_ip(snapshot.id))
+            except EcsError as exc:
+                log.warning("container %s: %s", snapshot.name, exc)
+        return snapshot
+
+    def _inspect(self, container_id: str) -> ContainerSnapshot | None:
         try:
             return snapshot_from_inspect(self.api.inspect_container(container_id))
         except docker.errors.NotFound:

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 
+from registrator.addressing import Target, port_targets
 from registrator.checks import MIRROR_SUFFIX, CheckSettings, is_check_key, mirror_status, service_checks
-from registrator.metadata import ContainerMetadata, PortMetadata, container_metadata
-from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec, plain
+from registrator.metadata import PortMetadata, container_metadata
+from registrator.model import ContainerPort, ContainerSnapshot, ServiceSpec, plain
 from registrator.template import Template, TemplateError
 
 # Ownership lives in Meta: it is how this agent finds its own services again, never the ID.
@@ -34,7 +35,14 @@ _DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
 TRUTHY = {"1", "true", "yes", "on", "y", "t"}
 
 # Keys that configure the registration itself and never become Meta (nor do `check_*` keys).
-SERVICE_KEYS = {"name", "id", "tags", "ignore"}
+SERVICE_KEYS = {"name", "id", "tags", "ignore", "ip", "network", "ip_family"}
+ECS_LABELS = {
+    "ecs_cluster": "com.amazonaws.ecs.cluster",
+    "ecs_task_arn": "com.amazonaws.ecs.task-arn",
+    "ecs_task_family": "com.amazonaws.ecs.task-definition-family",
+    "ecs_task_revision": "com.amazonaws.ecs.task-definition-version",
+    "ecs_container": "com.amazonaws.ecs.container-name",
+}
 
 
 class PortSuffix(Enum):
@@ -68,6 +76,11 @@ class MappingSettings:
     port_suffix: PortSuffix = PortSuffix.AUTO
     deregister: DeregisterPolicy = DeregisterPolicy.ALWAYS
     checks: CheckSettings = CheckSettings()
+    network: str = ""  # --network: preferred Docker network for container addresses
+    ip_family: str = "ipv4"  # --ip-family: which container address becomes the service Address
+    host_ipv6: str = ""  # --ip6: the host's IPv6, tagged on published ports
+    ecs: bool = True  # ECS awareness when the container has ECS labels
+    ecs_name: str = "container"  # default name under ECS: container | family | image
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +96,7 @@ class Desired:
     retain: bool = False
     check_status: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # why ports were not registered, for debug logs
 
 
 def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings) -> Desired:
@@ -91,19 +105,25 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
     if not snapshot.running:
         return Desired(retain=_retains_after_exit(snapshot, settings.deregister))
     metadata = container_metadata(snapshot)
-    warnings = list(metadata.warnings)
-    ports = _registrable_ports(snapshot, settings)
+    warnings: list[str] = list(metadata.warnings)
+    notes: list[str] = []
     warnings += [
         f"SERVICE_{port}_*: the container has no port {port}; ignored"
         for port in sorted(metadata.scoped_ports() - {p.port for p in snapshot.ports})
     ]
-    template_tags = _template_tags(snapshot, settings, warnings)
-    services: dict[str, ServiceSpec] = {}
-    for port, bindings in ports:
+    ports = []
+    for port in snapshot.ports:
         port_meta = metadata.for_port(port)
+        targets = port_targets(snapshot, port, port_meta, settings, warnings, notes)
+        if targets:
+            ports.append((port, port_meta, targets))
+    template_tags = _template_tags(snapshot, settings, warnings)
+    ecs_meta = _ecs_meta(snapshot, settings)
+    services: dict[str, ServiceSpec] = {}
+    for port, port_meta, targets in ports:
         if _truthy(port_meta.entries.get("ignore")):
             continue
-        for spec in _services_for_port(snapshot, port, bindings, port_meta, metadata, len(ports) > 1, template_tags, settings, warnings):
+        for spec in _services_for_port(snapshot, port, targets, port_meta, len(ports) > 1, template_tags, ecs_meta, settings, warnings):
             if spec.id in services:
                 warnings.append(f"service ID {spec.id!r} is produced twice; the second is skipped")
             else:
@@ -111,7 +131,7 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
     status = mirror_status(snapshot, settings.checks)
     check_status = {c.check_id: status for spec in services.values() for c in spec.checks if c.check_id.endswith(f":{MIRROR_SUFFIX}")}
     return Desired(services=MappingProxyType(services), check_status=MappingProxyType(check_status),
-                   warnings=tuple(dict.fromkeys(warnings)))
+                   warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes))
 
 
 def image_basename(image: str) -> str:
@@ -133,7 +153,7 @@ def spec_hash(spec: ServiceSpec) -> str:
     """
     meta = {k: v for k, v in spec.meta.items() if k != META_HASH}
     checks = [[c.check_id, plain(c.definition)] for c in spec.checks]
-    body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks]
+    body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks, list(spec.tagged_addresses)]
     return hashlib.sha256(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -150,30 +170,6 @@ def _retains_after_exit(snapshot: ContainerSnapshot, policy: DeregisterPolicy) -
     return False
 
 
-def _registrable_ports(
-    snapshot: ContainerSnapshot, settings: MappingSettings
-) -> list[tuple[ContainerPort, tuple[PortBinding, ...]]]:
-    """Ports that can be reached from other hosts, with the host bindings that reach them.
-
-    Host-network containers serve their exposed ports on the host directly. Bindings to loopback
-    only are unreachable from elsewhere and are not registered. With `-internal` every exposed port
-    counts, published or not.
-    """
-    ports = []
-    for port in snapshot.ports:
-        if snapshot.network_mode == "host":
-            bindings: tuple[PortBinding, ...] = (PortBinding("", port.port),)
-        else:
-            bindings = tuple(b for b in port.bindings if not _is_loopback(b.host_ip))
-        if bindings or settings.internal:
-            ports.append((port, bindings))
-    return ports
-
-
-def _is_loopback(ip: str) -> bool:
-    return ip.startswith("127.") or ip == "::1"
-
-
 def _template_tags(snapshot: ContainerSnapshot, settings: MappingSettings, warnings: list[str]) -> list[str]:
     if settings.tags is None:
         return []
@@ -187,35 +183,49 @@ def _template_tags(snapshot: ContainerSnapshot, settings: MappingSettings, warni
 def _services_for_port(
     snapshot: ContainerSnapshot,
     port: ContainerPort,
-    bindings: tuple[PortBinding, ...],
+    targets: list[Target],
     port_meta: PortMetadata,
-    metadata: ContainerMetadata,
     multi_port: bool,
     template_tags: list[str],
+    ecs_meta: dict[str, str],
     settings: MappingSettings,
     warnings: list[str],
 ) -> list[ServiceSpec]:
     name = port_meta.get("name").strip()
     if not name and settings.explicit:
         return []
-    name = _service_name(name or image_basename(snapshot.image), port, port_meta, multi_port, settings, warnings)
-    base_id = _service_id(snapshot, port, port_meta, metadata, multi_port, settings)
+    name = _service_name(name or _default_name(snapshot, settings), port, port_meta, multi_port, settings, warnings)
+    base_id = _service_id(snapshot, port, port_meta, multi_port, settings)
     tags = list(dict.fromkeys(parse_tags(port_meta.get("tags")) + template_tags + (["udp"] if port.protocol == "udp" else [])))
-    meta = _meta(port_meta, settings, warnings)
-    label_ip = _label_ip(snapshot, settings)
-    if settings.internal:
-        targets = [(label_ip or _container_ip(snapshot), port.port)]
-    else:
-        targets = [(label_ip or settings.ip or _binding_ip(b) or settings.host_ip, b.host_port) for b in bindings]
-    address_by_port: dict[int, str] = {}
-    for address, host_port in targets:
-        address_by_port.setdefault(host_port, address)
+    meta = _meta(port_meta, {**settings.meta, **ecs_meta}, warnings)
     specs = []
-    for index, (host_port, address) in enumerate(address_by_port.items()):
-        service_id = base_id if index == 0 else f"{base_id}:{host_port}"
-        checks = service_checks(port_meta, service_id, address, host_port, snapshot, settings.checks, warnings)
-        specs.append(_with_ownership(ServiceSpec(service_id, name, address, host_port, tuple(tags), checks=checks), snapshot, meta, settings))
+    for index, target in enumerate(targets):
+        service_id = base_id if index == 0 else f"{base_id}:{target.port}"
+        checks = service_checks(port_meta, service_id, target.address, target.port, snapshot, settings.checks, warnings)
+        tagged = (("lan_ipv4", target.ipv4), ("lan_ipv6", target.ipv6)) if target.ipv4 and target.ipv6 else ()
+        spec = ServiceSpec(service_id, name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)
+        specs.append(_with_ownership(spec, snapshot, meta, settings))
     return specs
+
+
+def _default_name(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
+    """The image basename, or under ECS the container name or task family (`--ecs-name`)."""
+    if _is_ecs(snapshot, settings) and settings.ecs_name != "image":
+        label = ECS_LABELS["ecs_container" if settings.ecs_name == "container" else "ecs_task_family"]
+        if snapshot.labels.get(label):
+            return snapshot.labels[label]
+    return image_basename(snapshot.image)
+
+
+def _is_ecs(snapshot: ContainerSnapshot, settings: MappingSettings) -> bool:
+    return settings.ecs and ECS_LABELS["ecs_task_arn"] in snapshot.labels
+
+
+def _ecs_meta(snapshot: ContainerSnapshot, settings: MappingSettings) -> dict[str, str]:
+    """ecs_cluster, ecs_task_arn, ecs_task_family, ecs_task_revision, ecs_container from ECS labels."""
+    if not _is_ecs(snapshot, settings):
+        return {}
+    return {key: snapshot.labels[label][:MAX_META_VALUE] for key, label in ECS_LABELS.items() if snapshot.labels.get(label)}
 
 
 def _service_name(
@@ -235,12 +245,7 @@ def _service_name(
 
 
 def _service_id(
-    snapshot: ContainerSnapshot,
-    port: ContainerPort,
-    port_meta: PortMetadata,
-    metadata: ContainerMetadata,
-    multi_port: bool,
-    settings: MappingSettings,
+    snapshot: ContainerSnapshot, port: ContainerPort, port_meta: PortMetadata, multi_port: bool, settings: MappingSettings
 ) -> str:
     """registrator's `host:container:port[:udp]`, or SERVICE_ID.
 
@@ -259,8 +264,8 @@ def _service_id(
     return custom
 
 
-def _meta(port_meta: PortMetadata, settings: MappingSettings, warnings: list[str]) -> dict[str, str]:
-    meta = dict(settings.meta)
+def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], warnings: list[str]) -> dict[str, str]:
+    meta = dict(defaults)
     for key, entry in sorted(port_meta.entries.items()):
         if key in SERVICE_KEYS:
             continue
@@ -290,23 +295,6 @@ def meta_key_problem(key: str) -> str:
     if key.startswith(RESERVED_META_PREFIXES):
         return "the 'consul-' and 'registrator-' prefixes are reserved"
     return ""
-
-
-def _label_ip(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
-    """registrator's `-useIpFromLabel`: the label's value without a `/cidr` suffix."""
-    if not settings.use_ip_from_label:
-        return ""
-    return snapshot.labels.get(settings.use_ip_from_label, "").strip().rsplit("/", 1)[0]
-
-
-def _container_ip(snapshot: ContainerSnapshot) -> str:
-    """The default-bridge address, else the address on the first network by name (deterministic)."""
-    return snapshot.ip or next((net.ip for net in snapshot.networks if net.ip), "")
-
-
-def _binding_ip(binding: PortBinding) -> str:
-    """A binding to one specific host address is reachable there; a wildcard says nothing."""
-    return "" if binding.host_ip in ("", "0.0.0.0", "::") else binding.host_ip
 
 
 def _with_ownership(spec: ServiceSpec, snapshot: ContainerSnapshot, meta: dict[str, str], settings: MappingSettings) -> ServiceSpec:

@@ -52,8 +52,10 @@ class ContainerSnapshot:
     paused: bool = False
     exit_code: int = 0
     network_mode: str = "default"
-    ip: str = ""
+    ip: str = ""  # default bridge (or the shared container's, in container: mode)
+    ipv6: str = ""
     networks: tuple[NetworkAttachment, ...] = ()
+    task_ip: str = ""  # ECS awsvpc task ENI address, from the ECS agent
     env: Mapping[str, str] = field(default_factory=_empty)
     labels: Mapping[str, str] = field(default_factory=_empty)
     ports: tuple[ContainerPort, ...] = ()
@@ -65,6 +67,10 @@ class ContainerSnapshot:
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+    @property
+    def networks_with_address(self) -> tuple[NetworkAttachment, ...]:
+        return tuple(n for n in self.networks if n.ip or n.ipv6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,7 @@ class ServiceSpec:
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=_empty)
     checks: tuple[CheckSpec, ...] = ()
+    tagged_addresses: tuple[tuple[str, str], ...] = ()  # (lan_ipv4 | lan_ipv6, address), same port
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,6 +95,8 @@ class Reconciler:
         label = snapshot.name if snapshot else container_id[:12]
         desired = desired_services(snapshot, self._settings)
         self._report(container_id, label, desired.warnings, gone=snapshot is None)
+        for note in desired.notes:
+            log.debug("container %s: %s", label, note)
         if desired.retain:
             return 0
         actual = dict(self._by_container.get(container_id, {}))

@@ -7,6 +7,7 @@ no container can crash the agent with an unusual inspect document.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +27,7 @@ def snapshot_from_inspect(attrs: Mapping[str, Any]) -> ContainerSnapshot:
         exit_code=_int(state.get("ExitCode")),
         network_mode=str((attrs.get("HostConfig") or {}).get("NetworkMode") or "default"),
         ip=str(network.get("IPAddress") or ""),
+        ipv6=str(network.get("GlobalIPv6Address") or ""),
         networks=_parse_networks(network.get("Networks") or {}),
         env=MappingProxyType(_parse_env(config.get("Env") or [])),
         labels=MappingProxyType({str(k): str(v) for k, v in (config.get("Labels") or {}).items()}),
@@ -35,6 +37,14 @@ def snapshot_from_inspect(attrs: Mapping[str, Any]) -> ContainerSnapshot:
         health_output=_last_probe_output(state.get("Health") or {}),
         attrs=MappingProxyType(dict(attrs)),
     )
+
+
+def shared_network(snapshot: ContainerSnapshot, owner: ContainerSnapshot) -> ContainerSnapshot:
+    """A `container:<owner>` container seen through its owner's network: the owner's addresses,
+    and the owner's host bindings for the ports this container exposes."""
+    bindings = {(p.port, p.protocol): p.bindings for p in owner.ports}
+    ports = tuple(replace(p, bindings=bindings.get((p.port, p.protocol), p.bindings)) for p in snapshot.ports)
+    return replace(snapshot, ip=owner.ip, ipv6=owner.ipv6, networks=owner.networks, ports=ports)
 
 
 def _has_healthcheck(healthcheck: Any) -> bool:

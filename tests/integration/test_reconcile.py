@@ -39,7 +39,7 @@ def test_periodic_resync_writes_nothing_when_nothing_changed(agent, workload, co
     eventually(lambda: agent.log().count("in sync (1 services)") >= 6, timeout=10, what="five more resyncs")
 
     assert consul.writes() == writes_before  # counted by Consul itself
-    assert agent.log().count(" registered ") == 1
+    assert agent.log().count(": registered ") == 1
     assert " updated " not in agent.log()
 
 
