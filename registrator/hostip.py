@@ -64,12 +64,13 @@ def ec2_local_ipv4(base_url: str = EC2_METADATA_URL, timeout: float = 2.0) -> st
     try:
         token = requests.put(f"{base}/latest/api/token", headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}, timeout=timeout)
         token.raise_for_status()
-        answer = requests.get(f"{base}/latest/meta-data/local-ipv4", headers={"X-aws-ec2-metadata-token": token.text},
+        answer = requests.get(f"{base}/latest/meta-data/local-ipv4",
+                              headers={"X-aws-ec2-metadata-token": token.content.decode("ascii", "replace")},
                               timeout=timeout)
         answer.raise_for_status()
     except requests.RequestException as exc:
         raise HostIPError(f"EC2 instance metadata at {base}: {exc}") from None
-    address = answer.text.strip()
+    address = answer.content.decode("ascii", "replace").strip()
     if not address:
         raise HostIPError(f"EC2 instance metadata at {base}: empty local-ipv4")
     return address

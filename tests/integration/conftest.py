@@ -17,7 +17,7 @@ import docker
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from tests.integration.rig import Agent, ConsulAgent, build_image, consul_binary, dig
+from tests.integration.rig import Agent, ConsulAgent, FakeEndpoint, build_image, consul_binary, dig
 
 TEST_LABEL = "registrator-test"
 pytestmark = pytest.mark.integration
@@ -90,7 +90,10 @@ def workload(docker_client: docker.DockerClient, images: dict[str, str]) -> Iter
 
     def start(image: str = "http", *, env: dict[str, str] | None = None, labels: dict[str, str] | None = None,
               ports: dict[int | str, int | None] | None = None, **kwargs: Any) -> DockerContainer:
+        network = kwargs.pop("network", None)  # a network name, passed through to docker create
         container = DockerContainer(images.get(image, image), env=env or {}, labels={TEST_LABEL: "1", **(labels or {})}, **kwargs)
+        if network:
+            container.with_kwargs(network=network, **kwargs)
         for port, host_port in (ports or {}).items():
             container.with_bind_ports(port, host_port)
         started.append(container)
@@ -102,6 +105,40 @@ def workload(docker_client: docker.DockerClient, images: dict[str, str]) -> Iter
             container.stop()
         except docker.errors.NotFound:
             pass
+
+
+@pytest.fixture
+def network(docker_client: docker.DockerClient) -> Iterator[Callable[..., Any]]:
+    """Create a user-defined Docker network (removed after the test, with its containers disconnected)."""
+    created = []
+
+    def create(**kwargs: Any) -> Any:
+        net = docker_client.networks.create(f"regtest-{uuid.uuid4().hex[:8]}", driver="bridge", labels={TEST_LABEL: "1"}, **kwargs)
+        created.append(net)
+        return net
+
+    yield create
+    for net in created:
+        net.reload()
+        for container in net.containers:
+            try:
+                net.disconnect(container, force=True)
+            except docker.errors.APIError:
+                pass
+        net.remove()
+
+
+@pytest.fixture
+def fake_endpoint() -> Iterator[Callable[..., FakeEndpoint]]:
+    servers: list[FakeEndpoint] = []
+
+    def start(handle: Callable[[str, str, dict[str, str]], tuple[int, str]]) -> FakeEndpoint:
+        servers.append(FakeEndpoint(handle))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture

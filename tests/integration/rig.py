@@ -250,3 +250,39 @@ def registrator_command() -> list[str]:
     """The installed console script next to this interpreter, else the module."""
     script = Path(sys.executable).with_name("registrator")
     return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+class FakeEndpoint:
+    """A loopback HTTP server answering like a documented AWS endpoint; `handle(method, path, headers)`
+    returns (status, body) and every request is recorded."""
+
+    def __init__(self, handle: Callable[[str, str, dict[str, str]], tuple[int, str]]) -> None:
+        import http.server
+        import threading
+
+        requests: list[tuple[str, str, dict[str, str]]] = []
+        self.requests = requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                requests.append((self.command, self.path, headers))
+                status, body = handle(self.command, self.path, headers)
+                payload = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_PUT = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

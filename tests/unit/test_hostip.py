@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from registrator.hostip import HostIPError, default_route_interface, detect_host_ip
+from registrator.hostip import HostIPError, check_method, default_route_interface, detect_host_ip
 
 HEADER = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
 
@@ -31,3 +31,14 @@ def test_missing_default_route_is_a_clear_error(tmp_path):
     routes.write_text(HEADER)
     with pytest.raises(HostIPError, match="no default route"):
         detect_host_ip(str(routes))
+
+
+@pytest.mark.parametrize("method", ["route", "ec2", "docker", "interface:eth0"])
+def test_ip_from_methods(method):
+    assert check_method(method) == method
+
+
+@pytest.mark.parametrize("method", ["", "dns", "interface:", "ec2x"])
+def test_unknown_ip_from_methods_are_refused(method):
+    with pytest.raises(HostIPError, match="--ip-from"):
+        check_method(method)

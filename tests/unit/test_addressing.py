@@ -1,0 +1,111 @@
+"""The address precedence, one row per rule (see registrator/addressing.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+
+from registrator.mapping import MappingSettings, desired_services
+from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
+
+SETTINGS = MappingSettings(hostname="h", host_ip="10.0.0.5")
+NETWORKS = (NetworkAttachment("back", "10.2.0.3", "fd00::3"), NetworkAttachment("front", "10.1.0.3"))
+PUBLISHED = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 32080), PortBinding("::", 32080)))
+UNPUBLISHED = ContainerPort(80, "tcp")
+
+
+def container(port: ContainerPort = PUBLISHED, env: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+              **fields: object) -> ContainerSnapshot:
+    fields.setdefault("networks", NETWORKS)
+    return ContainerSnapshot(id="c" * 64, name="web", image="web", running=True, env=MappingProxyType(env or {}),
+                             labels=MappingProxyType(labels or {}), ports=(port,), **fields)
+
+
+def targets(snapshot: ContainerSnapshot, settings: MappingSettings = SETTINGS) -> list[tuple[str, int]]:
+    return [(s.address, s.port) for s in desired_services(snapshot, settings).services.values()]
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "settings", "expected"),
+    [
+        (container(env={"SERVICE_IP": "192.0.2.7"}), replace(SETTINGS, internal=True, network="front"), [("192.0.2.7", 32080)]),
+        (container(UNPUBLISHED, env={"SERVICE_80_IP": "192.0.2.7"}), SETTINGS, [("192.0.2.7", 80)]),
+        (container(env={"SERVICE_NETWORK": "front"}, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip"), [("10.1.0.3", 80)]),
+        (container(labels={"ip": "192.0.2.9/24"}), replace(SETTINGS, use_ip_from_label="ip", network="front"), [("192.0.2.9", 32080)]),
+        (container(), replace(SETTINGS, network="front", internal=True), [("10.1.0.3", 80)]),
+        (container(), replace(SETTINGS, network="elsewhere"), [("10.0.0.5", 32080)]),
+        (container(UNPUBLISHED, task_ip="10.9.0.4"), SETTINGS, [("10.9.0.4", 80)]),
+        (container(UNPUBLISHED), replace(SETTINGS, internal=True), [("10.2.0.3", 80)]),
+        (container(UNPUBLISHED, ip="172.17.0.2"), replace(SETTINGS, internal=True), [("172.17.0.2", 80)]),
+        (container(), replace(SETTINGS, ip="10.7.7.7"), [("10.7.7.7", 32080)]),
+        (container(), SETTINGS, [("10.0.0.5", 32080)]),
+        (container(UNPUBLISHED), SETTINGS, []),
+    ],
+    ids=["service-ip-first", "service-ip-unpublished", "service-network-before-label", "label-before-global-network",
+         "global-network-before-internal", "global-network-not-attached", "awsvpc-task", "internal-first-network-by-name",
+         "internal-default-bridge", "ip-flag", "detected-host-ip", "unreachable"],
+)
+def test_precedence(snapshot, settings, expected):
+    assert targets(snapshot, settings) == expected
+
+
+def test_unreachable_ports_are_explained_in_notes():
+    assert "no reachable port" in " ".join(desired_services(container(UNPUBLISHED), SETTINGS).notes)
+
+
+def test_missing_chosen_network_is_a_warning_and_no_service():
+    desired = desired_services(container(env={"SERVICE_NETWORK": "gone"}), SETTINGS)
+    assert desired.services == {}
+    assert "env SERVICE_NETWORK: the container has no address on network 'gone'" in " ".join(desired.warnings)
+
+
+def test_invalid_service_ip_is_warned_about_and_the_next_rule_applies():
+    desired = desired_services(container(env={"SERVICE_IP": "not-an-ip"}), SETTINGS)
+    assert [(s.address, s.port) for s in desired.services.values()] == [("10.0.0.5", 32080)]
+    assert "'not-an-ip' is not an IP address" in " ".join(desired.warnings)
+
+
+def test_ipv6_family_and_tagged_addresses():
+    [spec] = desired_services(container(env={"SERVICE_NETWORK": "back", "SERVICE_IP_FAMILY": "ipv6"}), SETTINGS).services.values()
+    assert spec.address == "fd00::3"
+    assert dict(spec.tagged_addresses) == {"lan_ipv4": "10.2.0.3", "lan_ipv6": "fd00::3"}
+    [spec] = desired_services(container(env={"SERVICE_NETWORK": "back"}), SETTINGS).services.values()
+    assert spec.address == "10.2.0.3"
+
+
+def test_dual_stack_bindings_register_once_and_tag_the_host_ipv6_when_known():
+    [spec] = desired_services(container(), replace(SETTINGS, host_ipv6="2001:db8::5")).services.values()
+    assert (spec.address, spec.port) == ("10.0.0.5", 32080)
+    assert dict(spec.tagged_addresses) == {"lan_ipv4": "10.0.0.5", "lan_ipv6": "2001:db8::5"}
+
+
+def test_a_binding_to_a_specific_ipv6_address_registers_that_address():
+    port = ContainerPort(80, "tcp", (PortBinding("2001:db8::9", 8080),))
+    assert targets(container(port)) == [("2001:db8::9", 8080)]
+
+
+def test_network_keys_do_not_become_meta():
+    [spec] = desired_services(container(env={"SERVICE_NETWORK": "front", "SERVICE_IP_FAMILY": "ipv4"}), SETTINGS).services.values()
+    assert not {"network", "ip_family", "ip"} & set(spec.meta)
+
+
+ECS = {"com.amazonaws.ecs.task-arn": "arn:aws:ecs:r:1:task/c/abc", "com.amazonaws.ecs.container-name": "lookupd",
+       "com.amazonaws.ecs.task-definition-family": "nsq", "com.amazonaws.ecs.task-definition-version": "3",
+       "com.amazonaws.ecs.cluster": "prod"}
+
+
+@pytest.mark.parametrize(("ecs_name", "ecs", "name"), [("container", True, "lookupd"), ("family", True, "nsq"),
+                                                       ("image", True, "web"), ("container", False, "web")])
+def test_ecs_default_names(ecs_name, ecs, name):
+    [spec] = desired_services(container(labels=ECS), replace(SETTINGS, ecs_name=ecs_name, ecs=ecs)).services.values()
+    assert spec.name == name
+
+
+def test_ecs_meta_and_service_name_still_wins():
+    [spec] = desired_services(container(labels={**ECS, "SERVICE_NAME": "custom"}), SETTINGS).services.values()
+    assert spec.name == "custom"
+    assert {k: v for k, v in spec.meta.items() if k.startswith("ecs_")} == {
+        "ecs_cluster": "prod", "ecs_task_arn": "arn:aws:ecs:r:1:task/c/abc", "ecs_task_family": "nsq",
+        "ecs_task_revision": "3", "ecs_container": "lookupd"}
