@@ -127,6 +127,15 @@ def main() -> None:
         help="Mirror each container's Docker HEALTHCHECK into a Consul TTL check.")
 @option("--docker-health-ttl", env="DOCKER_HEALTH_TTL", type=click.FloatRange(min=3), default=90.0, show_default=True,
         help="TTL in seconds of those checks; the agent refreshes them every third of it, so they expire only when it is gone.")
+@option("--on-kill", env="ON_KILL", type=click.Choice(["deregister", "maintenance"]), default="deregister", show_default=True,
+        help="When a container is sent its stop signal: deregister its services at once, or put them in Consul maintenance mode.")
+@option("--drain-timeout", env="DRAIN_TIMEOUT", type=click.FloatRange(min=1), default=120.0, show_default=True,
+        help="Seconds after a stop signal before a container that is still running is registered again.")
+@option("--deregister-on-exit/--no-deregister-on-exit", env="DEREGISTER_ON_EXIT", default=False, show_default=True,
+        help="On SIGTERM/SIGINT remove this host's services first (default: leave them, so a restarting agent does not flap DNS).")
+@option("--consul-probe", env="CONSUL_PROBE", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+        help="Seconds between checks that the Consul agent still holds this host's services (it lost them if it restarted without its data).")
+@option("--consul-token", env="CONSUL_TOKEN", default=None, help="ACL token (prefer CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE: flags show in ps).")
 @HOSTNAME
 @CONSUL_TIMEOUT
 @option("--log-level", env="LOG_LEVEL", default="info", show_default=True,
@@ -135,7 +144,8 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
         port_suffix: str, resync: float, deregister: str, cleanup: bool, retry_attempts: int, retry_interval: int,
         ttl: int, ttl_refresh: int, allow_script_checks: bool, initial_status: str | None, docker_health: bool,
         docker_health_ttl: float, hostname: str | None, consul_timeout: float, log_level: str, ip_from: str,
-        ec2_metadata_url: str, ip6: str, network: str, ip_family: str, ecs: bool, ecs_name: str, ecs_agent_url: str) -> None:
+        ec2_metadata_url: str, ip6: str, network: str, ip_family: str, ecs: bool, ecs_name: str, ecs_agent_url: str,
+        on_kill: str, drain_timeout: float, deregister_on_exit: bool, consul_probe: float, consul_token: str | None) -> None:
     """Follow Docker events and keep the local Consul agent's services equal to running containers.
 
     \b
@@ -146,7 +156,7 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = Settings(
-            consul=consul_endpoint(uri, timeout=consul_timeout),
+            consul=consul_endpoint(uri, timeout=consul_timeout, token=consul_token),
             mapping=MappingSettings(
                 hostname=hostname or "",
                 host_ip="",
@@ -156,6 +166,7 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
                 ip_family=ip_family,
                 ecs=ecs,
                 ecs_name=ecs_name,
+                drain=on_kill,
                 internal=internal,
                 explicit=explicit,
                 use_ip_from_label=use_ip_from_label,
@@ -172,6 +183,9 @@ def run(uri: str | None, ip: str | None, internal: bool, explicit: bool, use_ip_
             cleanup=cleanup,
             ip_from=check_method(ip_from),
             ec2_metadata_url=ec2_metadata_url,
+            drain_timeout=drain_timeout,
+            consul_probe_seconds=consul_probe,
+            deregister_on_exit=deregister_on_exit,
         )
     except (ConfigError, TemplateError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -28,6 +28,7 @@ class ConsulEndpoint:
     token: str | None = field(default=None, repr=False)
     verify: bool | str = True
     cert: tuple[str, str] | None = None
+    server_name: str = ""  # CONSUL_TLS_SERVER_NAME: the name the server certificate must carry
     timeout: float = 5.0
 
     @property
@@ -48,6 +49,9 @@ class Settings:
     retry_interval_ms: int = 2000
     cleanup: bool = False
     ip_from: str = "route"
+    drain_timeout: float = 120.0  # a killed container still running after this is taken as not stopping
+    consul_probe_seconds: float = 5.0  # how often to check that the Consul agent still has our services
+    deregister_on_exit: bool = False
     ec2_metadata_url: str = "http://169.254.169.254"
 
 
@@ -73,7 +77,8 @@ def parse_consul_address(text: str, source: str) -> tuple[str, str, int]:
     return scheme, host, port or DEFAULT_CONSUL_PORT
 
 
-def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeout: float = 5.0) -> ConsulEndpoint:
+def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeout: float = 5.0,
+                    token: str | None = None) -> ConsulEndpoint:
     """Resolve registrator's registry URI and Consul's own CONSUL_* variables into one endpoint.
 
     `consul://host:port` (plain HTTP unless CONSUL_HTTP_SSL), `consul-tls://host:port` (HTTPS with
@@ -89,7 +94,8 @@ def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeou
     if scheme not in ("consul", "consul-tls", "consul-unix") or not separator:
         raise ConfigError(f"registry URI {uri!r}: expected consul://HOST:PORT, consul-tls://HOST:PORT or consul-unix:///PATH")
     verify, cert = _tls(env)
-    common = ConsulEndpoint(token=_token(env), timeout=timeout, verify=verify, cert=cert)
+    common = ConsulEndpoint(token=token or _token(env), timeout=timeout, verify=verify, cert=cert,
+                            server_name=env.get("CONSUL_TLS_SERVER_NAME", ""))
     if scheme == "consul-unix":
         if not rest.startswith("/"):
             raise ConfigError(f"registry URI {uri!r}: expected consul-unix:///absolute/path/to/consul.sock")

@@ -17,6 +17,7 @@ from typing import Any
 
 import consul
 import requests
+import requests.adapters
 from docker.transport import UnixHTTPAdapter
 
 from registrator.config import ConsulEndpoint
@@ -53,6 +54,8 @@ class ConsulSink:
             )
         if endpoint.socket:
             self._client.http.session.mount(f"{_UNIX_SCHEME}://", UnixHTTPAdapter(f"http+unix://{endpoint.socket}"))
+        if endpoint.server_name:
+            self._client.http.session.mount("https://", _ServerNameAdapter(endpoint.server_name))
 
     def leader(self) -> str:
         """The cluster leader's address; empty while the cluster has none."""
@@ -78,6 +81,21 @@ class ConsulSink:
                 data=json.dumps(service_payload(spec)),
                 headers=self._headers(),
             )
+
+    def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
+        """Consul maintenance mode: a critical check that hides the service from DNS while it stays registered."""
+        with self._errors(f"agent/service/maintenance {service_id}"):
+            self._client.http.put(
+                consul.base.CB.bool(),
+                f"/v1/agent/service/maintenance/{service_id}",
+                params={"enable": "true" if enable else "false", "reason": reason},
+                headers=self._headers(),
+            )
+
+    def has_service(self, service_id: str) -> bool:
+        """Whether the local agent still knows this service (False on 404)."""
+        with self._errors(f"agent/service {service_id}"):
+            return bool(self._client.http.get(consul.base.CB.bool(), f"/v1/agent/service/{service_id}", headers=self._headers()))
 
     def update_check(self, check_id: str, status: str, output: str) -> None:
         """Set a TTL check's status and output (also resets its TTL)."""
@@ -116,14 +134,36 @@ class ConsulSink:
     def _errors(self, call: str) -> Iterator[None]:
         try:
             yield
+        except requests.exceptions.SSLError as exc:
+            raise ConsulError(f"Consul {call} at {self.endpoint.url}: TLS failed: {_reason(exc)}", transient=True) from exc
         except requests.RequestException as exc:
-            raise ConsulError(f"Consul {call} at {self.endpoint.url}: {type(exc).__name__}", transient=True) from exc
+            raise ConsulError(f"Consul {call} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
         except (consul.ACLPermissionDenied, consul.ACLDisabled) as exc:
             raise ConsulError(f"Consul {call}: permission denied by ACL: {exc}", transient=False) from exc
         except (consul.base.BadRequest, consul.base.ClientError) as exc:
             raise ConsulError(f"Consul {call}: rejected: {exc}", transient=False) from exc
         except consul.ConsulException as exc:
             raise ConsulError(f"Consul {call}: {exc}", transient=True) from exc
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost cause of a requests error, which says what actually went wrong."""
+    while exc.__context__ is not None and isinstance(exc.__context__, Exception):
+        exc = exc.__context__
+    text = str(exc)
+    return text[:300]
+
+
+class _ServerNameAdapter(requests.adapters.HTTPAdapter):
+    """Verify the server certificate against CONSUL_TLS_SERVER_NAME (and send it as SNI) instead of the URL host."""
+
+    def __init__(self, server_name: str) -> None:
+        self._server_name = server_name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.update(server_hostname=self._server_name, assert_hostname=self._server_name)
+        super().init_poolmanager(*args, **kwargs)
 
 
 def service_payload(spec: ServiceSpec) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from registrator.config import Settings
 from registrator.consul_sink import ConsulError, ConsulSink
 from registrator.docker_source import DockerSource, DockerUnavailable
 from registrator.hostip import HostIPError, detect_host_ip, ec2_local_ipv4, interface_ipv4
+from registrator.kills import KillLog
 from registrator.reconciler import Reconciler
 from registrator.workqueue import WorkQueue
 
@@ -62,6 +63,7 @@ class Controller:
         self.ready = threading.Event()
         self._since: str | None = None
         self.reconciler: Reconciler | None = None
+        self._kills = KillLog(settings.drain_timeout)
 
     def run(self) -> None:
         """Run until `stop` is set; raises StartupError if Consul or Docker never answered."""
@@ -76,9 +78,10 @@ class Controller:
         mapping = dataclasses.replace(self.settings.mapping, hostname=hostname, host_ip=host_ip, checks=checks)
         self.settings = dataclasses.replace(self.settings, mapping=mapping)
         log.info("host identity %s; published ports registered at %s", hostname, self.settings.mapping.ip or self.settings.mapping.host_ip)
-        self.reconciler = Reconciler(self._docker, self._consul, self.settings.mapping)
+        self.reconciler = Reconciler(self._docker, self._consul, self.settings.mapping, self._kills)
         threads = [
             threading.Thread(target=self._pump, name="events", daemon=True),
+            threading.Thread(target=self._watch_consul, name="consul-probe", daemon=True),
             threading.Thread(target=self._resync_loop, name="resync", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
             threading.Thread(target=self._work, name="worker", daemon=True),
@@ -91,6 +94,18 @@ class Controller:
         self._queue.shutdown()
         for thread in threads:
             thread.join(timeout=self.settings.docker_timeout)
+        if self.settings.deregister_on_exit:
+            self._deregister_all()
+
+    def _deregister_all(self) -> None:
+        """--deregister-on-exit: take this host's services out of Consul before the agent goes."""
+        try:
+            owned = self._consul.owned_services(self.settings.mapping.hostname)
+            for service_id in sorted(owned):
+                self._consul.deregister(service_id)
+            log.info("deregistered %d services on exit", len(owned))
+        except ConsulError as exc:
+            log.error("deregistering on exit: %s", exc)
 
     def _sleep(self, seconds: float) -> None:
         """Back off, but wake at once on `stop`."""
@@ -100,7 +115,7 @@ class Controller:
         """Retry with jittered backoff until success or `stop`; a stop ends the call with None."""
         return Retrying(
             retry=retry,
-            wait=wait_random_exponential(multiplier=0.5, max=30),
+            wait=wait_random_exponential(multiplier=0.5, max=10),
             stop=stop_when_event_set(self.stop),
             sleep=self._sleep,
             before_sleep=before_sleep_log(log, logging.WARNING),
@@ -197,6 +212,8 @@ class Controller:
         for event in events:
             self._since = f"{event.time_nano // 10**9}.{event.time_nano % 10**9:09d}"
             log.debug("event %s for %s", event.action, event.container_id[:12])
+            if event.action == "kill" and event.signal is not None:
+                self._kills.record(event.container_id, event.signal, event.time_nano / 10**9)
             self._queue.add(event.container_id)
         if not self.stop.is_set():
             raise EventStreamEnded("Docker events stream closed; reconnecting")
@@ -207,6 +224,24 @@ class Controller:
             return
         while not self.stop.wait(period * random.uniform(0.9, 1.1)):
             self._queue.add(RESYNC)
+
+    def _watch_consul(self) -> None:
+        """Notice quickly when the Consul agent lost what we registered (a restarted dev agent, a wiped
+        data dir) or was unreachable: probe one owned service, and resync when it is gone or Consul is back."""
+        unreachable = False
+        while not self.stop.wait(self.settings.consul_probe_seconds):
+            sentinel = self.reconciler.sentinel if self.reconciler else None
+            try:
+                present = self._consul.has_service(sentinel) if sentinel else bool(self._consul.leader())
+            except ConsulError as exc:
+                if not unreachable:
+                    log.warning("Consul unreachable: %s", exc)
+                unreachable = True
+                continue
+            if unreachable or not present:
+                log.warning("Consul agent %s; resyncing", "is back" if unreachable else f"lost service {sentinel}")
+                self._queue.add(RESYNC)
+            unreachable = False
 
     def _heartbeat_loop(self) -> None:
         checks = self.settings.mapping.checks

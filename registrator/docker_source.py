@@ -30,6 +30,7 @@ class ContainerEvent:
     container_id: str
     action: str
     time_nano: int
+    signal: int | None = None  # for `kill` events
 
 
 class DockerSource:
@@ -142,4 +143,6 @@ def container_event(raw: dict[str, Any]) -> ContainerEvent | None:
         container_id = actor.get("ID") or raw.get("id")
     if not container_id or action.startswith("exec_"):
         return None
-    return ContainerEvent(container_id=str(container_id), action=action, time_nano=int(raw.get("timeNano") or 0))
+    signal = str((actor.get("Attributes") or {}).get("signal") or "")
+    return ContainerEvent(container_id=str(container_id), action=action, time_nano=int(raw.get("timeNano") or 0),
+                          signal=int(signal) if signal.isdigit() else None)

@@ -81,6 +81,7 @@ class MappingSettings:
     host_ipv6: str = ""  # --ip6: the host's IPv6, tagged on published ports
     ecs: bool = True  # ECS awareness when the container has ECS labels
     ecs_name: str = "container"  # default name under ECS: container | family | image
+    drain: str = "deregister"  # --on-kill: what a container being stopped gets: deregister | maintenance
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +98,12 @@ class Desired:
     check_status: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # why ports were not registered, for debug logs
+    maintenance: bool = False  # the services stay registered, in Consul maintenance mode (being stopped)
 
 
-def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings) -> Desired:
-    if snapshot is None or snapshot.paused:
+def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings, draining: bool = False) -> Desired:
+    """`draining`: the container was sent its stop signal and is shutting down (see kills.py)."""
+    if snapshot is None or snapshot.paused or (draining and settings.drain == "deregister"):
         return Desired()
     if not snapshot.running:
         return Desired(retain=_retains_after_exit(snapshot, settings.deregister))
@@ -131,7 +134,7 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
     status = mirror_status(snapshot, settings.checks)
     check_status = {c.check_id: status for spec in services.values() for c in spec.checks if c.check_id.endswith(f":{MIRROR_SUFFIX}")}
     return Desired(services=MappingProxyType(services), check_status=MappingProxyType(check_status),
-                   warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes))
+                   warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes), maintenance=draining)
 
 
 def image_basename(image: str) -> str:

@@ -51,6 +51,8 @@ class ContainerSnapshot:
     running: bool
     paused: bool = False
     exit_code: int = 0
+    started_at: float = 0.0  # epoch seconds of the last start
+    stop_signal: int = 15  # the signal `docker stop` sends (image STOPSIGNAL, SIGTERM by default)
     network_mode: str = "default"
     ip: str = ""  # default bridge (or the shared container's, in container: mode)
     ipv6: str = ""

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from registrator.checks import MIRROR_SUFFIX
 from registrator.diff import plan
+from registrator.kills import KillLog
 from registrator.mapping import META_CONTAINER, META_HOST, MappingSettings, desired_services
 from registrator.model import ContainerSnapshot, Deregister, Register, ServiceSpec
 
 log = logging.getLogger(__name__)
+MAINTENANCE_PREFIX = "_service_maintenance:"  # Consul's check ID for a service in maintenance mode
 
 
 class Docker(Protocol):
@@ -31,15 +34,21 @@ class Consul(Protocol):
     def register(self, spec: ServiceSpec) -> None: ...
     def deregister(self, service_id: str) -> None: ...
     def update_check(self, check_id: str, status: str, output: str) -> None: ...
+    def maintenance(self, service_id: str, enable: bool, reason: str) -> None: ...
 
 
 class Reconciler:
     """Not thread-safe by design: one worker calls `refresh` and `reconcile` in turn."""
 
-    def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings) -> None:
+    def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._docker = docker
         self._consul = consul
         self._settings = settings
+        self._kills = kills
+        self._clock = clock
+        self._maintenance: set[str] = set()  # services this agent put in maintenance mode
+        self.sentinel: str | None = None  # one owned service ID, probed to notice a Consul agent that lost its state
         self._owned: dict[str, ServiceSpec] = {}
         self._by_container: dict[str, dict[str, ServiceSpec]] = {}
         self._warned: dict[str, tuple[str, ...]] = {}
@@ -58,10 +67,13 @@ class Reconciler:
                 self._remember(spec)
             elif META_HOST not in spec.meta and (match := self._legacy_id.match(spec.id)):
                 self._legacy[spec.id] = match.group(1)
+        states = self._consul.check_states()
         self._mirrors = {
-            check_id: state for check_id, state in self._consul.check_states().items()
+            check_id: state for check_id, state in states.items()
             if check_id.endswith(f":{MIRROR_SUFFIX}") and _service_of(check_id) in self._owned
         }
+        self._maintenance = {c.removeprefix(MAINTENANCE_PREFIX) for c in states if c.startswith(MAINTENANCE_PREFIX)} & set(self._owned)
+        self.sentinel = next(iter(sorted(self._owned)), None)
         return set(self._by_container)
 
     def heartbeat(self) -> int:
@@ -93,7 +105,8 @@ class Reconciler:
         """
         snapshot = self._docker.inspect(container_id)
         label = snapshot.name if snapshot else container_id[:12]
-        desired = desired_services(snapshot, self._settings)
+        draining = self._kills is not None and self._kills.draining(container_id, snapshot, self._clock())
+        desired = desired_services(snapshot, self._settings, draining)
         self._report(container_id, label, desired.warnings, gone=snapshot is None)
         for note in desired.notes:
             log.debug("container %s: %s", label, note)
@@ -121,10 +134,18 @@ class Reconciler:
                     self._forget(service_id)
                     log.info("container %s: deregistered %s", label, service_id)
         self.writes += len(ops)
+        self._set_maintenance(label, set(wanted), desired.maintenance)
         self._push_health(label, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})
         if not ops:
             log.debug("container %s: in sync (%d services)", label, len(wanted))
         return len(ops)
+
+    def _set_maintenance(self, label: str, service_ids: set[str], enable: bool) -> None:
+        for service_id in sorted(service_ids):
+            if (service_id in self._maintenance) != enable:
+                self._consul.maintenance(service_id, enable, "container is stopping (registrator)")
+                (self._maintenance.add if enable else self._maintenance.discard)(service_id)
+                log.info("container %s: %s %s maintenance mode", label, service_id, "entered" if enable else "left")
 
     def _push_health(self, label: str, check_status: Mapping[str, tuple[str, str]], registered: set[str]) -> None:
         """Bring each Docker-health check to Docker's verdict; a fresh registration starts from scratch."""
@@ -140,12 +161,16 @@ class Reconciler:
     def _remember(self, spec: ServiceSpec) -> None:
         self._forget(spec.id)
         self._owned[spec.id] = spec
+        self.sentinel = self.sentinel or spec.id
         self._by_container.setdefault(spec.meta.get(META_CONTAINER, ""), {})[spec.id] = spec
 
     def _forget(self, service_id: str) -> None:
         for check_id in [c for c in self._mirrors if c.startswith(f"service:{service_id}:")]:
             del self._mirrors[check_id]
+        self._maintenance.discard(service_id)
         old = self._owned.pop(service_id, None)
+        if self.sentinel == service_id:
+            self.sentinel = next(iter(self._owned), None)
         if old is not None:
             container_id = old.meta.get(META_CONTAINER, "")
             services = self._by_container.get(container_id, {})

@@ -6,8 +6,11 @@ no container can crash the agent with an unusual inspect document.
 
 from __future__ import annotations
 
+import re
+import signal
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -15,28 +18,36 @@ from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachmen
 
 
 def snapshot_from_inspect(attrs: Mapping[str, Any]) -> ContainerSnapshot:
-    config = attrs.get("Config") or {}
-    network = attrs.get("NetworkSettings") or {}
-    state = attrs.get("State") or {}
+    config = _mapping(attrs.get("Config"))
+    network = _mapping(attrs.get("NetworkSettings"))
+    state = _mapping(attrs.get("State"))
+    health = _mapping(state.get("Health"))
     return ContainerSnapshot(
-        id=attrs["Id"],
-        name=(attrs.get("Name") or "").lstrip("/"),
-        image=config.get("Image") or "",
+        id=str(attrs.get("Id") or ""),
+        name=str(attrs.get("Name") or "").lstrip("/"),
+        image=str(config.get("Image") or ""),
         running=bool(state.get("Running")) and not bool(state.get("Restarting")),
         paused=bool(state.get("Paused")),
         exit_code=_int(state.get("ExitCode")),
-        network_mode=str((attrs.get("HostConfig") or {}).get("NetworkMode") or "default"),
+        started_at=_timestamp(state.get("StartedAt")),
+        stop_signal=_signal_number(config.get("StopSignal")),
+        network_mode=str(_mapping(attrs.get("HostConfig")).get("NetworkMode") or "default"),
         ip=str(network.get("IPAddress") or ""),
         ipv6=str(network.get("GlobalIPv6Address") or ""),
-        networks=_parse_networks(network.get("Networks") or {}),
-        env=MappingProxyType(_parse_env(config.get("Env") or [])),
-        labels=MappingProxyType({str(k): str(v) for k, v in (config.get("Labels") or {}).items()}),
-        ports=_parse_ports(config.get("ExposedPorts") or {}, network.get("Ports") or {}),
+        networks=_parse_networks(_mapping(network.get("Networks"))),
+        env=MappingProxyType(_parse_env(config.get("Env"))),
+        labels=MappingProxyType({str(k): str(v) for k, v in _mapping(config.get("Labels")).items()}),
+        ports=_parse_ports(_mapping(config.get("ExposedPorts")), _mapping(network.get("Ports"))),
         has_healthcheck=_has_healthcheck(config.get("Healthcheck")),
-        health=str((state.get("Health") or {}).get("Status") or ""),
-        health_output=_last_probe_output(state.get("Health") or {}),
+        health=str(health.get("Status") or ""),
+        health_output=_last_probe_output(health),
         attrs=MappingProxyType(dict(attrs)),
     )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """Docker's nullable objects; anything that is not an object reads as empty."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def shared_network(snapshot: ContainerSnapshot, owner: ContainerSnapshot) -> ContainerSnapshot:
@@ -55,9 +66,30 @@ def _has_healthcheck(healthcheck: Any) -> bool:
 
 def _last_probe_output(health: Mapping[str, Any]) -> str:
     """The last probe's output, cut to Consul's default check output limit (4 KiB)."""
-    log = health.get("Log") or []
-    last = log[-1] if log and isinstance(log[-1], Mapping) else {}
+    log = health.get("Log")
+    last = log[-1] if isinstance(log, list) and log and isinstance(log[-1], Mapping) else {}
     return str(last.get("Output") or "").strip()[:4096]
+
+
+def _timestamp(value: Any) -> float:
+    """Docker's RFC 3339 time with nanoseconds → epoch seconds (0 when absent or unparsable)."""
+    text = str(value or "")
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match:
+        return 0.0
+    whole = datetime.fromisoformat(match.group(1) + (match.group(3).replace("Z", "+00:00")))
+    return whole.timestamp() + float(match.group(2) or 0)
+
+
+def _signal_number(value: Any) -> int:
+    """`SIGQUIT`, `QUIT` or `3` → 3; SIGTERM (15) when unset or unknown."""
+    text = str(value or "").strip().upper()
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+    except KeyError:
+        return int(signal.SIGTERM)
 
 
 def _int(value: Any) -> int:
@@ -78,10 +110,10 @@ def _parse_networks(networks: Mapping[str, Any]) -> tuple[NetworkAttachment, ...
     )
 
 
-def _parse_env(entries: list[str]) -> dict[str, str]:
+def _parse_env(entries: Any) -> dict[str, str]:
     """`KEY=value` strings to a dict; later entries win and entries without `=` are ignored."""
     env: dict[str, str] = {}
-    for entry in entries:
+    for entry in entries if isinstance(entries, list) else []:
         key, sep, value = str(entry).partition("=")
         if sep:
             env[key] = value

@@ -53,6 +53,21 @@ def consul_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulAg
 
 
 @pytest.fixture
+def private_consul(consul_server: ConsulAgent, tmp_path: Path) -> Iterator[Callable[..., ConsulAgent]]:
+    """A Consul agent of this test's own, for tests that stop, restart or reconfigure it."""
+    agents: list[ConsulAgent] = []
+
+    def start(extra_hcl: str = "") -> ConsulAgent:
+        agents.append(ConsulAgent(binary=consul_server.binary, workdir=tmp_path, extra_hcl=extra_hcl))
+        agents[-1].start()
+        return agents[-1]
+
+    yield start
+    for agent in agents:
+        agent.stop()
+
+
+@pytest.fixture
 def consul(consul_server: ConsulAgent) -> Iterator[ConsulAgent]:
     """The shared Consul agent, emptied of services after each test."""
     yield consul_server
@@ -148,3 +163,19 @@ def agent(consul: ConsulAgent, docker_client: docker.DockerClient, tmp_path: Pat
     yield under_test
     under_test.stop()
     print(f"--- agent log ({under_test.log_path}) ---\n{under_test.log()}")
+
+
+@pytest.fixture
+def make_agent(tmp_path: Path) -> Iterator[Callable[[ConsulAgent], Agent]]:
+    """Agents under test against a Consul of the test's choosing (e.g. private_consul)."""
+    agents: list[Agent] = []
+
+    def make(consul_agent: ConsulAgent) -> Agent:
+        agents.append(Agent(hostname=f"test-{uuid.uuid4().hex[:8]}", ip="127.0.0.10", consul=consul_agent,
+                            log_path=tmp_path / f"agent-{len(agents)}.log"))
+        return agents[-1]
+
+    yield make
+    for made in agents:
+        made.stop()
+        print(f"--- agent log ({made.log_path}) ---\n{made.log()}")

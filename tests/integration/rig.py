@@ -70,6 +70,7 @@ class ConsulAgent:
         return f"consul://{self.http_addr}"
 
     https_port: int = field(default_factory=free_port)
+    extra_hcl: str = ""
 
     @property
     def socket(self) -> Path:
@@ -83,8 +84,9 @@ class ConsulAgent:
 
     def start(self, timeout: float = 30.0) -> None:
         """Plain HTTP on a free port, HTTPS requiring a client certificate, a unix socket, and DNS."""
-        for args in (["ca", "create"], ["cert", "create", "-server", "-dc", "dc1"], ["cert", "create", "-client", "-dc", "dc1"]):
-            subprocess.run([self.binary, "tls", *args], cwd=self.workdir, check=True, capture_output=True)
+        if not (self.workdir / "consul-agent-ca.pem").exists():
+            for args in (["ca", "create"], ["cert", "create", "-server", "-dc", "dc1"], ["cert", "create", "-client", "-dc", "dc1"]):
+                subprocess.run([self.binary, "tls", *args], cwd=self.workdir, check=True, capture_output=True)
         (self.workdir / "agent.hcl").write_text(
             f'addresses {{ http = "127.0.0.1 unix://{self.socket}" }}\n'
             f'tls {{ defaults {{ ca_file = "{self.tls_file("ca")}" cert_file = "{self.tls_file("server-cert")}" '
@@ -92,6 +94,7 @@ class ConsulAgent:
             "disable_update_check = true\n"
             "enable_script_checks = true\n"
             'telemetry { prometheus_retention_time = "1h" }\n'
+            + self.extra_hcl
         )
         ports = {flag: str(free_port()) for flag in ("-serf-lan-port", "-serf-wan-port", "-server-port")}
         args = [
@@ -116,10 +119,11 @@ class ConsulAgent:
         with urllib.request.urlopen(f"http://{self.http_addr}{path}", timeout=5) as response:
             return bytes(response.read())
 
-    def put(self, path: str, body: bytes = b"") -> None:
-        request = urllib.request.Request(f"http://{self.http_addr}{path}", data=body, method="PUT")
-        with urllib.request.urlopen(request, timeout=5):
-            pass
+    def put(self, path: str, body: bytes = b"", token: str = "") -> bytes:
+        headers = {"X-Consul-Token": token} if token else {}
+        request = urllib.request.Request(f"http://{self.http_addr}{path}", data=body, method="PUT", headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return bytes(response.read())
 
     def log(self) -> str:
         return (self.workdir / "consul.log").read_text(errors="replace")
