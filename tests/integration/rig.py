@@ -71,6 +71,7 @@ class ConsulAgent:
 
     https_port: int = field(default_factory=free_port)
     extra_hcl: str = ""
+    token: str = ""  # sent by get/put, for an agent with ACLs
 
     @property
     def socket(self) -> Path:
@@ -106,7 +107,8 @@ class ConsulAgent:
         log = open(self.workdir / "consul.log", "wb")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CHECKPOINT_DISABLE": "1"})
         eventually(self._has_leader, timeout=timeout, interval=0.2, what=f"Consul leader (log: {self.workdir / 'consul.log'})")
-        eventually(lambda: dig(self.dns_port, "consul.service.consul", "A"), timeout=timeout, what="Consul DNS")
+        if "acl" not in self.extra_hcl:  # with default-deny ACLs anonymous DNS answers nothing
+            eventually(lambda: dig(self.dns_port, "consul.service.consul", "A"), timeout=timeout, what="Consul DNS")
 
     def _has_leader(self) -> bool:
         assert self.process is not None and self.process.poll() is None, f"consul exited: {(self.workdir / 'consul.log').read_text()[-2000:]}"
@@ -116,11 +118,12 @@ class ConsulAgent:
             return False
 
     def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"http://{self.http_addr}{path}", timeout=5) as response:
+        request = urllib.request.Request(f"http://{self.http_addr}{path}", headers={"X-Consul-Token": self.token} if self.token else {})
+        with urllib.request.urlopen(request, timeout=5) as response:
             return bytes(response.read())
 
-    def put(self, path: str, body: bytes = b"", token: str = "") -> bytes:
-        headers = {"X-Consul-Token": token} if token else {}
+    def put(self, path: str, body: bytes = b"") -> bytes:
+        headers = {"X-Consul-Token": self.token} if self.token else {}
         request = urllib.request.Request(f"http://{self.http_addr}{path}", data=body, method="PUT", headers=headers)
         with urllib.request.urlopen(request, timeout=5) as response:
             return bytes(response.read())

@@ -14,7 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.integration.rig import eventually
+from tests.integration.rig import ConsulAgent, eventually, registrator_command
 
 SLOW_STOP = ["sh", "-c", "trap 'sleep 3; exit 0' TERM; httpd -p 80 -h /www; while true; do sleep 0.1; done"]
 
@@ -226,3 +226,20 @@ def test_churn_with_agent_and_consul_restarts_ends_with_nothing_stale_or_missing
         return {f"{agent.hostname}:{c.name}:80" for c in docker_client.containers.list(filters={"label": "registrator-test"})}
 
     eventually(lambda: set(consul.services()) == expected(), timeout=20, interval=0.5, what="0 stale, 0 missing")
+
+
+def test_the_agent_waits_for_consul_with_a_clear_log_line(make_agent, consul_server, workload, tmp_path):
+    late = ConsulAgent(binary=consul_server.binary, workdir=tmp_path)
+    agent = make_agent(late)
+    process = subprocess.Popen([*registrator_command(), "run",
+                                "--hostname", agent.hostname, "-ip", agent.ip, "-retry-interval", "200", late.uri],
+                               stderr=open(agent.log_path, "wb"))
+    agent.process = process
+    try:
+        eventually(lambda: f"Consul at http://{late.http_addr}" in agent.log() and "retrying" in agent.log(), timeout=10,
+                   what="a clear waiting line")
+        workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+        late.start()
+        eventually(lambda: names(late) == {"web"}, timeout=10, what="registered once Consul is up")
+    finally:
+        late.stop()
