@@ -102,8 +102,13 @@ class Desired:
 
 
 def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings, draining: bool = False) -> Desired:
-    """`draining`: the container was sent its stop signal and is shutting down (see kills.py)."""
-    if snapshot is None or snapshot.paused or (draining and settings.drain == "deregister"):
+    """`draining`: the container was sent its stop signal and is shutting down (see kills.py).
+
+    A draining container leaves DNS: deregistered, or in maintenance mode with `--on-kill
+    maintenance` and always when the deregister policy may keep its services after it exits.
+    """
+    deregister_on_kill = settings.drain == "deregister" and settings.deregister is DeregisterPolicy.ALWAYS
+    if snapshot is None or snapshot.paused or (draining and deregister_on_kill):
         return Desired()
     if not snapshot.running:
         return Desired(retain=_retains_after_exit(snapshot, settings.deregister))

@@ -52,11 +52,15 @@ def test_deregister_never_keeps_services_until_the_container_is_removed(agent, w
     web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
     eventually(lambda: resolve("web.service.consul"), what="registered")
 
+    sid = f"{agent.hostname}:{web.get_wrapped_container().name}:80"
     web.get_wrapped_container().stop(timeout=1)
+    eventually(lambda: not resolve("web.service.consul"), what="out of DNS while stopping (maintenance mode)")
     time.sleep(1)
-    assert resolve("web.service.consul")
-    web.get_wrapped_container().remove()
-    eventually(lambda: not resolve("web.service.consul"), what="removed container deregistered")
+    assert sid in consul.services(), "still registered after the container stopped"
+    web.get_wrapped_container().start()
+    eventually(lambda: resolve("web.service.consul"), what="back in DNS after a restart")
+    web.get_wrapped_container().remove(force=True)
+    eventually(lambda: consul.services() == {}, what="removed container deregistered")
 
 
 def test_paused_containers_leave_dns_until_unpaused(agent, workload, consul, resolve):
