@@ -40,6 +40,8 @@ class Target:
     port: int
     ipv4: str = ""
     ipv6: str = ""
+    ipv6_port: int = 0  # when the IPv6 binding got another host port than the IPv4 one
+    rule: str = ""  # which precedence rule decided, for `registrator explain`
 
 
 def port_targets(
@@ -52,7 +54,8 @@ def port_targets(
     explicit_ip = port_meta.get("ip").strip()
     if explicit_ip:
         if _is_ip(explicit_ip):
-            return _unique([Target(explicit_ip, b.host_port) for b in bindings] or [Target(explicit_ip, port.port)])
+            rule = f"rule 1: {port_meta.entries['ip'].source}"
+            return _unique([Target(explicit_ip, b.host_port, rule=rule) for b in bindings] or [Target(explicit_ip, port.port, rule=rule)])
         warnings.append(f"{port_meta.entries['ip'].source}: {explicit_ip!r} is not an IP address; ignored")
     network = port_meta.get("network").strip()
     if network:
@@ -60,26 +63,28 @@ def port_targets(
         if attachment is None or not (attachment.ip or attachment.ipv6):
             warnings.append(f"{port_meta.entries['network'].source}: the container has no address on network {network!r}; port {port.port} not registered")
             return []
-        return [_container_target(attachment.ip, attachment.ipv6, port.port, family)]
+        return [_container_target(attachment.ip, attachment.ipv6, port.port, family,
+                                  f"rule 2: {port_meta.entries['network'].source}, the address on network {network}")]
     label_ip = _label_ip(snapshot, settings)
     if label_ip:
+        rule = f"rule 3: -useIpFromLabel {settings.use_ip_from_label}"
         if settings.internal or not bindings:
-            return [Target(label_ip, port.port)] if settings.internal else []
-        return _unique([Target(label_ip, b.host_port) for b in bindings])
+            return [Target(label_ip, port.port, rule=rule)] if settings.internal else []
+        return _unique([Target(label_ip, b.host_port, rule=rule) for b in bindings])
     if settings.network:
         attachment = next((n for n in snapshot.networks if n.name == settings.network and (n.ip or n.ipv6)), None)
         if attachment is not None:
-            return [_container_target(attachment.ip, attachment.ipv6, port.port, family)]
+            return [_container_target(attachment.ip, attachment.ipv6, port.port, family, f"rule 4: --network {settings.network}")]
     if snapshot.task_ip:
-        return [Target(snapshot.task_ip, port.port)]
+        return [Target(snapshot.task_ip, port.port, rule="rule 5: ECS awsvpc task address from the ECS agent")]
     if settings.internal:
         ipv4, ipv6 = container_addresses(snapshot)
         if ipv4 or ipv6:
-            return [_container_target(ipv4, ipv6, port.port, family)]
+            return [_container_target(ipv4, ipv6, port.port, family, "rule 6: -internal, the container's address")]
         notes.append(f"port {port.port}/{port.protocol}: no container address for -internal (network mode {snapshot.network_mode})")
         return []
     if bindings:
-        return _unique([_host_target(b, settings) for b in bindings])
+        return _published_targets(bindings, settings)
     notes.append(f"port {port.port}/{port.protocol}: no reachable port (not published on the host, no network chosen)")
     return []
 
@@ -100,19 +105,31 @@ def _bindings(snapshot: ContainerSnapshot, port: ContainerPort) -> tuple[PortBin
     return tuple(b for b in port.bindings if not _is_loopback(b.host_ip))
 
 
-def _host_target(binding: PortBinding, settings: MappingSettings) -> Target:
+def _published_targets(bindings: tuple[PortBinding, ...], settings: MappingSettings) -> list[Target]:
+    """Dual-stack `-p` makes an IPv4 and an IPv6 binding, not always on the same host port: the
+    service is registered once, on the IPv4 binding, with the IPv6 one as TaggedAddress lan_ipv6
+    when the host's IPv6 is known (`--ip6`). IPv6-only bindings are registered themselves."""
+    ipv4 = [b for b in bindings if ":" not in b.host_ip]
+    ipv6 = [b for b in bindings if ":" in b.host_ip]
+    wildcard6 = next((b for b in ipv6 if b.host_ip == "::"), None)
+    targets = [_host_target(b, settings, wildcard6) for b in (ipv4 or ipv6)]
+    return _unique(targets)
+
+
+def _host_target(binding: PortBinding, settings: MappingSettings, wildcard6: PortBinding | None) -> Target:
     specific = "" if binding.host_ip in ("", "0.0.0.0", "::") else binding.host_ip
-    address = settings.ip or specific or settings.host_ip
-    if settings.host_ipv6 and not specific and _version(address) == 4:
-        return Target(address, binding.host_port, ipv4=address, ipv6=settings.host_ipv6)
-    return Target(address, binding.host_port)
+    address = settings.ip or specific or (settings.host_ipv6 if binding.host_ip == "::" and settings.host_ipv6 else settings.host_ip)
+    rule = "rule 7: published port, " + ("-ip" if settings.ip else "the bound address" if specific else "the detected host IP")
+    if settings.host_ipv6 and wildcard6 is not None and not specific and _version(address) == 4:
+        return Target(address, binding.host_port, ipv4=address, ipv6=settings.host_ipv6, ipv6_port=wildcard6.host_port, rule=rule)
+    return Target(address, binding.host_port, rule=rule)
 
 
-def _container_target(ipv4: str, ipv6: str, port: int, family: str) -> Target:
+def _container_target(ipv4: str, ipv6: str, port: int, family: str, rule: str) -> Target:
     address = (ipv6 or ipv4) if family == "ipv6" else (ipv4 or ipv6)
     if ipv4 and ipv6:
-        return Target(address, port, ipv4=ipv4, ipv6=ipv6)
-    return Target(address, port)
+        return Target(address, port, ipv4=ipv4, ipv6=ipv6, rule=rule)
+    return Target(address, port, rule=rule)
 
 
 def _unique(targets: list[Target]) -> list[Target]:

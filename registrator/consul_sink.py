@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -22,6 +23,7 @@ from docker.transport import UnixHTTPAdapter
 
 from registrator.config import ConsulEndpoint
 from registrator.mapping import META_HOST
+from registrator.metrics import Metrics
 from registrator.model import ServiceSpec, plain
 
 # python-consul2 reads these in its constructor and lets them override explicit arguments.
@@ -29,6 +31,7 @@ _LIBRARY_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY",
 _env_lock = threading.Lock()
 # consul-unix://: requests talks HTTP over the socket through docker-py's adapter, mounted for this scheme.
 _UNIX_SCHEME = "http+unix"
+_SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
 
 
 class ConsulError(Exception):
@@ -40,8 +43,9 @@ class ConsulError(Exception):
 
 
 class ConsulSink:
-    def __init__(self, endpoint: ConsulEndpoint) -> None:
+    def __init__(self, endpoint: ConsulEndpoint, metrics: Metrics | None = None) -> None:
         self.endpoint = endpoint
+        self._metrics = metrics
         with _without_library_env():
             self._client = consul.Consul(
                 host="localhost" if endpoint.socket else endpoint.host,
@@ -73,7 +77,7 @@ class ConsulSink:
         return {sid: spec for sid, spec in self.services().items() if spec.meta.get(META_HOST) == hostname}
 
     def register(self, spec: ServiceSpec) -> None:
-        with self._errors(f"agent/service/register {spec.id}"):
+        with self._errors("agent/service/register", spec.id):
             self._client.http.put(
                 consul.base.CB.bool(),
                 "/v1/agent/service/register",
@@ -84,7 +88,7 @@ class ConsulSink:
 
     def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
         """Consul maintenance mode: a critical check that hides the service from DNS while it stays registered."""
-        with self._errors(f"agent/service/maintenance {service_id}"):
+        with self._errors("agent/service/maintenance", service_id):
             self._client.http.put(
                 consul.base.CB.bool(),
                 f"/v1/agent/service/maintenance/{service_id}",
@@ -94,18 +98,45 @@ class ConsulSink:
 
     def has_service(self, service_id: str) -> bool:
         """Whether the local agent still knows this service (False on 404)."""
-        with self._errors(f"agent/service {service_id}"):
+        with self._errors("agent/service", service_id):
             return bool(self._client.http.get(consul.base.CB.bool(), f"/v1/agent/service/{service_id}", headers=self._headers()))
 
     def update_check(self, check_id: str, status: str, output: str) -> None:
         """Set a TTL check's status and output (also resets its TTL)."""
-        with self._errors(f"agent/check/update {check_id}"):
+        with self._errors("agent/check/update", check_id):
             self._client.http.put(
                 consul.base.CB.bool(),
                 f"/v1/agent/check/update/{check_id}",
                 data=json.dumps({"Status": status, "Output": output}),
                 headers=self._headers(),
             )
+
+    def service_health(self) -> dict[str, str]:
+        """The worst check status of each local service (services without checks are left out)."""
+        with self._errors("agent/checks"):
+            raw: Mapping[str, Any] = self._client.agent.checks() or {}
+        worst: dict[str, str] = {}
+        for check in raw.values():
+            service_id, status = str(check.get("ServiceID") or ""), str(check.get("Status") or "")
+            if service_id and _SEVERITY.get(status, 0) >= _SEVERITY.get(worst.get(service_id, ""), -1):
+                worst[service_id] = status
+        return worst
+
+    def catalog(self, name: str = "") -> list[dict[str, Any]]:
+        """Every instance in the catalog (or of one service), with its node and worst check status."""
+        with self._errors("catalog/services"):
+            names = sorted(self._client.catalog.services()[1] or {})
+        rows = []
+        for service in names:
+            if name and service != name:
+                continue
+            with self._errors("health/service", service):
+                entries = self._client.health.service(service)[1] or []
+            for entry in entries:
+                statuses = [str(c.get("Status") or "") for c in entry.get("Checks") or []]
+                rows.append({"node": entry["Node"]["Node"], "spec": service_from_agent(entry["Service"]),
+                             "status": max(statuses, key=lambda s: _SEVERITY.get(s, 0)) if statuses else ""})
+        return rows
 
     def check_states(self) -> dict[str, tuple[str, str]]:
         """Every check on the local agent: ID → (status, output)."""
@@ -124,26 +155,35 @@ class ConsulSink:
 
     def deregister(self, service_id: str) -> None:
         """Idempotent: an unknown service counts as removed."""
-        with self._errors(f"agent/service/deregister {service_id}"):
+        with self._errors("agent/service/deregister", service_id):
             self._client.agent.service.deregister(service_id)
 
     def _headers(self) -> dict[str, str]:
         return {"X-Consul-Token": self.endpoint.token} if self.endpoint.token else {}
 
     @contextmanager
-    def _errors(self, call: str) -> Iterator[None]:
+    def _errors(self, call: str, subject: str = "") -> Iterator[None]:
+        """Time and count the call, and turn the library's exceptions into ConsulError."""
+        started = time.monotonic()
+        outcome = "error"
+        call_text = f"{call} {subject}" if subject else call
         try:
             yield
+            outcome = "ok"
         except requests.exceptions.SSLError as exc:
-            raise ConsulError(f"Consul {call} at {self.endpoint.url}: TLS failed: {_reason(exc)}", transient=True) from exc
+            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: TLS failed: {_reason(exc)}", transient=True) from exc
         except requests.RequestException as exc:
-            raise ConsulError(f"Consul {call} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
+            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
         except (consul.ACLPermissionDenied, consul.ACLDisabled) as exc:
-            raise ConsulError(f"Consul {call}: permission denied by ACL: {exc}", transient=False) from exc
+            raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc
         except (consul.base.BadRequest, consul.base.ClientError) as exc:
-            raise ConsulError(f"Consul {call}: rejected: {exc}", transient=False) from exc
+            raise ConsulError(f"Consul {call_text}: rejected: {exc}", transient=False) from exc
         except consul.ConsulException as exc:
-            raise ConsulError(f"Consul {call}: {exc}", transient=True) from exc
+            raise ConsulError(f"Consul {call_text}: {exc}", transient=True) from exc
+        finally:
+            if self._metrics is not None:
+                self._metrics.inc("registrator_consul_requests_total", call=call, outcome=outcome)
+                self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
 
 
 def _reason(exc: Exception) -> str:
@@ -176,7 +216,7 @@ def service_payload(spec: ServiceSpec) -> dict[str, Any]:
         "Tags": list(spec.tags),
         "Meta": dict(spec.meta),
         "Checks": [{"CheckID": check.check_id, **plain(check.definition)} for check in spec.checks],
-        **({"TaggedAddresses": {tag: {"Address": address, "Port": spec.port} for tag, address in spec.tagged_addresses}}
+        **({"TaggedAddresses": {tag: {"Address": address, "Port": port} for tag, address, port in spec.tagged_addresses}}
            if spec.tagged_addresses else {}),
     }
 

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import random
 import threading
+import time
 from typing import Any
 
 from tenacity import (
@@ -32,6 +33,7 @@ from registrator.consul_sink import ConsulError, ConsulSink
 from registrator.docker_source import DockerSource, DockerUnavailable
 from registrator.hostip import HostIPError, detect_host_ip, ec2_local_ipv4, interface_ipv4
 from registrator.kills import KillLog
+from registrator.metrics import Metrics
 from registrator.reconciler import Reconciler
 from registrator.workqueue import WorkQueue
 
@@ -54,8 +56,9 @@ def _transient(exc: BaseException) -> bool:
 
 
 class Controller:
-    def __init__(self, settings: Settings, docker: DockerSource, consul: ConsulSink) -> None:
+    def __init__(self, settings: Settings, docker: DockerSource, consul: ConsulSink, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self._docker = docker
         self._consul = consul
         self._queue = WorkQueue()
@@ -65,20 +68,36 @@ class Controller:
         self.reconciler: Reconciler | None = None
         self._kills = KillLog(settings.drain_timeout)
 
-    def run(self) -> None:
-        """Run until `stop` is set; raises StartupError if Consul or Docker never answered."""
+    @property
+    def docker(self) -> DockerSource:
+        return self._docker
+
+    def prepare(self, consul: bool = True) -> bool:
+        """Wait for Docker (and Consul), and settle the host identity, host IP and Consul's abilities.
+
+        Returns False when stopped meanwhile; raises StartupError when `-retry-attempts` ran out.
+        """
         hostname = self._wait_for_docker()
-        self._wait_for_consul()
+        if consul:
+            self._wait_for_consul()
         if self.stop.is_set():
-            return
+            return False
         host_ip = self._detect_host_ip()
         if self.stop.is_set():
-            return
-        checks = dataclasses.replace(self.settings.mapping.checks, agent_runs_scripts=self._agent_runs_scripts())
+            return False
+        runs_scripts = self._agent_runs_scripts() if consul else True
+        checks = dataclasses.replace(self.settings.mapping.checks, agent_runs_scripts=runs_scripts)
         mapping = dataclasses.replace(self.settings.mapping, hostname=hostname, host_ip=host_ip, checks=checks)
         self.settings = dataclasses.replace(self.settings, mapping=mapping)
-        log.info("host identity %s; published ports registered at %s", hostname, self.settings.mapping.ip or self.settings.mapping.host_ip)
-        self.reconciler = Reconciler(self._docker, self._consul, self.settings.mapping, self._kills)
+        self.reconciler = Reconciler(self._docker, self._consul, self.settings.mapping, self._kills, metrics=self.metrics)
+        return True
+
+    def run(self) -> None:
+        """Run until `stop` is set; raises StartupError if Consul or Docker never answered."""
+        if not self.prepare():
+            return
+        log.info("host identity %s; published ports registered at %s", self.settings.mapping.hostname,
+                 self.settings.mapping.ip or self.settings.mapping.host_ip)
         threads = [
             threading.Thread(target=self._pump, name="events", daemon=True),
             threading.Thread(target=self._watch_consul, name="consul-probe", daemon=True),
@@ -96,6 +115,20 @@ class Controller:
             thread.join(timeout=self.settings.docker_timeout)
         if self.settings.deregister_on_exit:
             self._deregister_all()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """For /healthz: Docker and Consul answer now, and when the last reconcile finished."""
+        details: dict[str, Any] = {}
+        for name, probe in (("docker", self._docker.ping), ("consul", self._consul.leader)):
+            try:
+                probe()
+                details[name] = "ok"
+            except (DockerUnavailable, ConsulError) as exc:
+                details[name] = str(exc)
+        last = self.metrics.value("registrator_last_reconcile_timestamp_seconds")
+        details["last_reconcile_age_seconds"] = round(time.time() - last, 3) if last else None
+        details["ready"] = self.ready.is_set()
+        return details["docker"] == "ok" and details["consul"] == "ok", details
 
     def _deregister_all(self) -> None:
         """--deregister-on-exit: take this host's services out of Consul before the agent goes."""
@@ -212,6 +245,7 @@ class Controller:
         for event in events:
             self._since = f"{event.time_nano // 10**9}.{event.time_nano % 10**9:09d}"
             log.debug("event %s for %s", event.action, event.container_id[:12])
+            self.metrics.inc("registrator_events_total", action=event.action.split(":")[0])
             if event.action == "kill" and event.signal is not None:
                 self._kills.record(event.container_id, event.signal, event.time_nano / 10**9)
             self._queue.add(event.container_id)
@@ -252,6 +286,7 @@ class Controller:
     def _resync(self) -> None:
         """Queue every running container and every container this host still has services for."""
         assert self.reconciler is not None
+        self.metrics.inc("registrator_resyncs_total")
         running = self._docker.running()
         containers = self.reconciler.refresh() | set(running)
         if self.settings.cleanup:

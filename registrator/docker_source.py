@@ -63,6 +63,12 @@ class DockerSource:
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise DockerUnavailable(f"docker info: {exc}") from exc
 
+    def ping(self) -> None:
+        try:
+            self.api.ping()
+        except (docker.errors.APIError, requests.RequestException) as exc:
+            raise DockerUnavailable(f"docker ping: {exc}") from exc
+
     def advertised_address(self) -> str:
         """The address the daemon advertises to its swarm; "" outside swarm mode."""
         try:

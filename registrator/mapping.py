@@ -99,6 +99,7 @@ class Desired:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # why ports were not registered, for debug logs
     maintenance: bool = False  # the services stay registered, in Consul maintenance mode (being stopped)
+    reasons: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: MappingProxyType({}))  # per service: (field, why)
 
 
 def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings, draining: bool = False) -> Desired:
@@ -128,18 +129,22 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
     template_tags = _template_tags(snapshot, settings, warnings)
     ecs_meta = _ecs_meta(snapshot, settings)
     services: dict[str, ServiceSpec] = {}
+    reasons: dict[str, tuple[tuple[str, str], ...]] = {}
     for port, port_meta, targets in ports:
         if _truthy(port_meta.entries.get("ignore")):
+            notes.append(f"port {port.port}/{port.protocol}: ignored by {port_meta.entries['ignore'].source}")
             continue
-        for spec in _services_for_port(snapshot, port, targets, port_meta, len(ports) > 1, template_tags, ecs_meta, settings, warnings):
+        for spec, why in _services_for_port(snapshot, port, targets, port_meta, len(ports) > 1, template_tags, ecs_meta, settings, warnings):
             if spec.id in services:
                 warnings.append(f"service ID {spec.id!r} is produced twice; the second is skipped")
             else:
                 services[spec.id] = spec
+                reasons[spec.id] = why
     status = mirror_status(snapshot, settings.checks)
     check_status = {c.check_id: status for spec in services.values() for c in spec.checks if c.check_id.endswith(f":{MIRROR_SUFFIX}")}
     return Desired(services=MappingProxyType(services), check_status=MappingProxyType(check_status),
-                   warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes), maintenance=draining)
+                   warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes), maintenance=draining,
+                   reasons=MappingProxyType(reasons))
 
 
 def image_basename(image: str) -> str:
@@ -198,22 +203,49 @@ def _services_for_port(
     ecs_meta: dict[str, str],
     settings: MappingSettings,
     warnings: list[str],
-) -> list[ServiceSpec]:
+) -> list[tuple[ServiceSpec, tuple[tuple[str, str], ...]]]:
     name = port_meta.get("name").strip()
     if not name and settings.explicit:
         return []
-    name = _service_name(name or _default_name(snapshot, settings), port, port_meta, multi_port, settings, warnings)
+    if not name and not _default_name(snapshot, settings):
+        warnings.append(f"port {port.port}: no SERVICE_NAME and no image name to default to; not registered")
+        return []
+    name_reason = port_meta.entries["name"].source if name else _default_name_reason(snapshot, settings)
+    full_name = _service_name(name or _default_name(snapshot, settings), port, port_meta, multi_port, settings, warnings)
+    if full_name != (name or _default_name(snapshot, settings)):
+        name_reason += f", with the -{port.port} suffix (--port-suffix {settings.port_suffix.value})"
     base_id = _service_id(snapshot, port, port_meta, multi_port, settings)
-    tags = list(dict.fromkeys(parse_tags(port_meta.get("tags")) + template_tags + (["udp"] if port.protocol == "udp" else [])))
+    own_tags = parse_tags(port_meta.get("tags"))
+    tags = list(dict.fromkeys(own_tags + template_tags + (["udp"] if port.protocol == "udp" else [])))
+    tag_reasons = [port_meta.entries["tags"].source] if own_tags else []
+    tag_reasons += ["-tags"] if template_tags else []
+    tag_reasons += ["udp port"] if port.protocol == "udp" else []
     meta = _meta(port_meta, {**settings.meta, **ecs_meta}, warnings)
-    specs = []
+    meta_reasons = sorted(e.source for k, e in port_meta.entries.items() if k in meta) + (["--meta"] if settings.meta else [])
+    meta_reasons += ["ECS labels"] if ecs_meta else []
+    result: list[tuple[ServiceSpec, tuple[tuple[str, str], ...]]] = []
     for index, target in enumerate(targets):
         service_id = base_id if index == 0 else f"{base_id}:{target.port}"
         checks = service_checks(port_meta, service_id, target.address, target.port, snapshot, settings.checks, warnings)
-        tagged = (("lan_ipv4", target.ipv4), ("lan_ipv6", target.ipv6)) if target.ipv4 and target.ipv6 else ()
-        spec = ServiceSpec(service_id, name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)
-        specs.append(_with_ownership(spec, snapshot, meta, settings))
-    return specs
+        tagged = (("lan_ipv4", target.ipv4, target.port), ("lan_ipv6", target.ipv6, target.ipv6_port or target.port)) \
+            if target.ipv4 and target.ipv6 else ()
+        spec = ServiceSpec(service_id, full_name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)
+        why = (
+            ("name", name_reason),
+            ("id", port_meta.entries["id"].source if "id" in port_meta.entries else "host:container:port[:udp]"),
+            ("address", target.rule),
+            ("tags", ", ".join(tag_reasons) or "none"),
+            ("meta", ", ".join(meta_reasons) or "ownership only"),
+            ("checks", ", ".join(c.check_id for c in checks) or "none"),
+        )
+        result.append((_with_ownership(spec, snapshot, meta, settings), why))
+    return result
+
+
+def _default_name_reason(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
+    if _is_ecs(snapshot, settings) and _default_name(snapshot, settings) != image_basename(snapshot.image):
+        return f"ECS {settings.ecs_name} label (--ecs-name {settings.ecs_name})"
+    return f"image basename of {snapshot.image}"
 
 
 def _default_name(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:

@@ -97,7 +97,7 @@ class ServiceSpec:
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=_empty)
     checks: tuple[CheckSpec, ...] = ()
-    tagged_addresses: tuple[tuple[str, str], ...] = ()  # (lan_ipv4 | lan_ipv6, address), same port
+    tagged_addresses: tuple[tuple[str, str, int], ...] = ()  # (lan_ipv4 | lan_ipv6, address, port)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,9 @@ from typing import Protocol
 from registrator.checks import MIRROR_SUFFIX
 from registrator.diff import plan
 from registrator.kills import KillLog
-from registrator.mapping import META_CONTAINER, META_HOST, MappingSettings, desired_services
-from registrator.model import ContainerSnapshot, Deregister, Register, ServiceSpec
+from registrator.mapping import META_CONTAINER, META_HOST, Desired, MappingSettings, desired_services
+from registrator.metrics import Metrics
+from registrator.model import ContainerSnapshot, Deregister, Op, Register, ServiceSpec
 
 log = logging.getLogger(__name__)
 MAINTENANCE_PREFIX = "_service_maintenance:"  # Consul's check ID for a service in maintenance mode
@@ -41,7 +42,8 @@ class Reconciler:
     """Not thread-safe by design: one worker calls `refresh` and `reconcile` in turn."""
 
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics or Metrics()
         self._docker = docker
         self._consul = consul
         self._settings = settings
@@ -103,6 +105,22 @@ class Reconciler:
         Why we were asked (which event) does not matter: Docker is read again, so a late or
         duplicated event can never register a dead container.
         """
+        started = time.monotonic()
+        try:
+            return self._reconcile(container_id)
+        finally:
+            self._metrics.inc("registrator_reconciles_total")
+            self._metrics.observe("registrator_reconcile_duration_seconds", time.monotonic() - started)
+            self._metrics.set("registrator_services_owned", len(self._owned))
+            self._metrics.set("registrator_last_reconcile_timestamp_seconds", self._clock())
+
+    def plan(self, container_id: str) -> tuple[str, list[Op]]:
+        """What reconcile would write for this container now (its name, and the ops); writes nothing."""
+        label, _, wanted, actual = self._desired(container_id)
+        return label, plan(wanted, actual) if wanted is not None else []
+
+    def _desired(self, container_id: str) -> tuple[str, Desired, dict[str, ServiceSpec] | None, dict[str, ServiceSpec]]:
+        """The container's label, its desired state, the services to have (None: keep what is there), and what is there."""
         snapshot = self._docker.inspect(container_id)
         label = snapshot.name if snapshot else container_id[:12]
         draining = self._kills is not None and self._kills.draining(container_id, snapshot, self._clock())
@@ -110,9 +128,9 @@ class Reconciler:
         self._report(container_id, label, desired.warnings, gone=snapshot is None)
         for note in desired.notes:
             log.debug("container %s: %s", label, note)
-        if desired.retain:
-            return 0
         actual = dict(self._by_container.get(container_id, {}))
+        if desired.retain:
+            return label, desired, None, actual
         wanted = {}
         for service_id, spec in desired.services.items():
             holder = self._owned.get(service_id)
@@ -121,19 +139,28 @@ class Reconciler:
                             label, service_id, holder.meta.get(META_CONTAINER, "?")[:12])
                 continue
             wanted[service_id] = spec
+        return label, desired, wanted, actual
+
+    def _reconcile(self, container_id: str) -> int:
+        label, desired, wanted, actual = self._desired(container_id)
+        if wanted is None:
+            return 0
         ops = plan(wanted, actual)
         for op in ops:
             match op:
                 case Register(spec):
                     self._consul.register(spec)
                     self._remember(spec)
+                    self._metrics.inc("registrator_registrations_total")
                     verb = "updated" if spec.id in actual else "registered"
                     log.info("container %s: %s %s (%s at %s:%d)", label, verb, spec.id, spec.name, spec.address, spec.port)
                 case Deregister(service_id):
                     self._consul.deregister(service_id)
                     self._forget(service_id)
+                    self._metrics.inc("registrator_deregistrations_total")
                     log.info("container %s: deregistered %s", label, service_id)
         self.writes += len(ops)
+        self._metrics.inc("registrator_reconcile_writes_total", len(ops))
         self._set_maintenance(label, set(wanted), desired.maintenance)
         self._push_health(label, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})
         if not ops:

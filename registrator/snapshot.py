@@ -139,7 +139,7 @@ def _parse_ports(exposed: Mapping[str, Any], published: Mapping[str, Any]) -> tu
 
 def _parse_port_key(key: str) -> tuple[int, str] | None:
     number, _, proto = str(key).partition("/")
-    if not number.isdigit():
+    if not number.isdigit() or not 0 < int(number) < 65536:
         return None
     return int(number), (proto or "tcp").lower()
 
@@ -148,6 +148,6 @@ def _parse_binding(binding: Any) -> PortBinding | None:
     if not isinstance(binding, Mapping):
         return None
     host_port = str(binding.get("HostPort") or "")
-    if not host_port.isdigit():
+    if not host_port.isdigit() or not 0 < int(host_port) < 65536:
         return None
     return PortBinding(host_ip=str(binding.get("HostIp") or ""), host_port=int(host_port))

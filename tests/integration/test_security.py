@@ -68,7 +68,7 @@ def test_a_token_without_write_permission_names_the_call_and_the_accessor_not_th
 def test_an_unknown_token_fails_clearly(secured):
     result = run_registrator("list", "--hostname", "h", secured.uri, env={"CONSUL_HTTP_TOKEN": "00000000-dead-beef-0000-000000000000"})
     assert result.returncode == 1
-    assert "agent/services: permission denied by ACL" in result.stderr
+    assert "permission denied by ACL: ACL not found" in result.stderr
     assert "dead-beef" not in result.stderr
 
 

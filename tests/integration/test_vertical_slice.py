@@ -87,8 +87,8 @@ def test_list_table_has_a_header_and_a_row_per_service(agent, workload, consul):
 
     lines = agent.cli("list").stdout.splitlines()
 
-    assert lines[0].split() == ["NAME", "ID", "ADDRESS", "TAGS", "CONTAINER"]
+    assert lines[0].split() == ["NAME", "ID", "ADDRESS", "TAGS", "CHECKS", "CONTAINER"]
     assert lines[1].split() == [
         "web", f"{agent.hostname}:{web.get_wrapped_container().name}:80",
-        f"{agent.ip}:{published_port(web)}", "-", web.get_wrapped_container().id[:12],
+        f"{agent.ip}:{published_port(web)}", "-", "none", web.get_wrapped_container().id[:12],
     ]

@@ -70,7 +70,7 @@ def test_invalid_service_ip_is_warned_about_and_the_next_rule_applies():
 def test_ipv6_family_and_tagged_addresses():
     [spec] = desired_services(container(env={"SERVICE_NETWORK": "back", "SERVICE_IP_FAMILY": "ipv6"}), SETTINGS).services.values()
     assert spec.address == "fd00::3"
-    assert dict(spec.tagged_addresses) == {"lan_ipv4": "10.2.0.3", "lan_ipv6": "fd00::3"}
+    assert spec.tagged_addresses == (("lan_ipv4", "10.2.0.3", 80), ("lan_ipv6", "fd00::3", 80))
     [spec] = desired_services(container(env={"SERVICE_NETWORK": "back"}), SETTINGS).services.values()
     assert spec.address == "10.2.0.3"
 
@@ -78,7 +78,14 @@ def test_ipv6_family_and_tagged_addresses():
 def test_dual_stack_bindings_register_once_and_tag_the_host_ipv6_when_known():
     [spec] = desired_services(container(), replace(SETTINGS, host_ipv6="2001:db8::5")).services.values()
     assert (spec.address, spec.port) == ("10.0.0.5", 32080)
-    assert dict(spec.tagged_addresses) == {"lan_ipv4": "10.0.0.5", "lan_ipv6": "2001:db8::5"}
+    assert spec.tagged_addresses == (("lan_ipv4", "10.0.0.5", 32080), ("lan_ipv6", "2001:db8::5", 32080))
+
+
+def test_dual_stack_bindings_on_different_host_ports_are_one_service():
+    port = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 32947), PortBinding("::", 32946)))
+    assert targets(container(port)) == [("10.0.0.5", 32947)]
+    [spec] = desired_services(container(port), replace(SETTINGS, host_ipv6="2001:db8::5")).services.values()
+    assert spec.tagged_addresses == (("lan_ipv4", "10.0.0.5", 32947), ("lan_ipv6", "2001:db8::5", 32946))
 
 
 def test_a_binding_to_a_specific_ipv6_address_registers_that_address():

@@ -249,7 +249,8 @@ def test_loopback_only_bindings_are_not_registered():
 
 
 def test_every_distinct_host_port_is_registered():
-    port = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 8080), PortBinding("::", 8080), PortBinding("0.0.0.0", 8081)))
+    port = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 8080), PortBinding("::", 8080), PortBinding("0.0.0.0", 8081),
+                                     PortBinding("::", 8082)))
     assert {(sid, s.port) for sid, s in services(container(port)).items()} == {("host1:app.1:80", 8080), ("host1:app.1:80:8081", 8081)}
 
 
