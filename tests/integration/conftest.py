@@ -107,8 +107,8 @@ def workload(docker_client: docker.DockerClient, images: dict[str, str]) -> Iter
               ports: dict[int | str, int | None] | None = None, **kwargs: Any) -> DockerContainer:
         network = kwargs.pop("network", None)  # a network name, passed through to docker create
         container = DockerContainer(images.get(image, image), env=env or {}, labels={TEST_LABEL: "1", **(labels or {})}, **kwargs)
-        if network:
-            container.with_kwargs(network=network, **kwargs)
+        if network:  # with_kwargs replaces the extra create() arguments, so pass the others again
+            container.with_kwargs(network=network, **{k: v for k, v in kwargs.items() if k not in ("command", "name")})
         for port, host_port in (ports or {}).items():
             container.with_bind_ports(port, host_port)
         started.append(container)

@@ -177,7 +177,8 @@ def build_image(client: docker.DockerClient, name: str) -> str:
     folder = IMAGES / name
     sources = sorted(p for p in folder.iterdir() if p.is_file())
     busybox = Path(shutil.which("busybox") or "/bin/busybox").read_bytes()
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in sources) + busybox).hexdigest()[:12]
+    scripts = [ROOT / (folder / "binaries-from").read_text().strip()] if (folder / "binaries-from").exists() else []
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in [*sources, *scripts]) + busybox).hexdigest()[:12]
     tag = f"registrator-test/{name}:{key}"
     try:
         client.images.get(tag)
@@ -190,6 +191,11 @@ def build_image(client: docker.DockerClient, name: str) -> str:
         (Path(context) / "busybox").chmod(0o755)
         if (folder / "go.mod").exists():
             _go_build(folder, Path(context) / name)
+        if (folder / "binaries-from").exists():  # a script that prints a folder of prebuilt binaries
+            built = Path(subprocess.run(["bash", str(ROOT / (folder / "binaries-from").read_text().strip())],
+                                        capture_output=True, text=True, check=True).stdout.strip())
+            for binary in built.iterdir():
+                shutil.copy(binary, context)
         client.images.build(path=context, tag=tag, rm=True, forcerm=True)
     return tag
 
