@@ -368,7 +368,8 @@ def _settings(uri: str | None, flags: dict[str, Any]) -> Settings:
 
 
 def _controller(settings: Settings, flags: dict[str, Any], metrics: Metrics) -> Controller:
-    docker_source = DockerSource(timeout=settings.docker_timeout, ecs=EcsAgent(flags["ecs_agent_url"]) if flags["ecs"] else None)
+    docker_source = DockerSource(timeout=settings.docker_timeout, ecs=EcsAgent(flags["ecs_agent_url"]) if flags["ecs"] else None,
+                                 metrics=metrics)
     return Controller(settings, docker_source, ConsulSink(settings.consul, metrics), metrics)
 
 

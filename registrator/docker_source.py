@@ -13,6 +13,7 @@ import docker.errors
 import requests
 
 from registrator.ecs_source import EcsAgent, EcsError
+from registrator.metrics import Metrics
 from registrator.model import ContainerSnapshot
 from registrator.snapshot import shared_network, snapshot_from_inspect
 
@@ -36,7 +37,8 @@ class ContainerEvent:
 class DockerSource:
     """`ecs`, when given, supplies the address of ECS awsvpc tasks, which Docker does not know."""
 
-    def __init__(self, timeout: float, ecs: EcsAgent | None = None) -> None:
+    def __init__(self, timeout: float, ecs: EcsAgent | None = None, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics or Metrics()
         self._timeout = timeout
         self._ecs = ecs
         self._client: docker.APIClient | None = None
@@ -98,6 +100,7 @@ class DockerSource:
 
     def _inspect(self, container_id: str) -> ContainerSnapshot | None:
         try:
+            self._metrics.inc("registrator_docker_requests_total", call="inspect")
             return snapshot_from_inspect(self.api.inspect_container(container_id))
         except docker.errors.NotFound:
             return None
@@ -107,6 +110,7 @@ class DockerSource:
     def running(self) -> dict[str, str]:
         """Running containers: ID → name."""
         try:
+            self._metrics.inc("registrator_docker_requests_total", call="list")
             listed = self.api.containers()
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise DockerUnavailable(f"docker ps: {exc}") from exc
@@ -119,6 +123,7 @@ class DockerSource:
         Exec events from health checks are not state changes and are dropped here.
         """
         try:
+            self._metrics.inc("registrator_docker_requests_total", call="events")
             stream = self.api.events(since=since, decode=True, filters={"type": ["container", "network"]})
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise DockerUnavailable(f"docker events: {exc}") from exc

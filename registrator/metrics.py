@@ -10,6 +10,7 @@ from collections import defaultdict
 
 Labels = tuple[tuple[str, str], ...]
 
+# name: (type, help); families listed in LABELLED have labels and start empty, the rest start at 0.
 FAMILIES: dict[str, tuple[str, str]] = {
     "registrator_events_total": ("counter", "Docker events received, by action."),
     "registrator_registrations_total": ("counter", "Services registered or updated in Consul."),
@@ -18,11 +19,14 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "registrator_reconcile_duration_seconds": ("summary", "Time to reconcile one container."),
     "registrator_reconcile_writes_total": ("counter", "Consul writes made by reconciles (registrations and deregistrations)."),
     "registrator_resyncs_total": ("counter", "Full comparisons of Docker and Consul."),
+    "registrator_docker_requests_total": ("counter", "Docker API calls, by call (inspect, list, events)."),
     "registrator_consul_requests_total": ("counter", "Consul HTTP calls, by call and outcome (ok or error)."),
     "registrator_consul_request_duration_seconds": ("summary", "Consul HTTP call latency, by call."),
     "registrator_services_owned": ("gauge", "Services this host has registered in Consul."),
     "registrator_last_reconcile_timestamp_seconds": ("gauge", "Unix time of the last finished reconcile."),
 }
+LABELLED = {"registrator_events_total", "registrator_docker_requests_total", "registrator_consul_requests_total",
+            "registrator_consul_request_duration_seconds"}
 
 
 class Metrics:
@@ -31,7 +35,7 @@ class Metrics:
         self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
         self._sums: dict[str, dict[Labels, float]] = defaultdict(dict)
         for name, (kind, _) in FAMILIES.items():
-            if kind != "summary" and name != "registrator_events_total" and name != "registrator_consul_requests_total":
+            if kind != "summary" and name not in LABELLED:
                 self._values[name][()] = 0.0
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
