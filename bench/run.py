@@ -167,7 +167,7 @@ def burst(consul: ConsulAgent, events: Events, image: str, sizes: list[int]) -> 
     try:
         for size in sizes:
             name = f"burst-{size}"
-            ids = parallel(lambda _: run_container(image, name, "-p", "0:80"), list(range(size)), workers=16)
+            ids = parallel(lambda _, n=name: run_container(image, n, "-p", "0:80"), list(range(size)), workers=16)
             last_start = max(events.wait(i, "start") for i in ids)
             seen = until(lambda n=name, s=size: len(srv_ports(f"{n}.service.consul", consul.dns_port, tcp=True)) >= s, 60)
             results[f"burst_{size}_ms"] = round((seen - last_start) * 1000, 1)
