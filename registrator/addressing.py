@@ -78,7 +78,7 @@ def port_targets(
     if snapshot.task_ip:
         return [Target(snapshot.task_ip, port.port, rule="rule 5: ECS awsvpc task address from the ECS agent")]
     if settings.internal:
-        ipv4, ipv6 = container_addresses(snapshot)
+        ipv4, ipv6 = _container_addresses(snapshot)
         if ipv4 or ipv6:
             return [_container_target(ipv4, ipv6, port.port, family, "rule 6: -internal, the container's address")]
         notes.append(f"port {port.port}/{port.protocol}: no container address for -internal (network mode {snapshot.network_mode})")
@@ -89,7 +89,7 @@ def port_targets(
     return []
 
 
-def container_addresses(snapshot: ContainerSnapshot) -> tuple[str, str]:
+def _container_addresses(snapshot: ContainerSnapshot) -> tuple[str, str]:
     """(IPv4, IPv6): the default bridge's, else the first network by name that has any."""
     if snapshot.ip or snapshot.ipv6:
         return snapshot.ip, snapshot.ipv6

@@ -57,7 +57,6 @@ class Reconciler:
         self._legacy: dict[str, str] = {}
         self._mirrors: dict[str, tuple[str, str]] = {}  # Docker-health check ID → (status, output) in Consul
         self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
-        self.writes = 0
 
     def refresh(self) -> set[str]:
         """Re-read the Consul agent's services; returns the containers this host has services for."""
@@ -96,7 +95,7 @@ class Reconciler:
             self._consul.deregister(service_id)
             self._legacy.pop(service_id)
             log.info("cleanup: deregistered %s left by registrator for a container that is gone", service_id)
-        self.writes += len(stale)
+        self._metrics.inc("registrator_deregistrations_total", len(stale))
         return len(stale)
 
     def reconcile(self, container_id: str) -> int:
@@ -159,7 +158,6 @@ class Reconciler:
                     self._forget(service_id)
                     self._metrics.inc("registrator_deregistrations_total")
                     log.info("container %s: deregistered %s", label, service_id)
-        self.writes += len(ops)
         self._metrics.inc("registrator_reconcile_writes_total", len(ops))
         self._set_maintenance(label, set(wanted), desired.maintenance)
         self._push_health(label, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})

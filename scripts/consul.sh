@@ -25,25 +25,10 @@ if [[ -x "$BIN" ]]; then
   exit 0
 fi
 
-{
-  echo "consul.sh: building Consul $VER with $GOVER into $CACHE (once per machine; takes minutes)"
-  export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
-  # Module proxy only: never fall back to fetching from version control.
-  GOPROXY="$(go env GOPROXY | sed -e 's/,direct$//' -e 's/|direct$//')"
-  export GOPROXY
-  WORK="$(mktemp -d)"
-  trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
-  cd "$WORK"
-  go mod download -json "github.com/hashicorp/consul@$VER" > consul.json
-  DIR="$(python3 -c 'import json; print(json.load(open("consul.json"))["Dir"])')"
-  cp -r "$DIR" src
-  chmod -R u+w src
-  cd src
-  go build -trimpath -ldflags "-s -w" -o "$WORK/consul" .
-  "$WORK/consul" version
-  mkdir -p "$CACHE"
-  mv "$WORK/consul" "$BIN.tmp"
-  mv "$BIN.tmp" "$BIN"
-} >&2
+echo "consul.sh: building Consul $VER with $GOVER into $CACHE (once per machine; takes minutes)" >&2
+# shellcheck source=scripts/go-module-build.sh
+source "$(dirname "$0")/go-module-build.sh"
+build_go_module github.com/hashicorp/consul "$VER" "$CACHE" .
+"$BIN" version >&2
 
 echo "$BIN"

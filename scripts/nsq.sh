@@ -12,23 +12,9 @@ GOVER="$(go env GOVERSION)"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/registrator/nsq/${VER}-${GOVER}"
 
 if [[ ! -x "$CACHE/nsqd" || ! -x "$CACHE/nsqlookupd" || ! -x "$CACHE/nsq_tail" ]]; then
-  {
-    echo "nsq.sh: building NSQ $VER with $GOVER into $CACHE"
-    export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
-    GOPROXY="$(go env GOPROXY | sed -e 's/,direct$//' -e 's/|direct$//')"
-    export GOPROXY
-    WORK="$(mktemp -d)"
-    trap 'chmod -R u+w "$WORK" 2>/dev/null; rm -rf "$WORK"' EXIT
-    cd "$WORK"
-    go mod download -json "github.com/nsqio/nsq@$VER" > nsq.json
-    DIR="$(python3 -c 'import json; print(json.load(open("nsq.json"))["Dir"])')"
-    cp -r "$DIR" src
-    chmod -R u+w src
-    cd src
-    mkdir -p "$WORK/bin"
-    go build -trimpath -ldflags "-s -w" -o "$WORK/bin/" ./apps/nsqd ./apps/nsqlookupd ./apps/nsq_tail
-    mkdir -p "$CACHE"
-    cp "$WORK/bin/"* "$CACHE/"
-  } >&2
+  echo "nsq.sh: building NSQ $VER with $GOVER into $CACHE" >&2
+  # shellcheck source=scripts/go-module-build.sh
+  source "$(dirname "$0")/go-module-build.sh"
+  build_go_module github.com/nsqio/nsq "$VER" "$CACHE" ./apps/nsqd ./apps/nsqlookupd ./apps/nsq_tail
 fi
 echo "$CACHE"
