@@ -7,7 +7,6 @@ consul://127.0.0.1:8500` runs the agent (options before the URI, single-dash lon
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -166,13 +165,11 @@ def main() -> None:
         help="On SIGTERM/SIGINT remove this host's services first (default: leave them, so a restarting agent does not flap DNS).")
 @option("--consul-probe", env="CONSUL_PROBE", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
         help="Seconds between checks that the Consul agent still holds this host's services (it lost them if it restarted without its data).")
-@option("--workers", env="WORKERS", type=click.IntRange(min=1, max=64), default=4, show_default=True,
-        help="Containers reconciled at once; one container's events are still handled one at a time, in order.")
 @option("--listen", env="LISTEN", default="", metavar="HOST:PORT", help="Serve /healthz and /metrics (Prometheus) here, e.g. 127.0.0.1:9666.")
 @option("-ttl", "--ttl", env="TTL", type=int, default=0, hidden=True)
 @option("-ttl-refresh", "--ttl-refresh", env="TTL_REFRESH", type=int, default=0, hidden=True)
 @LOG_OPTIONS
-def run(uri: str | None, workers: int, listen: str, ttl: int, ttl_refresh: int, log_level: str, log_format: str, **flags: Any) -> None:
+def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str, log_format: str, **flags: Any) -> None:
     """Follow Docker events and keep the local Consul agent's services equal to running containers.
 
     \b
@@ -186,7 +183,7 @@ def run(uri: str | None, workers: int, listen: str, ttl: int, ttl_refresh: int, 
       registrator run --ip-from ec2 --listen :9666 --on-kill maintenance
     """
     configure_logging(log_level, log_format)
-    settings = dataclasses.replace(_settings(uri, flags), workers=workers)
+    settings = _settings(uri, flags)
     if listen:
         try:
             parse_listen(listen)

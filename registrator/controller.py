@@ -103,7 +103,7 @@ class Controller:
             threading.Thread(target=self._watch_consul, name="consul-probe", daemon=True),
             threading.Thread(target=self._resync_loop, name="resync", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
-            *[threading.Thread(target=self._work, name=f"worker-{n}", daemon=True) for n in range(self.settings.workers)],
+            threading.Thread(target=self._work, name="worker", daemon=True),
         ]
         for thread in threads:
             thread.start()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -40,8 +39,7 @@ class Consul(Protocol):
 
 
 class Reconciler:
-    """Called by several workers at once, never twice at once for one container (the work queue
-    sees to that). The local view is guarded by one lock, never held across I/O."""
+    """Not thread-safe by design: one worker calls `refresh` and `reconcile` in turn."""
 
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog | None = None,
                  clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
@@ -51,7 +49,6 @@ class Reconciler:
         self._settings = settings
         self._kills = kills
         self._clock = clock
-        self._lock = threading.RLock()
         self._maintenance: set[str] = set()  # services this agent put in maintenance mode
         self.sentinel: str | None = None  # one owned service ID, probed to notice a Consul agent that lost its state
         self._owned: dict[str, ServiceSpec] = {}
@@ -63,19 +60,15 @@ class Reconciler:
 
     def refresh(self) -> set[str]:
         """Re-read the Consul agent's services; returns the containers this host has services for."""
-        services, states = self._consul.services(), self._consul.check_states()
-        with self._lock:
-            return self._replace_view(services, states)
-
-    def _replace_view(self, services: Mapping[str, ServiceSpec], states: Mapping[str, tuple[str, str]]) -> set[str]:
         self._owned = {}
         self._by_container = {}
         self._legacy = {}
-        for spec in services.values():
+        for spec in self._consul.services().values():
             if spec.meta.get(META_HOST) == self._settings.hostname:
                 self._remember(spec)
             elif META_HOST not in spec.meta and (match := self._legacy_id.match(spec.id)):
                 self._legacy[spec.id] = match.group(1)
+        states = self._consul.check_states()
         self._mirrors = {
             check_id: state for check_id, state in states.items()
             if check_id.endswith(f":{MIRROR_SUFFIX}") and _service_of(check_id) in self._owned
@@ -86,11 +79,9 @@ class Reconciler:
 
     def heartbeat(self) -> int:
         """Re-send every Docker-health check's status, so its TTL never runs out while we live."""
-        with self._lock:
-            mirrors = sorted(self._mirrors.items())
-        for check_id, (status, output) in mirrors:
+        for check_id, (status, output) in sorted(self._mirrors.items()):
             self._consul.update_check(check_id, status, output)
-        return len(mirrors)
+        return len(self._mirrors)
 
     def sweep_legacy(self, running_names: set[str]) -> int:
         """`-cleanup`: remove services gliderlabs/registrator left for this host's gone containers.
@@ -99,12 +90,10 @@ class Reconciler:
         `host:container:port[:udp]` pattern with this host's name, as its `-cleanup` did. Entries of
         running containers are left for their reconcile to adopt (same ID, now with Meta).
         """
-        with self._lock:
-            stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names)
+        stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names)
         for service_id in stale:
             self._consul.deregister(service_id)
-            with self._lock:
-                self._legacy.pop(service_id, None)
+            self._legacy.pop(service_id)
             log.info("cleanup: deregistered %s left by registrator for a container that is gone", service_id)
         self._metrics.inc("registrator_deregistrations_total", len(stale))
         return len(stale)
@@ -135,21 +124,20 @@ class Reconciler:
         label = snapshot.name if snapshot else container_id[:12]
         draining = self._kills is not None and self._kills.draining(container_id, snapshot, self._clock())
         desired = desired_services(snapshot, self._settings, draining)
+        self._report(container_id, label, desired.warnings, gone=snapshot is None)
         for note in desired.notes:
             log.debug("container %s: %s", label, note)
-        with self._lock:
-            self._report(container_id, label, desired.warnings, gone=snapshot is None)
-            actual = dict(self._by_container.get(container_id, {}))
-            if desired.retain:
-                return label, desired, None, actual
-            wanted = {}
-            for service_id, spec in desired.services.items():
-                holder = self._owned.get(service_id)
-                if holder is not None and holder.meta.get(META_CONTAINER) != container_id:
-                    log.warning("container %s: service ID %s is already registered for container %s; skipped",
-                                label, service_id, holder.meta.get(META_CONTAINER, "?")[:12])
-                    continue
-                wanted[service_id] = spec
+        actual = dict(self._by_container.get(container_id, {}))
+        if desired.retain:
+            return label, desired, None, actual
+        wanted = {}
+        for service_id, spec in desired.services.items():
+            holder = self._owned.get(service_id)
+            if holder is not None and holder.meta.get(META_CONTAINER) != container_id:
+                log.warning("container %s: service ID %s is already registered for container %s; skipped",
+                            label, service_id, holder.meta.get(META_CONTAINER, "?")[:12])
+                continue
+            wanted[service_id] = spec
         return label, desired, wanted, actual
 
     def _reconcile(self, container_id: str) -> int:
@@ -161,15 +149,13 @@ class Reconciler:
             match op:
                 case Register(spec):
                     self._consul.register(spec)
-                    with self._lock:
-                        self._remember(spec)
+                    self._remember(spec)
                     self._metrics.inc("registrator_registrations_total")
                     verb = "updated" if spec.id in actual else "registered"
                     log.info("container %s: %s %s (%s at %s:%d)", label, verb, spec.id, spec.name, spec.address, spec.port)
                 case Deregister(service_id):
                     self._consul.deregister(service_id)
-                    with self._lock:
-                        self._forget(service_id)
+                    self._forget(service_id)
                     self._metrics.inc("registrator_deregistrations_total")
                     log.info("container %s: deregistered %s", label, service_id)
         self._metrics.inc("registrator_reconcile_writes_total", len(ops))
@@ -181,24 +167,20 @@ class Reconciler:
 
     def _set_maintenance(self, label: str, service_ids: set[str], enable: bool) -> None:
         for service_id in sorted(service_ids):
-            with self._lock:
-                needed = (service_id in self._maintenance) != enable
-            if needed:
+            if (service_id in self._maintenance) != enable:
                 self._consul.maintenance(service_id, enable, "container is stopping (registrator)")
-                with self._lock:
-                    (self._maintenance.add if enable else self._maintenance.discard)(service_id)
+                (self._maintenance.add if enable else self._maintenance.discard)(service_id)
                 log.info("container %s: %s %s maintenance mode", label, service_id, "entered" if enable else "left")
 
     def _push_health(self, label: str, check_status: Mapping[str, tuple[str, str]], registered: set[str]) -> None:
         """Bring each Docker-health check to Docker's verdict; a fresh registration starts from scratch."""
         for check_id, state in sorted(check_status.items()):
             service_id = _service_of(check_id)
-            with self._lock:
-                needed = service_id in self._owned and (service_id in registered or self._mirrors.get(check_id) != state)
-            if needed:
+            if service_id not in self._owned:
+                continue
+            if service_id in registered or self._mirrors.get(check_id) != state:
                 self._consul.update_check(check_id, *state)
-                with self._lock:
-                    self._mirrors[check_id] = state
+                self._mirrors[check_id] = state
                 log.info("container %s: %s is %s (Docker health)", label, check_id, state[0])
 
     def _remember(self, spec: ServiceSpec) -> None:
