@@ -221,7 +221,7 @@ def _count(settings: dict[str, Entry], key: str, warnings: list[str]) -> int | N
     value = _value(settings, key)
     if not value:
         return None
-    if not value.isdigit():
+    if not value.isdecimal():
         warnings.append(f"{settings[key].source}: {value!r} is not a whole number; ignored")
         return None
     return int(value)

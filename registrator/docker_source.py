@@ -156,4 +156,4 @@ def container_event(raw: dict[str, Any]) -> ContainerEvent | None:
         return None
     signal = str((actor.get("Attributes") or {}).get("signal") or "")
     return ContainerEvent(container_id=str(container_id), action=action, time_nano=int(raw.get("timeNano") or 0),
-                          signal=int(signal) if signal.isdigit() else None)
+                          signal=int(signal) if signal.isdecimal() else None)

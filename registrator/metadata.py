@@ -76,9 +76,9 @@ def _add(metadata: ContainerMetadata, raw_key: str, entry: Entry) -> None:
     head, _, rest = key.partition("_")
     if not key:
         metadata.warnings.append(f"{entry.source}: empty key after SERVICE_; ignored")
-    elif not head[:1].isdigit() or not rest:
+    elif not head[:1].isdecimal() or not rest:
         metadata.generic[key] = entry
-    elif not head.isdigit() or not 0 < int(head) < 65536:
+    elif not head.isdecimal() or not 0 < int(head) < 65536:
         metadata.warnings.append(f"{entry.source}: {head!r} is not a port number; ignored")
     else:
         protocol, _, protocol_rest = rest.partition("_")

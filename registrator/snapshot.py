@@ -84,7 +84,7 @@ def _timestamp(value: Any) -> float:
 def _signal_number(value: Any) -> int:
     """`SIGQUIT`, `QUIT` or `3` → 3; SIGTERM (15) when unset or unknown."""
     text = str(value or "").strip().upper()
-    if text.isdigit():
+    if text.isdecimal():
         return int(text)
     try:
         return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
@@ -139,7 +139,7 @@ def _parse_ports(exposed: Mapping[str, Any], published: Mapping[str, Any]) -> tu
 
 def _parse_port_key(key: str) -> tuple[int, str] | None:
     number, _, proto = str(key).partition("/")
-    if not number.isdigit() or not 0 < int(number) < 65536:
+    if not number.isdecimal() or not 0 < int(number) < 65536:
         return None
     return int(number), (proto or "tcp").lower()
 
@@ -148,6 +148,6 @@ def _parse_binding(binding: Any) -> PortBinding | None:
     if not isinstance(binding, Mapping):
         return None
     host_port = str(binding.get("HostPort") or "")
-    if not host_port.isdigit() or not 0 < int(host_port) < 65536:
+    if not host_port.isdecimal() or not 0 < int(host_port) < 65536:
         return None
     return PortBinding(host_ip=str(binding.get("HostIp") or ""), host_port=int(host_port))

@@ -14,7 +14,7 @@ from registrator.metrics import Metrics
 def parse_listen(address: str) -> tuple[str, int]:
     """`HOST:PORT`, `:PORT` (all interfaces) or `[v6]:PORT`."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdecimal() or not 0 < int(port) < 65536:
         raise ValueError(f"--listen {address!r}: expected HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
 
