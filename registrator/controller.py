@@ -40,6 +40,7 @@ from registrator.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 RESYNC = "*resync*"  # never a container ID
+FULL_RESYNC_EVERY = 10  # every 10th resync (and the first) inspects every container, changed or not
 HEARTBEAT = "*heartbeat*"
 
 
@@ -67,6 +68,7 @@ class Controller:
         self._since: str | None = None
         self.reconciler: Reconciler | None = None
         self._kills = KillLog(settings.drain_timeout)
+        self._resyncs = 0
 
     @property
     def docker(self) -> DockerSource:
@@ -288,10 +290,15 @@ class Controller:
         assert self.reconciler is not None
         self.metrics.inc("registrator_resyncs_total")
         running = self._docker.running()
-        containers = self.reconciler.refresh() | set(running)
+        owned = self.reconciler.refresh()
         if self.settings.cleanup:
-            self.reconciler.sweep_legacy(set(running.values()))
-        log.debug("resync: %d containers", len(containers))
+            self.reconciler.sweep_legacy({listed.name for listed in running.values()})
+        self.reconciler.forget_containers_except(set(running))
+        self._resyncs += 1
+        full = self._resyncs % FULL_RESYNC_EVERY == 1
+        stale = {cid for cid, listed in running.items() if self.reconciler.needs_look(cid, listed.fingerprint) or full}
+        containers = owned - set(running) | stale
+        log.debug("resync: %d containers to look at, %d unchanged", len(containers), len(running) - len(stale))
         for container_id in sorted(containers):
             self._queue.add(container_id)
 

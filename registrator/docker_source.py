@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -22,6 +24,32 @@ log = logging.getLogger(__name__)
 
 class DockerUnavailable(Exception):
     """The Docker daemon could not be reached or answered with a server error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A `docker ps` entry: the name, and a fingerprint of everything in it that can change what
+    the container registers (state, health, ports, labels, networks). The same fingerprint means
+    inspecting it again would show nothing new."""
+
+    name: str
+    fingerprint: str
+
+
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def listed_container(entry: dict[str, Any]) -> Listed:
+    networks = (entry.get("NetworkSettings") or {}).get("Networks") or {}
+    health = _HEALTH.search(str(entry.get("Status") or ""))
+    stable = {
+        "names": entry.get("Names"), "image": entry.get("Image"), "image_id": entry.get("ImageID"), "state": entry.get("State"),
+        "health": health.group(1) if health else "", "labels": entry.get("Labels"),
+        "ports": sorted(json.dumps(p, sort_keys=True) for p in entry.get("Ports") or []),
+        "mode": (entry.get("HostConfig") or {}).get("NetworkMode"),
+        "networks": {name: [n.get("IPAddress"), n.get("GlobalIPv6Address")] for name, n in networks.items() if isinstance(n, dict)},
+    }
+    return Listed(name=str((entry.get("Names") or ["/"])[0]).lstrip("/"), fingerprint=json.dumps(stable, sort_keys=True, default=str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +135,14 @@ class DockerSource:
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise DockerUnavailable(f"docker inspect {container_id[:12]}: {exc}") from exc
 
-    def running(self) -> dict[str, str]:
-        """Running containers: ID → name."""
+    def running(self) -> dict[str, Listed]:
+        """Running containers by ID, as `docker ps` shows them (one call for all)."""
         try:
             self._metrics.inc("registrator_docker_requests_total", call="list")
             listed = self.api.containers()
         except (docker.errors.APIError, requests.RequestException) as exc:
             raise DockerUnavailable(f"docker ps: {exc}") from exc
-        return {c["Id"]: (c.get("Names") or ["/"])[0].lstrip("/") for c in listed}
+        return {c["Id"]: listed_container(c) for c in listed}
 
     def events(self, since: str | None) -> Iterator[ContainerEvent]:
         """Subscribe now (before any listing, so nothing falls in a gap) and yield container events.

@@ -32,6 +32,11 @@ class KillLog:
         with self._lock:
             self._kills[container_id] = Kill(signal, at)
 
+    def pending(self, container_id: str) -> bool:
+        """A stop signal was seen and the container has not been seen stopped yet."""
+        with self._lock:
+            return container_id in self._kills
+
     def draining(self, container_id: str, snapshot: ContainerSnapshot | None, now: float) -> bool:
         """A running container that was sent its stop signal (or SIGKILL) since its last start.
 

@@ -55,6 +55,8 @@ class Reconciler:
         self._by_container: dict[str, dict[str, ServiceSpec]] = {}
         self._warned: dict[str, tuple[str, ...]] = {}
         self._legacy: dict[str, str] = {}
+        self._verified: dict[str, dict[str, ServiceSpec]] = {}  # what the last successful reconcile left in Consul
+        self._fingerprints: dict[str, str] = {}  # `docker ps` fingerprint at the last resync
         self._mirrors: dict[str, tuple[str, str]] = {}  # Docker-health check ID → (status, output) in Consul
         self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
 
@@ -76,6 +78,21 @@ class Reconciler:
         self._maintenance = {c.removeprefix(MAINTENANCE_PREFIX) for c in states if c.startswith(MAINTENANCE_PREFIX)} & set(self._owned)
         self.sentinel = next(iter(sorted(self._owned)), None)
         return set(self._by_container)
+
+    def needs_look(self, container_id: str, fingerprint: str) -> bool:
+        """For a resync: whether a running container must be inspected again. Not when its `docker ps`
+        entry is unchanged since the last resync and Consul still holds exactly what its last
+        reconcile left there (after `refresh`); events bring every real change anyway."""
+        previous, self._fingerprints[container_id] = self._fingerprints.get(container_id), fingerprint
+        verified = self._verified.get(container_id)
+        in_consul = self._by_container.get(container_id, {})
+        unchanged = previous == fingerprint and verified is not None and not plan(verified, in_consul)
+        return not unchanged or (self._kills is not None and self._kills.pending(container_id))
+
+    def forget_containers_except(self, running: set[str]) -> None:
+        for table in (self._fingerprints, self._verified):
+            for container_id in set(table) - running:
+                del table[container_id]
 
     def heartbeat(self) -> int:
         """Re-send every Docker-health check's status, so its TTL never runs out while we live."""
@@ -141,6 +158,7 @@ class Reconciler:
         return label, desired, wanted, actual
 
     def _reconcile(self, container_id: str) -> int:
+        self._verified.pop(container_id, None)
         label, desired, wanted, actual = self._desired(container_id)
         if wanted is None:
             return 0
@@ -163,6 +181,7 @@ class Reconciler:
         self._push_health(label, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})
         if not ops:
             log.debug("container %s: in sync (%d services)", label, len(wanted))
+        self._verified[container_id] = wanted
         return len(ops)
 
     def _set_maintenance(self, label: str, service_ids: set[str], enable: bool) -> None:

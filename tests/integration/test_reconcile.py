@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.request
 
 from registrator.config import ConsulEndpoint
 from registrator.consul_sink import ConsulSink
 from registrator.docker_source import DockerSource
 from registrator.mapping import MappingSettings
 from registrator.reconciler import Reconciler
-from tests.integration.rig import eventually
+from tests.integration.rig import eventually, free_port
 
 
 def test_second_reconcile_of_an_unchanged_container_writes_nothing(consul, workload):
@@ -33,10 +34,11 @@ def test_second_reconcile_of_an_unchanged_container_writes_nothing(consul, workl
 def test_periodic_resync_writes_nothing_when_nothing_changed(agent, workload, consul):
     agent.start("--resync", "0.2", "--log-level", "debug")
     workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
-    eventually(lambda: agent.log().count("in sync (1 services)") >= 1, timeout=5, what="registered and in sync")
+    eventually(lambda: agent.log().count(": registered ") == 1, timeout=5, what="registered")
+    resyncs = agent.log().count("resync:")
     writes_before = consul.writes()
 
-    eventually(lambda: agent.log().count("in sync (1 services)") >= 6, timeout=10, what="five more resyncs")
+    eventually(lambda: agent.log().count("resync:") >= resyncs + 5, timeout=10, what="five more resyncs")
 
     assert consul.writes() == writes_before  # counted by Consul itself
     assert agent.log().count(": registered ") == 1
@@ -61,7 +63,9 @@ def test_services_of_other_hosts_are_left_alone(agent, workload, consul):
     agent.start("--resync", "0.2", "--log-level", "debug")
     mine = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
 
-    eventually(lambda: agent.log().count("in sync (1 services)") >= 3, timeout=10, what="three resyncs")
+    eventually(lambda: f"{agent.hostname}:{mine.get_wrapped_container().name}:80" in consul.services(), what="registered")
+    resyncs = agent.log().count("resync:")
+    eventually(lambda: agent.log().count("resync:") >= resyncs + 3, timeout=10, what="three resyncs")
     assert set(consul.services()) == {"h2:web:80", f"{agent.hostname}:{mine.get_wrapped_container().name}:80"}
 
 
@@ -89,3 +93,26 @@ def test_without_cleanup_services_without_ownership_are_left_alone(agent, consul
 
     eventually(lambda: agent.log().count("resync:") >= 3, timeout=5, what="three resyncs")
     assert set(consul.services()) == {f"{agent.hostname}:gone.1:80"}
+
+
+def test_unchanged_containers_are_not_inspected_again_at_each_resync(agent, workload, consul):
+    port = free_port()
+    agent.start("--resync", "0.2", "--log-level", "debug", "--listen", f"127.0.0.1:{port}")
+    for _ in range(3):
+        workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    eventually(lambda: len(consul.services()) == 3, what="registered")
+    eventually(lambda: "resync: 0 containers to look at, 3 unchanged" in agent.log(), timeout=5, what="an unchanged resync")
+    inspects = inspect_calls(port)
+
+    resyncs = agent.log().count("resync:")
+    eventually(lambda: agent.log().count("resync:") >= resyncs + 5, timeout=10, what="five more resyncs")
+    assert inspect_calls(port) - inspects <= 3  # at most the one full pass in every ten resyncs
+
+    consul.put(f"/v1/agent/service/deregister/{next(iter(consul.services()))}")  # Consul lost one
+    eventually(lambda: len(consul.services()) == 3, timeout=5, what="repaired by a resync")
+
+
+def inspect_calls(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('registrator_docker_requests_total{call="inspect"}'))
