@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import docker
-import pytest
 
-from tests.integration.rig import ConsulAgent, eventually, registrator_command
+from tests.integration.rig import ConsulAgent, eventually, registrator_command, unavailable
 
 SLOW_STOP = ["sh", "-c", "trap 'sleep 3; exit 0' TERM; httpd -p 80 -h /www; while true; do sleep 0.1; done"]
 
@@ -172,7 +171,7 @@ def restart_dockerd(log_path: Path) -> None:
 
 def test_the_agent_survives_a_docker_restart_and_ends_equal_to_docker_ps(agent, workload, consul, docker_client, tmp_path):
     if os.geteuid() != 0:
-        pytest.skip("restarting dockerd needs root")
+        unavailable("restarting dockerd needs root")
     agent.start("--resync", "5")
     workload("http", env={"SERVICE_NAME": "always"}, ports={80: None}, restart_policy={"Name": "always"})
     workload("http", env={"SERVICE_NAME": "once"}, ports={80: None})
