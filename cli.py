@@ -28,7 +28,7 @@ from registrator.hostip import HostIPError, check_method
 from registrator.logs import configure_logging
 from registrator.mapping import DeregisterPolicy, MappingSettings, PortSuffix, desired_services
 from registrator.metrics import Metrics
-from registrator.model import Deregister, Register
+from registrator.model import Deregister, Register, host_port
 from registrator.resolve import ResolveError, resolve_service
 from registrator.status_server import StatusServer, parse_listen
 from registrator.template import TemplateError, parse
@@ -325,7 +325,7 @@ def resolve(name: str, tag: str, dns: str, domain: str) -> None:
     if not endpoints:
         raise click.ClickException(f"{name}: no healthy instances")
     for host, port in endpoints:
-        click.echo(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        click.echo(host_port(host, port))
 
 
 def _settings(uri: str | None, flags: dict[str, Any]) -> Settings:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from registrator.metadata import Entry, PortMetadata
-from registrator.model import CheckSpec, ContainerSnapshot
+from registrator.metadata import Entry, PortMetadata, truthy
+from registrator.model import CheckSpec, ContainerSnapshot, host_port
 
 TYPES = ("http", "https", "script", "ttl", "tcp", "udp", "grpc", "docker")  # registrator's precedence, extended
 SETTINGS = {
@@ -33,7 +33,6 @@ MIRROR_SUFFIX = "docker-health"
 DOCKER_TO_CONSUL = {"healthy": "passing", "unhealthy": "critical"}
 _DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 _NUMBERED = re.compile(r"^(\d+)_(.+)$")
-TRUE = {"1", "true", "yes", "on", "y", "t"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +118,7 @@ def _check(
     kind = present[0]
     for other in present[1:]:
         warnings.append(f"{settings[other].source}: only one check type per check ({kind} is used); number them for several, e.g. SERVICE_CHECK_1_{other.upper()}")
-    target = _host_port(address, port)
+    target = host_port(address, port)
     value = settings[kind].value.strip()
     definition: dict[str, Any] = {"Name": f"{kind.upper()} check"}
     if kind in ("http", "https"):
@@ -136,7 +135,7 @@ def _check(
             return None
         definition[kind.upper()] = target
     elif kind == "grpc":
-        service = "" if value.lower() in TRUE else value
+        service = "" if truthy(value) else value
         definition["GRPC"] = f"{target}/{service}" if service else target
         definition["GRPCUseTLS"] = _flag(settings, "grpc_use_tls")
     elif kind == "ttl":
@@ -188,17 +187,13 @@ def _check(
     return CheckSpec(check_id, MappingProxyType(definition))
 
 
-def _host_port(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 def _value(settings: dict[str, Entry], key: str) -> str:
     entry = settings.get(key)
     return entry.value.strip() if entry else ""
 
 
 def _flag(settings: dict[str, Entry], key: str) -> bool:
-    return _value(settings, key).lower() in TRUE
+    return truthy(_value(settings, key))
 
 
 def _duration(settings: dict[str, Entry], key: str, warnings: list[str]) -> str:

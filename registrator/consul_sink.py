@@ -113,36 +113,32 @@ class ConsulSink:
 
     def service_health(self) -> dict[str, str]:
         """The worst check status of each local service (services without checks are left out)."""
-        with self._errors("agent/checks"):
-            raw: Mapping[str, Any] = self._client.agent.checks() or {}
-        worst: dict[str, str] = {}
-        for check in raw.values():
-            service_id, status = str(check.get("ServiceID") or ""), str(check.get("Status") or "")
-            if service_id and _SEVERITY.get(status, 0) >= _SEVERITY.get(worst.get(service_id, ""), -1):
-                worst[service_id] = status
-        return worst
+        statuses: dict[str, list[str]] = {}
+        for check in self._agent_checks().values():
+            if check.get("ServiceID"):
+                statuses.setdefault(str(check["ServiceID"]), []).append(str(check.get("Status") or ""))
+        return {service_id: _worst(found) for service_id, found in statuses.items()}
 
     def catalog(self, name: str = "") -> list[dict[str, Any]]:
         """Every instance in the catalog (or of one service), with its node and worst check status."""
         with self._errors("catalog/services"):
             names = sorted(self._client.catalog.services()[1] or {})
         rows = []
-        for service in names:
-            if name and service != name:
-                continue
+        for service in (n for n in names if not name or n == name):
             with self._errors("health/service", service):
                 entries = self._client.health.service(service)[1] or []
             for entry in entries:
                 statuses = [str(c.get("Status") or "") for c in entry.get("Checks") or []]
-                rows.append({"node": entry["Node"]["Node"], "spec": service_from_agent(entry["Service"]),
-                             "status": max(statuses, key=lambda s: _SEVERITY.get(s, 0)) if statuses else ""})
+                rows.append({"node": entry["Node"]["Node"], "spec": service_from_agent(entry["Service"]), "status": _worst(statuses)})
         return rows
 
     def check_states(self) -> dict[str, tuple[str, str]]:
         """Every check on the local agent: ID → (status, output)."""
+        return {cid: (str(c.get("Status") or ""), str(c.get("Output") or "")) for cid, c in self._agent_checks().items()}
+
+    def _agent_checks(self) -> Mapping[str, Any]:
         with self._errors("agent/checks"):
-            raw: Mapping[str, Any] = self._client.agent.checks() or {}
-        return {cid: (str(c.get("Status") or ""), str(c.get("Output") or "")) for cid, c in raw.items()}
+            return self._client.agent.checks() or {}
 
     def runs_script_checks(self) -> bool | None:
         """Whether the agent accepts script and Docker checks over HTTP; None when it will not say."""
@@ -184,6 +180,11 @@ class ConsulSink:
             if self._metrics is not None:
                 self._metrics.inc("registrator_consul_requests_total", call=call, outcome=outcome)
                 self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
+
+
+def _worst(statuses: list[str]) -> str:
+    """critical over warning over passing; "" for no checks."""
+    return max(statuses, key=lambda s: _SEVERITY.get(s, 0), default="")
 
 
 def _reason(exc: Exception) -> str:

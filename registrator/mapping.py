@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 from registrator.addressing import Target, port_targets
 from registrator.checks import MIRROR_SUFFIX, CheckSettings, is_check_key, mirror_status, service_checks
-from registrator.metadata import PortMetadata, container_metadata
+from registrator.metadata import PortMetadata, container_metadata, truthy
 from registrator.model import ContainerPort, ContainerSnapshot, ServiceSpec, plain
 from registrator.template import Template, TemplateError
 
@@ -32,7 +32,6 @@ MAX_META_KEY = 128
 MAX_META_VALUE = 512
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
-TRUTHY = {"1", "true", "yes", "on", "y", "t"}
 
 # Keys that configure the registration itself and never become Meta (nor do `check_*` keys).
 SERVICE_KEYS = {"name", "id", "tags", "ignore", "ip", "network", "ip_family"}
@@ -131,7 +130,7 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
     services: dict[str, ServiceSpec] = {}
     reasons: dict[str, tuple[tuple[str, str], ...]] = {}
     for port, port_meta, targets in ports:
-        if _truthy(port_meta.entries.get("ignore")):
+        if truthy(port_meta.get("ignore")):
             notes.append(f"port {port.port}/{port.protocol}: ignored by {port_meta.entries['ignore'].source}")
             continue
         for spec, why in _services_for_port(snapshot, port, targets, port_meta, len(ports) > 1, template_tags, ecs_meta, settings, warnings):
@@ -168,11 +167,6 @@ def spec_hash(spec: ServiceSpec) -> str:
     checks = [[c.check_id, plain(c.definition)] for c in spec.checks]
     body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks, list(spec.tagged_addresses)]
     return hashlib.sha256(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _truthy(entry: object) -> bool:
-    value = getattr(entry, "value", None)
-    return value is not None and str(value).strip().lower() in TRUTHY
 
 
 def _retains_after_exit(snapshot: ContainerSnapshot, policy: DeregisterPolicy) -> bool:

@@ -19,6 +19,12 @@ from registrator.model import ContainerPort, ContainerSnapshot
 
 PREFIX = "SERVICE_"
 PROTOCOLS = ("tcp", "udp")
+TRUE_VALUES = {"1", "true", "yes", "on", "y", "t"}
+
+
+def truthy(value: str) -> bool:
+    """Only these values switch a setting on (registrator took any non-empty value)."""
+    return value.strip().lower() in TRUE_VALUES
 
 
 @dataclass(frozen=True, slots=True)

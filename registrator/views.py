@@ -6,7 +6,7 @@ from typing import Any
 
 from registrator.consul_sink import ConsulSink
 from registrator.mapping import META_CONTAINER, Desired
-from registrator.model import ContainerSnapshot, ServiceSpec, plain
+from registrator.model import ContainerSnapshot, ServiceSpec, host_port, plain
 
 
 def service_rows(sink: ConsulSink, hostname: str, name: str = "") -> list[dict[str, Any]]:
@@ -28,7 +28,7 @@ def service_rows(sink: ConsulSink, hostname: str, name: str = "") -> list[dict[s
 def table(rows: list[dict[str, Any]], with_node: bool = False) -> str:
     header = ["NAME", "ID", "ADDRESS", "TAGS", "CHECKS", "NODE" if with_node else "CONTAINER"]
     lines = [header] + [
-        [r["name"], r["id"], _host_port(r["address"], r["port"]), ",".join(r["tags"]) or "-", r["checks"],
+        [r["name"], r["id"], host_port(r["address"], r["port"]), ",".join(r["tags"]) or "-", r["checks"],
          r["node"] if with_node else (r["container"][:12] or "-")]
         for r in rows
     ]
@@ -59,7 +59,7 @@ def explain_text(snapshot: ContainerSnapshot, desired: Desired) -> str:
             f"service {spec.id}",
             f"  name     {spec.name}    <- {reasons.get('name', '')}",
             f"  id       {spec.id}    <- {reasons.get('id', '')}",
-            f"  address  {_host_port(spec.address, spec.port)}    <- {reasons.get('address', '')}",
+            f"  address  {host_port(spec.address, spec.port)}    <- {reasons.get('address', '')}",
             f"  tags     {', '.join(spec.tags) or '-'}    <- {reasons.get('tags', '')}",
             f"  meta     {meta}    <- {reasons.get('meta', '')}",
         ]
@@ -81,7 +81,3 @@ def _check_summary(definition: dict[str, Any]) -> str:
     target = next((f"{k} {definition[k]}" for k in ("HTTP", "TCP", "UDP", "GRPC", "TTL", "Args") if k in definition), "")
     every = f" every {definition['Interval']}" if "Interval" in definition else ""
     return f"{target}{every}"
-
-
-def _host_port(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
