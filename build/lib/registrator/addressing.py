@@ -1,0 +1,171 @@
+"""Pure: the address and port each container port is registered with, by one documented precedence.
+
+For every exposed port, the first rule that applies decides (nothing depends on dict order):
+
+1. `SERVICE_[<port>_]IP`: that address; the published host port, else the exposed port.
+2. `SERVICE_[<port>_]NETWORK`: the container's address on that Docker network, exposed port.
+3. `-useIpFromLabel`: the address in that label; host port when published, exposed port with
+   `-internal` (registrator's rule).
+4. `--network`: the container's address on that network, exposed port (containers not on it fall
+   through).
+5. ECS awsvpc task: the task's ENI address (from the ECS agent), exposed port.
+6. `-internal`: the container's address, exposed port.
+7. Published port: `-ip`, else the address the port is bound to when specific, else the detected
+   host IP; the host port. Each distinct host port is one registration.
+8. Otherwise the port is not reachable from other hosts and is not registered.
+
+A container address is, per `--ip-family`, the IPv4 or IPv6 address; when both exist the service
+also carries Consul `TaggedAddresses` `lan_ipv4` and `lan_ipv6`. Without a chosen network: the
+default bridge address, else the first network by name that has one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from registrator.metadata import PortMetadata
+from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
+
+if TYPE_CHECKING:
+    from registrator.mapping import MappingSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one registration points; `ipv4`/`ipv6` become TaggedAddresses when both are known."""
+
+    address: str
+    port: int
+    ipv4: str = ""
+    ipv6: str = ""
+    ipv6_port: int = 0  # when the IPv6 binding got another host port than the IPv4 one
+    rule: str = ""  # which precedence rule decided, for `registrator explain`
+
+
+def port_targets(
+    snapshot: ContainerSnapshot, port: ContainerPort, port_meta: PortMetadata, settings: MappingSettings,
+    warnings: list[str], notes: list[str],
+) -> list[Target]:
+    """The registrations for one port: [] when it is not reachable (with a note or warning why)."""
+    bindings = _bindings(snapshot, port)
+    family = _family(port_meta, settings, warnings)
+    explicit_ip = port_meta.get("ip").strip()
+    if explicit_ip:
+        if _is_ip(explicit_ip):
+            rule = f"rule 1: {port_meta.entries['ip'].source}"
+            return _unique([Target(explicit_ip, b.host_port, rule=rule) for b in bindings] or [Target(explicit_ip, port.port, rule=rule)])
+        warnings.append(f"{port_meta.entries['ip'].source}: {explicit_ip!r} is not an IP address; ignored")
+    network = port_meta.get("network").strip()
+    if network:
+        attachment = next((n for n in snapshot.networks if n.name == network), None)
+        if attachment is None or not (attachment.ip or attachment.ipv6):
+            warnings.append(f"{port_meta.entries['network'].source}: the container has no address on network {network!r}; port {port.port} not registered")
+            return []
+        return [_container_target(attachment.ip, attachment.ipv6, port.port, family,
+                                  f"rule 2: {port_meta.entries['network'].source}, the address on network {network}")]
+    label_ip = _label_ip(snapshot, settings)
+    if label_ip:
+        rule = f"rule 3: -useIpFromLabel {settings.use_ip_from_label}"
+        if settings.internal or not bindings:
+            return [Target(label_ip, port.port, rule=rule)] if settings.internal else []
+        return _unique([Target(label_ip, b.host_port, rule=rule) for b in bindings])
+    if settings.network:
+        attachment = next((n for n in snapshot.networks if n.name == settings.network and (n.ip or n.ipv6)), None)
+        if attachment is not None:
+            return [_container_target(attachment.ip, attachment.ipv6, port.port, family, f"rule 4: --network {settings.network}")]
+    if snapshot.task_ip:
+        return [Target(snapshot.task_ip, port.port, rule="rule 5: ECS awsvpc task address from the ECS agent")]
+    if settings.internal:
+        ipv4, ipv6 = _container_addresses(snapshot)
+        if ipv4 or ipv6:
+            return [_container_target(ipv4, ipv6, port.port, family, "rule 6: -internal, the container's address")]
+        notes.append(f"port {port.port}/{port.protocol}: no container address for -internal (network mode {snapshot.network_mode})")
+        return []
+    if bindings:
+        return _published_targets(bindings, settings)
+    notes.append(f"port {port.port}/{port.protocol}: no reachable port (not published on the host, no network chosen)")
+    return []
+
+
+def _container_addresses(snapshot: ContainerSnapshot) -> tuple[str, str]:
+    """(IPv4, IPv6): the default bridge's, else the first network by name that has any."""
+    if snapshot.ip or snapshot.ipv6:
+        return snapshot.ip, snapshot.ipv6
+    first: NetworkAttachment | None = next((n for n in snapshot.networks if n.ip or n.ipv6), None)
+    return (first.ip, first.ipv6) if first else ("", "")
+
+
+def _bindings(snapshot: ContainerSnapshot, port: ContainerPort) -> tuple[PortBinding, ...]:
+    """Host bindings reachable from other hosts: host-network ports serve on the host itself;
+    bindings to a loopback address only are not reachable."""
+    if snapshot.network_mode == "host":
+        return (PortBinding("", port.port),)
+    return tuple(b for b in port.bindings if not _is_loopback(b.host_ip))
+
+
+def _published_targets(bindings: tuple[PortBinding, ...], settings: MappingSettings) -> list[Target]:
+    """Dual-stack `-p` makes an IPv4 and an IPv6 binding, not always on the same host port: the
+    service is registered once, on the IPv4 binding, with the IPv6 one as TaggedAddress lan_ipv6
+    when the host's IPv6 is known (`--ip6`). IPv6-only bindings are registered themselves."""
+    ipv4 = [b for b in bindings if ":" not in b.host_ip]
+    ipv6 = [b for b in bindings if ":" in b.host_ip]
+    wildcard6 = next((b for b in ipv6 if b.host_ip == "::"), None)
+    targets = [_host_target(b, settings, wildcard6) for b in (ipv4 or ipv6)]
+    return _unique(targets)
+
+
+def _host_target(binding: PortBinding, settings: MappingSettings, wildcard6: PortBinding | None) -> Target:
+    specific = "" if binding.host_ip in ("", "0.0.0.0", "::") else binding.host_ip
+    address = settings.ip or specific or (settings.host_ipv6 if binding.host_ip == "::" and settings.host_ipv6 else settings.host_ip)
+    rule = "rule 7: published port, " + ("-ip" if settings.ip else "the bound address" if specific else "the detected host IP")
+    if settings.host_ipv6 and wildcard6 is not None and not specific and _version(address) == 4:
+        return Target(address, binding.host_port, ipv4=address, ipv6=settings.host_ipv6, ipv6_port=wildcard6.host_port, rule=rule)
+    return Target(address, binding.host_port, rule=rule)
+
+
+def _container_target(ipv4: str, ipv6: str, port: int, family: str, rule: str) -> Target:
+    address = (ipv6 or ipv4) if family == "ipv6" else (ipv4 or ipv6)
+    if ipv4 and ipv6:
+        return Target(address, port, ipv4=ipv4, ipv6=ipv6, rule=rule)
+    return Target(address, port, rule=rule)
+
+
+def _unique(targets: list[Target]) -> list[Target]:
+    """One registration per host port: dual-stack `0.0.0.0` + `::` bindings of one port are one."""
+    by_port: dict[int, Target] = {}
+    for target in targets:
+        by_port.setdefault(target.port, target)
+    return list(by_port.values())
+
+
+def _family(port_meta: PortMetadata, settings: MappingSettings, warnings: list[str]) -> str:
+    value = port_meta.get("ip_family").strip().lower()
+    if value and value not in ("ipv4", "ipv6"):
+        warnings.append(f"{port_meta.entries['ip_family'].source}: {value!r} is not ipv4 or ipv6; {settings.ip_family} used")
+        return settings.ip_family
+    return value or settings.ip_family
+
+
+def _label_ip(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
+    """registrator's `-useIpFromLabel`: the label's value without a `/cidr` suffix."""
+    if not settings.use_ip_from_label:
+        return ""
+    return snapshot.labels.get(settings.use_ip_from_label, "").strip().rsplit("/", 1)[0]
+
+
+def _is_loopback(ip: str) -> bool:
+    return _is_ip(ip) and ipaddress.ip_address(ip).is_loopback
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _version(text: str) -> int:
+    return ipaddress.ip_address(text).version if _is_ip(text) else 0

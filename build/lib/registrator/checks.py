@@ -1,0 +1,247 @@
+"""Pure: a service's Consul health checks from `SERVICE_[<port>_]CHECK_*` metadata and Docker health.
+
+One check per group of keys. The unnumbered keys (`SERVICE_CHECK_HTTP`, `SERVICE_CHECK_INTERVAL`,
+…) form registrator's single check; numbered keys (`SERVICE_CHECK_1_HTTP`,
+`SERVICE_CHECK_1_INTERVAL`, `SERVICE_CHECK_2_TCP`, …) form one more check per number, each with
+its own settings. A group with several types uses the first in registrator's precedence and warns.
+
+A container with a Docker HEALTHCHECK also gets a TTL check that mirrors Docker's verdict; the
+reconciler pushes the status (`mirror_status`), so status changes never re-register the service.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from registrator.metadata import Entry, PortMetadata, truthy
+from registrator.model import CheckSpec, ContainerSnapshot, host_port
+
+TYPES = ("http", "https", "script", "ttl", "tcp", "udp", "grpc", "docker")  # registrator's precedence, extended
+SETTINGS = {
+    "interval", "timeout", "method", "http_method", "https_method", "tls_skip_verify", "tls_server_name",
+    "grpc_use_tls", "initial_status", "deregister_after", "success_before_passing", "failures_before_critical",
+    "notes",
+}
+STATUSES = ("passing", "warning", "critical")
+DEFAULT_INTERVAL = "10s"
+MIRROR_SUFFIX = "docker-health"
+DOCKER_TO_CONSUL = {"healthy": "passing", "unhealthy": "critical"}
+_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+_NUMBERED = re.compile(r"^(\d+)_(.+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSettings:
+    """The agent-wide part of check policy."""
+
+    allow_scripts: bool = False  # --allow-script-checks: script checks run on the Consul host
+    agent_runs_scripts: bool = False  # the Consul agent has enable_script_checks (script and docker checks)
+    initial_status: str | None = None  # --initial-status for every check without its own
+    docker_health: bool = True  # mirror Docker HEALTHCHECK into a TTL check
+    docker_health_ttl: float = 90.0  # seconds; the agent re-sends the status every third of it
+
+
+def is_check_key(key: str) -> bool:
+    """Whether `check_<…>` names a known check setting (numbered or not)."""
+    rest = key[len("check_"):]
+    numbered = _NUMBERED.match(rest)
+    setting = numbered.group(2) if numbered else rest
+    return setting in TYPES or setting in SETTINGS or setting in ("header", "cmd") or setting.startswith("header_")
+
+
+def service_checks(
+    port_meta: PortMetadata,
+    service_id: str,
+    address: str,
+    port: int,
+    snapshot: ContainerSnapshot,
+    policy: CheckSettings,
+    warnings: list[str],
+) -> tuple[CheckSpec, ...]:
+    groups: dict[str, dict[str, Entry]] = {}
+    for key, entry in port_meta.entries.items():
+        if key.startswith("check_") and is_check_key(key):
+            rest = key[len("check_"):]
+            numbered = _NUMBERED.match(rest)
+            group, setting = (numbered.group(1), numbered.group(2)) if numbered else ("", rest)
+            groups.setdefault(group, {})[setting] = entry
+    checks = []
+    for group in sorted(groups, key=lambda g: (g != "", int(g or 0))):
+        check_id = f"service:{service_id}" if not group else f"service:{service_id}:{group}"
+        prefix = f"check_{group}_" if group else "check_"
+        rank = {s: _scope_rank(port_meta, prefix + s) for s in groups[group]}
+        check = _check(groups[group], rank, check_id, address, port, snapshot, policy, warnings)
+        if check is not None:
+            checks.append(check)
+    mirror = docker_health_check(service_id, snapshot, policy)
+    if mirror is not None:
+        checks.append(mirror)
+    return tuple(checks)
+
+
+def docker_health_check(service_id: str, snapshot: ContainerSnapshot, policy: CheckSettings) -> CheckSpec | None:
+    if not policy.docker_health or not snapshot.has_healthcheck:
+        return None
+    definition = {"Name": "Docker HEALTHCHECK", "TTL": f"{policy.docker_health_ttl:g}s", "Status": policy.initial_status or "critical",
+                  "Notes": "mirrors the container's Docker health status"}
+    return CheckSpec(f"service:{service_id}:{MIRROR_SUFFIX}", MappingProxyType(definition))
+
+
+def mirror_status(snapshot: ContainerSnapshot, policy: CheckSettings) -> tuple[str, str]:
+    """Consul status and output for Docker's current verdict; `starting` is the initial status."""
+    status = DOCKER_TO_CONSUL.get(snapshot.health, policy.initial_status or "critical")
+    return status, snapshot.health_output or f"Docker health: {snapshot.health or 'unknown'}"
+
+
+def _scope_rank(port_meta: PortMetadata, key: str) -> int:
+    """0 for a protocol-scoped key, 1 for a port-scoped one, 2 for a generic one."""
+    return 0 if key in port_meta.protocol_scoped else 1 if key in port_meta.port_scoped else 2
+
+
+def _check(
+    settings: dict[str, Entry], rank: Mapping[str, int], check_id: str, address: str, port: int,
+    snapshot: ContainerSnapshot, policy: CheckSettings, warnings: list[str],
+) -> CheckSpec | None:
+    """The check of one group; the most specific scope's type wins, then registrator's precedence."""
+    present = sorted((t for t in TYPES if t in settings), key=lambda t: (rank[t], TYPES.index(t)))
+    if "cmd" in settings:
+        warnings.append(f"{settings['cmd'].source}: check_cmd needs registrator's progrium/consul helper and is not supported; use CHECK_DOCKER")
+    if not present:
+        if settings.keys() - {"cmd"}:
+            warnings.append(f"{next(iter(settings.values())).source}: check settings without a check type (HTTP, HTTPS, TCP, UDP, GRPC, TTL, SCRIPT, DOCKER); ignored")
+        return None
+    kind = present[0]
+    for other in present[1:]:
+        warnings.append(f"{settings[other].source}: only one check type per check ({kind} is used); number them for several, e.g. SERVICE_CHECK_1_{other.upper()}")
+    target = host_port(address, port)
+    value = settings[kind].value.strip()
+    definition: dict[str, Any] = {"Name": f"{kind.upper()} check"}
+    if kind in ("http", "https"):
+        path = value if value.startswith("/") else f"/{value}"
+        definition["HTTP"] = f"{kind}://{target}{path}"
+        method = _value(settings, "method") or _value(settings, f"{kind}_method") or _value(settings, "http_method")
+        if method:
+            definition["Method"] = method.upper()
+        headers = _headers(settings, warnings)
+        if headers:
+            definition["Header"] = headers
+    elif kind in ("tcp", "udp"):
+        if value.lower() in ("false", "0", "no", "off"):
+            return None
+        definition[kind.upper()] = target
+    elif kind == "grpc":
+        service = "" if truthy(value) else value
+        definition["GRPC"] = f"{target}/{service}" if service else target
+        definition["GRPCUseTLS"] = _flag(settings, "grpc_use_tls")
+    elif kind == "ttl":
+        if not _DURATION.match(value):
+            warnings.append(f"{settings['ttl'].source}: {value!r} is not a duration (like 30s or 1m); TTL check left out")
+            return None
+        definition["TTL"] = value
+    elif kind == "script":
+        if not policy.allow_scripts:
+            warnings.append(f"{settings['script'].source}: script checks run on the Consul host and are refused unless the agent runs with --allow-script-checks")
+            return None
+        if not policy.agent_runs_scripts:
+            warnings.append(f"{settings['script'].source}: the Consul agent does not run script checks (enable_script_checks); check left out")
+            return None
+        args = _args(settings["script"], address, port, warnings)
+        if not args:
+            return None
+        definition["Args"] = args
+    elif kind == "docker":
+        if not policy.agent_runs_scripts:
+            warnings.append(f"{settings['docker'].source}: the Consul agent does not run Docker exec checks (enable_script_checks); check left out")
+            return None
+        args = _args(settings["docker"], address, port, warnings)
+        if not args:
+            return None
+        definition.update(DockerContainerID=snapshot.id, Args=args)
+    if kind in ("https", "grpc") or "tls_skip_verify" in settings:
+        if "tls_skip_verify" in settings:
+            definition["TLSSkipVerify"] = _flag(settings, "tls_skip_verify")
+        if _value(settings, "tls_server_name"):
+            definition["TLSServerName"] = _value(settings, "tls_server_name")
+    if kind != "ttl":
+        definition["Interval"] = _duration(settings, "interval", warnings) or DEFAULT_INTERVAL
+        timeout = _duration(settings, "timeout", warnings)
+        if timeout:
+            definition["Timeout"] = timeout
+    status = _status(settings, warnings) or policy.initial_status
+    if status:
+        definition["Status"] = status
+    deregister_after = _duration(settings, "deregister_after", warnings)
+    if deregister_after:
+        definition["DeregisterCriticalServiceAfter"] = deregister_after
+    for key, field in (("success_before_passing", "SuccessBeforePassing"), ("failures_before_critical", "FailuresBeforeCritical")):
+        count = _count(settings, key, warnings)
+        if count is not None:
+            definition[field] = count
+    if _value(settings, "notes"):
+        definition["Notes"] = _value(settings, "notes")
+    return CheckSpec(check_id, MappingProxyType(definition))
+
+
+def _value(settings: dict[str, Entry], key: str) -> str:
+    entry = settings.get(key)
+    return entry.value.strip() if entry else ""
+
+
+def _flag(settings: dict[str, Entry], key: str) -> bool:
+    return truthy(_value(settings, key))
+
+
+def _duration(settings: dict[str, Entry], key: str, warnings: list[str]) -> str:
+    value = _value(settings, key)
+    if value and not _DURATION.match(value):
+        warnings.append(f"{settings[key].source}: {value!r} is not a duration (like 10s, 1m30s); default used")
+        return ""
+    return value
+
+
+def _status(settings: dict[str, Entry], warnings: list[str]) -> str:
+    value = _value(settings, "initial_status").lower()
+    if value and value not in STATUSES:
+        warnings.append(f"{settings['initial_status'].source}: {value!r} is not one of passing, warning, critical; default used")
+        return ""
+    return value
+
+
+def _count(settings: dict[str, Entry], key: str, warnings: list[str]) -> int | None:
+    value = _value(settings, key)
+    if not value:
+        return None
+    if not value.isdecimal():
+        warnings.append(f"{settings[key].source}: {value!r} is not a whole number; ignored")
+        return None
+    return int(value)
+
+
+def _headers(settings: dict[str, Entry], warnings: list[str]) -> Mapping[str, tuple[str, ...]]:
+    """`CHECK_HEADER` (several lines allowed) and `CHECK_HEADER_<anything>`, each `Name: value`."""
+    headers: dict[str, list[str]] = {}
+    for key in sorted(k for k in settings if k == "header" or k.startswith("header_")):
+        for line in settings[key].value.splitlines():
+            name, sep, value = line.partition(":")
+            if not line.strip():
+                continue
+            if not sep or not name.strip():
+                warnings.append(f"{settings[key].source}: {line!r} is not 'Name: value'; ignored")
+                continue
+            headers.setdefault(name.strip(), []).append(value.strip())
+    return MappingProxyType({name: tuple(values) for name, values in headers.items()})
+
+
+def _args(entry: Entry, address: str, port: int, warnings: list[str]) -> tuple[str, ...]:
+    """Split like a shell would, then put in $SERVICE_IP and $SERVICE_PORT (registrator#687)."""
+    try:
+        args = shlex.split(entry.value)
+    except ValueError as exc:
+        warnings.append(f"{entry.source}: cannot split {entry.value!r}: {exc}; check left out")
+        return ()
+    return tuple(a.replace("$SERVICE_IP", address).replace("$SERVICE_PORT", str(port)) for a in args)

@@ -1,0 +1,249 @@
+"""The Consul edge: list the services this host owns, register and deregister them.
+
+Transport, auth and TLS come from python-consul2. Its `agent.service.register` helper lacks fields
+we need (several checks, meta, `replace-existing-checks`), so registrations send the documented
+JSON through the library's own HTTP client. Every call has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+
+import consul
+import requests
+import requests.adapters
+from docker.transport import UnixHTTPAdapter
+
+from registrator.config import ConsulEndpoint
+from registrator.mapping import META_HOST
+from registrator.metrics import Metrics
+from registrator.model import ServiceSpec, plain
+
+# python-consul2 reads these in its constructor and lets them override explicit arguments.
+_LIBRARY_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_TOKEN")
+_env_lock = threading.Lock()
+# consul-unix://: requests talks HTTP over the socket through docker-py's adapter, mounted for this scheme.
+_UNIX_SCHEME = "http+unix"
+_SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
+
+
+class ConsulError(Exception):
+    """A Consul call failed; `transient` says whether trying again later can help."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class ConsulSink:
+    def __init__(self, endpoint: ConsulEndpoint, metrics: Metrics | None = None) -> None:
+        self.endpoint = endpoint
+        self._metrics = metrics
+        with _without_library_env():
+            self._client = consul.Consul(
+                host="localhost" if endpoint.socket else endpoint.host,
+                port=80 if endpoint.socket else endpoint.port,
+                scheme=_UNIX_SCHEME if endpoint.socket else endpoint.scheme,
+                token=endpoint.token,
+                verify=endpoint.verify,
+                cert=endpoint.cert,
+                timeout=endpoint.timeout,
+            )
+        if endpoint.socket:
+            self._client.http.session.mount(f"{_UNIX_SCHEME}://", UnixHTTPAdapter(f"http+unix://{endpoint.socket}"))
+        if endpoint.server_name:
+            self._client.http.session.mount("https://", _ServerNameAdapter(endpoint.server_name))
+
+    def leader(self) -> str:
+        """The cluster leader's address; empty while the cluster has none."""
+        with self._errors("status/leader"):
+            return str(self._client.status.leader() or "")
+
+    def services(self) -> dict[str, ServiceSpec]:
+        """Every service registered with the local agent, keyed by ID."""
+        with self._errors("agent/services"):
+            raw: Mapping[str, Any] = self._client.agent.services() or {}
+        return {sid: service_from_agent(entry) for sid, entry in raw.items()}
+
+    def owned_services(self, hostname: str) -> dict[str, ServiceSpec]:
+        """Services this host registered, found by their ownership Meta."""
+        return {sid: spec for sid, spec in self.services().items() if spec.meta.get(META_HOST) == hostname}
+
+    def register(self, spec: ServiceSpec) -> None:
+        with self._errors("agent/service/register", spec.id):
+            self._client.http.put(
+                consul.base.CB.bool(),
+                "/v1/agent/service/register",
+                params={"replace-existing-checks": "true"},
+                data=json.dumps(service_payload(spec)),
+                headers=self._headers(),
+            )
+
+    def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
+        """Consul maintenance mode: a critical check that hides the service from DNS while it stays registered."""
+        with self._errors("agent/service/maintenance", service_id):
+            self._client.http.put(
+                consul.base.CB.bool(),
+                f"/v1/agent/service/maintenance/{service_id}",
+                params={"enable": "true" if enable else "false", "reason": reason},
+                headers=self._headers(),
+            )
+
+    def has_service(self, service_id: str) -> bool:
+        """Whether the local agent still knows this service (False on 404)."""
+        with self._errors("agent/service", service_id):
+            return bool(self._client.http.get(consul.base.CB.bool(), f"/v1/agent/service/{service_id}", headers=self._headers()))
+
+    def update_check(self, check_id: str, status: str, output: str) -> None:
+        """Set a TTL check's status and output (also resets its TTL)."""
+        with self._errors("agent/check/update", check_id):
+            self._client.http.put(
+                consul.base.CB.bool(),
+                f"/v1/agent/check/update/{check_id}",
+                data=json.dumps({"Status": status, "Output": output}),
+                headers=self._headers(),
+            )
+
+    def service_health(self) -> dict[str, str]:
+        """The worst check status of each local service (services without checks are left out)."""
+        statuses: dict[str, list[str]] = {}
+        for check in self._agent_checks().values():
+            if check.get("ServiceID"):
+                statuses.setdefault(str(check["ServiceID"]), []).append(str(check.get("Status") or ""))
+        return {service_id: _worst(found) for service_id, found in statuses.items()}
+
+    def catalog(self, name: str = "") -> list[dict[str, Any]]:
+        """Every instance in the catalog (or of one service), with its node and worst check status."""
+        with self._errors("catalog/services"):
+            names = sorted(self._client.catalog.services()[1] or {})
+        rows = []
+        for service in (n for n in names if not name or n == name):
+            with self._errors("health/service", service):
+                entries = self._client.health.service(service)[1] or []
+            for entry in entries:
+                statuses = [str(c.get("Status") or "") for c in entry.get("Checks") or []]
+                rows.append({"node": entry["Node"]["Node"], "spec": service_from_agent(entry["Service"]), "status": _worst(statuses)})
+        return rows
+
+    def check_states(self) -> dict[str, tuple[str, str]]:
+        """Every check on the local agent: ID → (status, output)."""
+        return {cid: (str(c.get("Status") or ""), str(c.get("Output") or "")) for cid, c in self._agent_checks().items()}
+
+    def _agent_checks(self) -> Mapping[str, Any]:
+        with self._errors("agent/checks"):
+            return self._client.agent.checks() or {}
+
+    def runs_script_checks(self) -> bool | None:
+        """Whether the agent accepts script and Docker checks over HTTP; None when it will not say."""
+        with self._errors("agent/self"):
+            try:
+                me = self._client.agent.self() or {}
+            except consul.ACLPermissionDenied:
+                return None
+        return bool((me.get("DebugConfig") or {}).get("EnableRemoteScriptChecks"))
+
+    def deregister(self, service_id: str) -> None:
+        """Idempotent: an unknown service counts as removed."""
+        with self._errors("agent/service/deregister", service_id):
+            self._client.agent.service.deregister(service_id)
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-Consul-Token": self.endpoint.token} if self.endpoint.token else {}
+
+    @contextmanager
+    def _errors(self, call: str, subject: str = "") -> Iterator[None]:
+        """Time and count the call, and turn the library's exceptions into ConsulError."""
+        started = time.monotonic()
+        outcome = "error"
+        call_text = f"{call} {subject}" if subject else call
+        try:
+            yield
+            outcome = "ok"
+        except requests.exceptions.SSLError as exc:
+            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: TLS failed: {_reason(exc)}", transient=True) from exc
+        except requests.RequestException as exc:
+            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
+        except (consul.ACLPermissionDenied, consul.ACLDisabled) as exc:
+            raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc
+        except (consul.base.BadRequest, consul.base.ClientError) as exc:
+            raise ConsulError(f"Consul {call_text}: rejected: {exc}", transient=False) from exc
+        except consul.ConsulException as exc:
+            raise ConsulError(f"Consul {call_text}: {exc}", transient=True) from exc
+        finally:
+            if self._metrics is not None:
+                self._metrics.inc("registrator_consul_requests_total", call=call, outcome=outcome)
+                self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
+
+
+def _worst(statuses: list[str]) -> str:
+    """critical over warning over passing; "" for no checks."""
+    return max(statuses, key=lambda s: _SEVERITY.get(s, 0), default="")
+
+
+def _reason(exc: Exception) -> str:
+    """The innermost cause of a requests error, which says what actually went wrong."""
+    while exc.__context__ is not None and isinstance(exc.__context__, Exception):
+        exc = exc.__context__
+    text = str(exc)
+    return text[:300]
+
+
+class _ServerNameAdapter(requests.adapters.HTTPAdapter):
+    """Verify the server certificate against CONSUL_TLS_SERVER_NAME (and send it as SNI) instead of the URL host."""
+
+    def __init__(self, server_name: str) -> None:
+        self._server_name = server_name
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.update(server_hostname=self._server_name, assert_hostname=self._server_name)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def service_payload(spec: ServiceSpec) -> dict[str, Any]:
+    """The `/v1/agent/service/register` JSON body for a spec."""
+    return {
+        "ID": spec.id,
+        "Name": spec.name,
+        "Address": spec.address,
+        "Port": spec.port,
+        "Tags": list(spec.tags),
+        "Meta": dict(spec.meta),
+        "Checks": [{"CheckID": check.check_id, **plain(check.definition)} for check in spec.checks],
+        **({"TaggedAddresses": {tag: {"Address": address, "Port": port} for tag, address, port in spec.tagged_addresses}}
+           if spec.tagged_addresses else {}),
+    }
+
+
+def service_from_agent(entry: Mapping[str, Any]) -> ServiceSpec:
+    """An entry of `/v1/agent/services`, normalised so it compares equal to the spec that made it."""
+    return ServiceSpec(
+        id=str(entry.get("ID") or ""),
+        name=str(entry.get("Service") or ""),
+        address=str(entry.get("Address") or ""),
+        port=int(entry.get("Port") or 0),
+        tags=tuple(entry.get("Tags") or ()),
+        meta=MappingProxyType(dict(entry.get("Meta") or {})),
+    )
+
+
+@contextmanager
+def _without_library_env() -> Iterator[None]:
+    """Hide the CONSUL_* variables while python-consul2's constructor runs.
+
+    We resolve them ourselves (config.consul_endpoint) with registrator's precedence; the library
+    would otherwise let them silently override the registry URI, or fail on forms it cannot parse.
+    """
+    with _env_lock:
+        saved = {name: os.environ.pop(name) for name in _LIBRARY_ENV if name in os.environ}
+        try:
+            yield
+        finally:
+            os.environ.update(saved)

@@ -1,0 +1,22 @@
+"""Pure: what to write to Consul so that `actual` becomes `desired`. Equal inputs give no ops."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from registrator.model import Deregister, Op, Register, ServiceSpec
+
+
+def plan(desired: Mapping[str, ServiceSpec], actual: Mapping[str, ServiceSpec]) -> list[Op]:
+    ops: list[Op] = [
+        Register(spec) for sid, spec in sorted(desired.items()) if sid not in actual or not same(spec, actual[sid])
+    ]
+    ops += [Deregister(sid) for sid in sorted(actual) if sid not in desired]
+    return ops
+
+
+def same(desired: ServiceSpec, actual: ServiceSpec) -> bool:
+    """Equal in everything Consul's service listing shows; checks are covered by the hash in Meta."""
+    return (desired.name, desired.address, desired.port, desired.tags, dict(desired.meta)) == (
+        actual.name, actual.address, actual.port, actual.tags, dict(actual.meta)
+    )

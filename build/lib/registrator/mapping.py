@@ -1,0 +1,337 @@
+"""The pure heart of the agent: a container snapshot + settings → the services it should have.
+
+No I/O here. The same input always gives the same services (ports and networks are sorted, nothing
+depends on dict order), so a reconcile that finds nothing changed writes nothing. Problems with a
+container's metadata come back as warnings, never as exceptions: one bad key never stops the rest
+of the container, or any other container, from being registered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from types import MappingProxyType
+
+from registrator.addressing import Target, port_targets
+from registrator.checks import MIRROR_SUFFIX, CheckSettings, is_check_key, mirror_status, service_checks
+from registrator.metadata import PortMetadata, container_metadata, truthy
+from registrator.model import ContainerPort, ContainerSnapshot, ServiceSpec, plain
+from registrator.template import Template, TemplateError
+
+# Ownership lives in Meta: it is how this agent finds its own services again, never the ID.
+META_HOST = "registrator-host"
+META_CONTAINER = "registrator-container"
+META_HASH = "registrator-hash"
+RESERVED_META_PREFIXES = ("registrator-", "consul-")
+MAX_META_PAIRS = 64
+MAX_META_KEY = 128
+MAX_META_VALUE = 512
+_META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
+
+# Keys that configure the registration itself and never become Meta (nor do `check_*` keys).
+SERVICE_KEYS = {"name", "id", "tags", "ignore", "ip", "network", "ip_family"}
+ECS_LABELS = {
+    "ecs_cluster": "com.amazonaws.ecs.cluster",
+    "ecs_task_arn": "com.amazonaws.ecs.task-arn",
+    "ecs_task_family": "com.amazonaws.ecs.task-definition-family",
+    "ecs_task_revision": "com.amazonaws.ecs.task-definition-version",
+    "ecs_container": "com.amazonaws.ecs.container-name",
+}
+
+
+class PortSuffix(Enum):
+    """When a service name gets the `-<port>` suffix (registrator#311)."""
+
+    AUTO = "auto"  # registrator master: generic name and more than one registrable port
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class DeregisterPolicy(Enum):
+    """What happens to the services of a container that stopped (registrator's `-deregister`)."""
+
+    ALWAYS = "always"
+    ON_SUCCESS = "on-success"  # keep after a non-zero exit that was not a signal
+    NEVER = "never"  # keep until the container is removed
+
+
+@dataclass(frozen=True, slots=True)
+class MappingSettings:
+    """The part of the agent's settings that decides what a container registers."""
+
+    hostname: str
+    host_ip: str
+    ip: str | None = None
+    internal: bool = False
+    explicit: bool = False
+    use_ip_from_label: str = ""
+    tags: Template | None = None
+    meta: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    port_suffix: PortSuffix = PortSuffix.AUTO
+    deregister: DeregisterPolicy = DeregisterPolicy.ALWAYS
+    checks: CheckSettings = CheckSettings()
+    network: str = ""  # --network: preferred Docker network for container addresses
+    ip_family: str = "ipv4"  # --ip-family: which container address becomes the service Address
+    host_ipv6: str = ""  # --ip6: the host's IPv6, tagged on published ports
+    ecs: bool = True  # ECS awareness when the container has ECS labels
+    ecs_name: str = "container"  # default name under ECS: container | family | image
+    drain: str = "deregister"  # --on-kill: what a container being stopped gets: deregister | maintenance
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """What a container should have registered.
+
+    `retain` means: keep whatever is registered now and write nothing (a stopped container whose
+    services the deregister policy keeps). `check_status` is the (status, output) each Docker-health
+    mirror check should show. `warnings` name the offending key; the caller logs them.
+    """
+
+    services: Mapping[str, ServiceSpec] = field(default_factory=lambda: MappingProxyType({}))
+    retain: bool = False
+    check_status: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # why ports were not registered, for debug logs
+    maintenance: bool = False  # the services stay registered, in Consul maintenance mode (being stopped)
+    reasons: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: MappingProxyType({}))  # per service: (field, why)
+
+
+def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings, draining: bool = False) -> Desired:
+    """`draining`: the container was sent its stop signal and is shutting down (see kills.py).
+
+    A draining container leaves DNS: deregistered, or in maintenance mode with `--on-kill
+    maintenance` and always when the deregister policy may keep its services after it exits.
+    """
+    deregister_on_kill = settings.drain == "deregister" and settings.deregister is DeregisterPolicy.ALWAYS
+    if snapshot is None or snapshot.paused or (draining and deregister_on_kill):
+        return Desired()
+    if not snapshot.running:
+        return Desired(retain=_retains_after_exit(snapshot, settings.deregister))
+    metadata = container_metadata(snapshot)
+    warnings: list[str] = list(metadata.warnings)
+    notes: list[str] = []
+    warnings += [
+        f"SERVICE_{port}_*: the container has no port {port}; ignored"
+        for port in sorted(metadata.scoped_ports() - {p.port for p in snapshot.ports})
+    ]
+    ports = []
+    for port in snapshot.ports:
+        port_meta = metadata.for_port(port)
+        targets = port_targets(snapshot, port, port_meta, settings, warnings, notes)
+        if targets:
+            ports.append((port, port_meta, targets))
+    template_tags = _template_tags(snapshot, settings, warnings)
+    ecs_meta = _ecs_meta(snapshot, settings)
+    services: dict[str, ServiceSpec] = {}
+    reasons: dict[str, tuple[tuple[str, str], ...]] = {}
+    for port, port_meta, targets in ports:
+        if truthy(port_meta.get("ignore")):
+            notes.append(f"port {port.port}/{port.protocol}: ignored by {port_meta.entries['ignore'].source}")
+            continue
+        for spec, why in _services_for_port(snapshot, port, targets, port_meta, len(ports) > 1, template_tags, ecs_meta, settings, warnings):
+            if spec.id in services:
+                warnings.append(f"service ID {spec.id!r} is produced twice; the second is skipped")
+            else:
+                services[spec.id] = spec
+                reasons[spec.id] = why
+    status = mirror_status(snapshot, settings.checks)
+    check_status = {c.check_id: status for spec in services.values() for c in spec.checks if c.check_id.endswith(f":{MIRROR_SUFFIX}")}
+    return Desired(services=MappingProxyType(services), check_status=MappingProxyType(check_status),
+                   warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes), maintenance=draining,
+                   reasons=MappingProxyType(reasons))
+
+
+def image_basename(image: str) -> str:
+    """`registry:5000/team/app:1.2` → `app`; a digest reference `app@sha256:…` → `app`."""
+    base = image.rsplit("/", 1)[-1]
+    return base.split("@", 1)[0].split(":", 1)[0]
+
+
+def parse_tags(text: str) -> list[str]:
+    """Comma-separated tags in their order; `\\,` is a literal comma; blanks dropped."""
+    tags = [part.replace("\0", ",").strip() for part in text.replace("\\,", "\0").split(",")]
+    return [tag for tag in tags if tag]
+
+
+def spec_hash(spec: ServiceSpec) -> str:
+    """A digest of everything a registration carries, kept in Meta to detect drift cheaply.
+
+    Consul's service listing does not return checks, so this is how a changed check is noticed.
+    """
+    meta = {k: v for k, v in spec.meta.items() if k != META_HASH}
+    checks = [[c.check_id, plain(c.definition)] for c in spec.checks]
+    body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks, list(spec.tagged_addresses)]
+    return hashlib.sha256(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _retains_after_exit(snapshot: ContainerSnapshot, policy: DeregisterPolicy) -> bool:
+    if policy is DeregisterPolicy.NEVER:
+        return True
+    if policy is DeregisterPolicy.ON_SUCCESS:
+        return snapshot.exit_code != 0 and not snapshot.exit_code & 128
+    return False
+
+
+def _template_tags(snapshot: ContainerSnapshot, settings: MappingSettings, warnings: list[str]) -> list[str]:
+    if settings.tags is None:
+        return []
+    try:
+        return parse_tags(settings.tags.render(snapshot.attrs))
+    except TemplateError as exc:
+        warnings.append(f"-tags template {settings.tags.source!r}: {exc}; its tags are left out")
+        return []
+
+
+def _services_for_port(
+    snapshot: ContainerSnapshot,
+    port: ContainerPort,
+    targets: list[Target],
+    port_meta: PortMetadata,
+    multi_port: bool,
+    template_tags: list[str],
+    ecs_meta: dict[str, str],
+    settings: MappingSettings,
+    warnings: list[str],
+) -> list[tuple[ServiceSpec, tuple[tuple[str, str], ...]]]:
+    name = port_meta.get("name").strip()
+    if not name and settings.explicit:
+        return []
+    if not name and not _default_name(snapshot, settings):
+        warnings.append(f"port {port.port}: no SERVICE_NAME and no image name to default to; not registered")
+        return []
+    name_reason = port_meta.entries["name"].source if name else _default_name_reason(snapshot, settings)
+    full_name = _service_name(name or _default_name(snapshot, settings), port, port_meta, multi_port, settings, warnings)
+    if full_name != (name or _default_name(snapshot, settings)):
+        name_reason += f", with the -{port.port} suffix (--port-suffix {settings.port_suffix.value})"
+    base_id = _service_id(snapshot, port, port_meta, multi_port, settings)
+    own_tags = parse_tags(port_meta.get("tags"))
+    tags = list(dict.fromkeys(own_tags + template_tags + (["udp"] if port.protocol == "udp" else [])))
+    tag_reasons = [port_meta.entries["tags"].source] if own_tags else []
+    tag_reasons += ["-tags"] if template_tags else []
+    tag_reasons += ["udp port"] if port.protocol == "udp" else []
+    meta = _meta(port_meta, {**settings.meta, **ecs_meta}, warnings)
+    meta_reasons = sorted(e.source for k, e in port_meta.entries.items() if k in meta) + (["--meta"] if settings.meta else [])
+    meta_reasons += ["ECS labels"] if ecs_meta else []
+    result: list[tuple[ServiceSpec, tuple[tuple[str, str], ...]]] = []
+    for index, target in enumerate(targets):
+        service_id = base_id if index == 0 else f"{base_id}:{target.port}"
+        checks = service_checks(port_meta, service_id, target.address, target.port, snapshot, settings.checks, warnings)
+        tagged = (("lan_ipv4", target.ipv4, target.port), ("lan_ipv6", target.ipv6, target.ipv6_port or target.port)) \
+            if target.ipv4 and target.ipv6 else ()
+        spec = ServiceSpec(service_id, full_name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)
+        why = (
+            ("name", name_reason),
+            ("id", port_meta.entries["id"].source if "id" in port_meta.entries else "host:container:port[:udp]"),
+            ("address", target.rule),
+            ("tags", ", ".join(tag_reasons) or "none"),
+            ("meta", ", ".join(meta_reasons) or "ownership only"),
+            ("checks", ", ".join(c.check_id for c in checks) or "none"),
+        )
+        result.append((_with_ownership(spec, snapshot, meta, settings), why))
+    return result
+
+
+def _default_name_reason(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
+    if _is_ecs(snapshot, settings) and _default_name(snapshot, settings) != image_basename(snapshot.image):
+        return f"ECS {settings.ecs_name} label (--ecs-name {settings.ecs_name})"
+    return f"image basename of {snapshot.image}"
+
+
+def _default_name(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
+    """The image basename, or under ECS the container name or task family (`--ecs-name`)."""
+    if _is_ecs(snapshot, settings) and settings.ecs_name != "image":
+        label = ECS_LABELS["ecs_container" if settings.ecs_name == "container" else "ecs_task_family"]
+        if snapshot.labels.get(label):
+            return snapshot.labels[label]
+    return image_basename(snapshot.image)
+
+
+def _is_ecs(snapshot: ContainerSnapshot, settings: MappingSettings) -> bool:
+    return settings.ecs and ECS_LABELS["ecs_task_arn"] in snapshot.labels
+
+
+def _ecs_meta(snapshot: ContainerSnapshot, settings: MappingSettings) -> dict[str, str]:
+    """ecs_cluster, ecs_task_arn, ecs_task_family, ecs_task_revision, ecs_container from ECS labels."""
+    if not _is_ecs(snapshot, settings):
+        return {}
+    return {key: snapshot.labels[label][:MAX_META_VALUE] for key, label in ECS_LABELS.items() if snapshot.labels.get(label)}
+
+
+def _service_name(
+    name: str, port: ContainerPort, port_meta: PortMetadata, multi_port: bool, settings: MappingSettings, warnings: list[str]
+) -> str:
+    suffixed = {
+        PortSuffix.AUTO: multi_port and "name" not in port_meta.port_scoped,
+        PortSuffix.ALWAYS: "name" not in port_meta.port_scoped,
+        PortSuffix.NEVER: False,
+    }[settings.port_suffix]
+    if suffixed:
+        name = f"{name}-{port.port}"
+    if not _DNS_NAME.match(name):
+        source = port_meta.entries["name"].source if "name" in port_meta.entries else "image name"
+        warnings.append(f"{source}: service name {name!r} is not a valid DNS label; it is registered but not discoverable via DNS")
+    return name
+
+
+def _service_id(
+    snapshot: ContainerSnapshot, port: ContainerPort, port_meta: PortMetadata, multi_port: bool, settings: MappingSettings
+) -> str:
+    """registrator's `host:container:port[:udp]`, or SERVICE_ID.
+
+    Unlike registrator, a custom ID keeps the `:udp` distinction (registrator#599) unless it was set
+    for that protocol, and a container-wide SERVICE_ID on several ports gets `:<port>` so the
+    services do not overwrite each other.
+    """
+    custom = port_meta.get("id").strip()
+    if not custom:
+        service_id = f"{settings.hostname}:{snapshot.name}:{port.port}"
+        return f"{service_id}:udp" if port.protocol == "udp" else service_id
+    if "id" not in port_meta.port_scoped and multi_port:
+        custom = f"{custom}:{port.port}"
+    if port.protocol == "udp" and "id" not in port_meta.protocol_scoped:
+        custom = f"{custom}:udp"
+    return custom
+
+
+def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], warnings: list[str]) -> dict[str, str]:
+    meta = dict(defaults)
+    for key, entry in sorted(port_meta.entries.items()):
+        if key in SERVICE_KEYS:
+            continue
+        if key.startswith("check_"):
+            if not is_check_key(key):
+                warnings.append(f"{entry.source}: unknown check setting {key!r}; ignored")
+            continue
+        problem = meta_key_problem(key) or (len(entry.value) > MAX_META_VALUE and f"value longer than {MAX_META_VALUE} characters")
+        if problem:
+            warnings.append(f"{entry.source}: Meta key {key!r} dropped: {problem}")
+        else:
+            meta[key] = entry.value
+    room = MAX_META_PAIRS - 3
+    if len(meta) > room:
+        dropped = sorted(meta)[room:]
+        warnings.append(f"more than {room} Meta pairs; dropped {', '.join(dropped)}")
+        meta = {k: meta[k] for k in sorted(meta)[:room]}
+    return meta
+
+
+def meta_key_problem(key: str) -> str:
+    """Why Consul (or our ownership keys) would reject a Meta key; empty when it is fine."""
+    if not _META_KEY.match(key):
+        return "only letters, digits, '-' and '_' are allowed"
+    if len(key) > MAX_META_KEY:
+        return f"longer than {MAX_META_KEY} characters"
+    if key.startswith(RESERVED_META_PREFIXES):
+        return "the 'consul-' and 'registrator-' prefixes are reserved"
+    return ""
+
+
+def _with_ownership(spec: ServiceSpec, snapshot: ContainerSnapshot, meta: dict[str, str], settings: MappingSettings) -> ServiceSpec:
+    full = {**meta, META_HOST: settings.hostname, META_CONTAINER: snapshot.id}
+    unhashed = replace(spec, meta=MappingProxyType(full))
+    return replace(spec, meta=MappingProxyType({**full, META_HASH: spec_hash(unhashed)}))

@@ -1,0 +1,50 @@
+"""`registrator resolve`: what a consumer sees through Consul DNS (SRV for ports, A/AAAA for addresses)."""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+
+
+class ResolveError(Exception):
+    pass
+
+
+def resolve_service(name: str, tag: str, server: str, domain: str = "consul", timeout: float = 3.0) -> list[tuple[str, int]]:
+    """Healthy instances as (address, port), sorted. Addresses come from the SRV answer's additional
+    records, or from resolving each SRV target."""
+    host, _, port = server.rpartition(":")
+    if not host or not port.isdecimal():
+        raise ResolveError(f"--dns {server!r}: expected HOST:PORT")
+    host = host.strip("[]")
+    qname = ".".join(p for p in (tag, name, "service", domain) if p) + "."
+    srv = _query(qname, dns.rdatatype.SRV, host, int(port), timeout)
+    addresses: dict[str, list[str]] = {}
+    for rrset in srv.additional:
+        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            addresses.setdefault(rrset.name.to_text(), []).extend(r.to_text() for r in rrset)
+    endpoints = set()
+    for rrset in srv.answer:
+        for record in rrset:
+            target = record.target.to_text()
+            found = addresses.get(target) or _addresses(target, host, int(port), timeout)
+            endpoints |= {(address, int(record.port)) for address in found}
+    return sorted(endpoints)
+
+
+def _addresses(target: str, host: str, port: int, timeout: float) -> list[str]:
+    found = []
+    for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        for rrset in _query(target, rdtype, host, port, timeout).answer:
+            found += [r.to_text() for r in rrset if r.rdtype == rdtype]
+    return found
+
+
+def _query(qname: str, rdtype: dns.rdatatype.RdataType, host: str, port: int, timeout: float) -> dns.message.Message:
+    request = dns.message.make_query(qname, rdtype, use_edns=0, payload=4096)
+    try:
+        return dns.query.udp(request, host, port=port, timeout=timeout)
+    except (dns.exception.DNSException, OSError) as exc:
+        raise ResolveError(f"DNS query {qname} to {host}:{port}: {exc or type(exc).__name__}") from None

@@ -1,0 +1,246 @@
+"""The subset of Go `text/template` that registrator's `-tags` flag accepts.
+
+Templates are parsed once at startup, so a template that uses anything unsupported is a clear
+startup error instead of registrator's `log.Fatalf` at the first registration. Rendering is pure: it
+reads the container's inspect document and never fetches anything (registrator's `httpGet` and
+`jsonParse` are refused). A render error only drops this template's tags for that container.
+
+Supported: literal text, `{{ pipeline }}` actions with `{{-`/`-}}` trimming and `{{/* comments */}}`,
+field chains on the inspect document (`.ID`, `.Config.Labels`; Go field names, matched to the JSON
+keys case-insensitively), string/raw-string/integer literals, parentheses, `|` pipes, Go's `index`,
+and registrator's functions strSlice, sIndex, mIndex, toUpper, toLower, replace, join, split,
+splitIndex, matchFirstElement and matchAllElements.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    value: str | int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    function: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    commands: tuple[Node, ...]
+
+
+Node = Union[Field, Literal, Call, Pipeline]
+
+
+def _sequence_index(items: Sequence[Any], i: int) -> Any:
+    """registrator's clamped indexing: negative counts from the end, out of range clamps."""
+    if not items:
+        raise TemplateError("index of an empty list")
+    if i < 0:
+        return items[0] if -i >= len(items) else items[len(items) + i]
+    return items[min(i, len(items) - 1)]
+
+
+def _str_slice(value: str, *bounds: int) -> str:
+    if len(bounds) == 1 and len(value) >= bounds[0]:
+        return value[bounds[0]:]
+    if len(bounds) == 2 and len(value) >= max(bounds):
+        return value[bounds[0]:] if bounds[1] < bounds[0] else value[bounds[0]:bounds[1]]
+    return value
+
+
+def _go_index(collection: Any, *keys: Any) -> Any:
+    for key in keys:
+        if isinstance(collection, Mapping):
+            collection = collection.get(key, "")
+        elif isinstance(collection, Sequence) and isinstance(key, int) and 0 <= key < len(collection):
+            collection = collection[key]
+        else:
+            raise TemplateError(f"index {key!r} out of range")
+    return collection
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "strSlice": _str_slice,
+    "sIndex": lambda i, items: _sequence_index(list(items), int(i)),
+    "mIndex": lambda key, mapping: (mapping or {}).get(key, ""),
+    "toUpper": lambda v: str(v).upper(),
+    "toLower": lambda v: str(v).lower(),
+    "replace": lambda n, old, new, v: str(v).replace(old, new, int(n)) if int(n) >= 0 else str(v).replace(old, new),
+    "join": lambda sep, items: sep.join(str(i) for i in items or ()),
+    "split": lambda sep, v: str(v).split(sep),
+    "splitIndex": lambda i, sep, v: _sequence_index(str(v).split(sep), int(i)),
+    "matchFirstElement": lambda rx, items: next((e for e in items or () if re.search(rx, e)), ""),
+    "matchAllElements": lambda rx, items: [e for e in items or () if re.search(rx, e)],
+    "index": _go_index,
+}
+REFUSED = {
+    "httpGet": "it would fetch a URL at every registration",
+    "jsonParse": "it only serves httpGet, which is refused",
+}
+_ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
+_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<int>-?\d+)(?![\w.])|(?P<field>(?:\.[A-Za-z_]\w*)+|\.)'
+                    r"|(?P<name>[A-Za-z_]\w*)|(?P<punct>[|()]))")
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    source: str
+    parts: tuple[str | Pipeline, ...]
+
+    def render(self, data: Mapping[str, Any]) -> str:
+        try:
+            return "".join(part if isinstance(part, str) else _text(_eval(part, data)) for part in self.parts)
+        except TemplateError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, re.error) as exc:
+            raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+
+
+def parse(source: str) -> Template:
+    parts: list[str | Pipeline] = []
+    position = 0
+    for match in _ACTION.finditer(source):
+        text = source[position:match.start()]
+        if match.group(1):
+            text = text.rstrip()
+        parts.append(text)
+        position = match.end()
+        if match.group(3):
+            rest = source[position:]
+            position += len(rest) - len(rest.lstrip())
+        body = match.group(2).strip()
+        if body.startswith("/*") and body.endswith("*/"):
+            continue
+        parts.append(_parse_action(body, source))
+    if "{{" in source[position:] or "}}" in source[position:]:
+        raise TemplateError(f"template {source!r}: unbalanced braces")
+    parts.append(source[position:])
+    return Template(source, tuple(p for p in parts if p != ""))
+
+
+def _parse_action(body: str, source: str) -> Pipeline:
+    tokens = _tokenize(body, source)
+    pipeline, rest = _parse_pipeline(tokens, source)
+    if rest:
+        raise TemplateError(f"template {source!r}: unexpected {rest[0][1]!r}")
+    return pipeline
+
+
+def _tokenize(body: str, source: str) -> list[tuple[str, str]]:
+    tokens, position = [], 0
+    while position < len(body.rstrip()):
+        match = _TOKEN.match(body, position)
+        if not match:
+            raise TemplateError(f"template {source!r}: cannot parse {body[position:].strip()!r} (unsupported syntax)")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    return tokens
+
+
+def _parse_pipeline(tokens: list[tuple[str, str]], source: str) -> tuple[Pipeline, list[tuple[str, str]]]:
+    commands: list[Node] = []
+    while True:
+        command, tokens = _parse_command(tokens, source)
+        commands.append(command)
+        if tokens and tokens[0] == ("punct", "|"):
+            tokens = tokens[1:]
+            continue
+        return Pipeline(tuple(commands)), tokens
+
+
+def _parse_command(tokens: list[tuple[str, str]], source: str) -> tuple[Node, list[tuple[str, str]]]:
+    if not tokens:
+        raise TemplateError(f"template {source!r}: empty command")
+    kind, value = tokens[0]
+    if kind == "name":
+        if value in REFUSED:
+            raise TemplateError(f"template {source!r}: {value} is not supported: {REFUSED[value]}")
+        if value not in FUNCTIONS:
+            raise TemplateError(f"template {source!r}: unsupported function or keyword {value!r}")
+        args: list[Node] = []
+        tokens = tokens[1:]
+        while tokens and tokens[0] not in (("punct", "|"), ("punct", ")")):
+            arg, tokens = _parse_operand(tokens, source)
+            args.append(arg)
+        return Call(value, tuple(args)), tokens
+    return _parse_operand(tokens, source)
+
+
+def _parse_operand(tokens: list[tuple[str, str]], source: str) -> tuple[Node, list[tuple[str, str]]]:
+    kind, value = tokens[0]
+    rest = tokens[1:]
+    if kind == "field":
+        return Field(tuple(p for p in value.split(".") if p)), rest
+    if kind == "str":
+        return Literal(json.loads(value)), rest
+    if kind == "raw":
+        return Literal(value[1:-1]), rest
+    if kind == "int":
+        return Literal(int(value)), rest
+    if (kind, value) == ("punct", "("):
+        inner, rest = _parse_pipeline(rest, source)
+        if not rest or rest[0] != ("punct", ")"):
+            raise TemplateError(f"template {source!r}: missing ')'")
+        return inner, rest[1:]
+    if kind == "name":
+        raise TemplateError(f"template {source!r}: function {value!r} used as an argument needs parentheses")
+    raise TemplateError(f"template {source!r}: unexpected {value!r}")
+
+
+def _eval(node: Node, data: Mapping[str, Any], piped: tuple[Any, ...] = ()) -> Any:
+    if isinstance(node, Pipeline):
+        result: tuple[Any, ...] = ()
+        for command in node.commands:
+            result = (_eval(command, data, result),)
+        return result[0]
+    if isinstance(node, Call):
+        args = [_eval(arg, data) for arg in node.args] + list(piped)
+        return FUNCTIONS[node.function](*args)
+    if piped:
+        raise TemplateError("only a function can receive a piped value")
+    if isinstance(node, Literal):
+        return node.value
+    return _lookup(data, node.path)
+
+
+def _lookup(data: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        if not isinstance(data, Mapping):
+            return ""
+        if name in data:
+            data = data[name]
+        else:
+            data = next((v for k, v in data.items() if str(k).lower() == name.lower()), "")
+    return data
+
+
+def _text(value: Any) -> str:
+    """Print a value the way Go's template engine prints it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{k}:{_text(v)}" for k, v in sorted(value.items())) + "]"
+    if isinstance(value, (list, tuple)):
+        return "[" + " ".join(_text(v) for v in value) + "]"
+    return str(value)
