@@ -19,8 +19,9 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -32,8 +33,9 @@ CONSUL_DNS = 8600  # the compose file's Consul keeps its default ports on the ho
 
 
 @pytest.fixture(scope="module")
-def compose(docker_client: docker.DockerClient, images: dict[str, str], consul_server) -> Iterator[list[str]]:
-    """`docker-compose up -d --build` of the repository's file with stand-in images; `down` afterwards."""
+def compose(docker_client: docker.DockerClient, images: dict[str, str], consul_server) -> Iterator[Callable[..., Any]]:
+    """`docker-compose up -d --build` of the repository's file with stand-in images, yielding a runner
+    of further docker-compose commands; `down` afterwards."""
     if not shutil.which("docker-compose"):
         unavailable("no docker-compose on PATH (Debian package docker-compose)")
     env = {
@@ -47,7 +49,7 @@ def compose(docker_client: docker.DockerClient, images: dict[str, str], consul_s
     up = subprocess.run([*command, "up", "--detach", "--build"], env=env, capture_output=True, text=True, timeout=600)
     try:
         assert up.returncode == 0, up.stderr[-3000:]
-        yield command
+        yield lambda *args: subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=120)
     finally:
         logs = subprocess.run([*command, "logs", "--no-color", "--tail", "40"], env=env, capture_output=True, text=True)
         print(logs.stdout[-6000:])
@@ -59,6 +61,11 @@ def test_compose_up_makes_both_nsqlookupd_resolvable_through_consul_dns(compose)
                          timeout=60, what="two nsqlookupd in the SRV answer of the compose Consul")
     ports = {int(line.split()[2]) for line in answers}
     assert len(ports) == 2 and not ports & {4160, 4161}, answers  # each lookupd at its own published port
+
+    listed = compose("exec", "-T", "registrator", "registrator", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    owned = {(row["name"], row["port"]) for row in json.loads(listed.stdout)}
+    assert {("nsqlookupd", port) for port in ports} | {("nsqd", 4150), ("nsqd-http", 4151)} <= owned
 
 
 def test_nsqd_started_from_the_srv_answer_and_a_consumer_reads_through_consul_dns_only(compose):
