@@ -165,6 +165,8 @@ def main() -> None:
         help="On SIGTERM/SIGINT remove this host's services first (default: leave them, so a restarting agent does not flap DNS).")
 @option("--consul-probe", env="CONSUL_PROBE", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
         help="Seconds between checks that the Consul agent still holds this host's services (it lost them if it restarted without its data).")
+@option("--workers", env="WORKERS", type=click.IntRange(min=1, max=8), default=4, show_default=True,
+        help="Containers reconciled at once (their Docker and Consul calls overlap); one container is never handled twice at once.")
 @option("--listen", env="LISTEN", default="", metavar="HOST:PORT", help="Serve /healthz and /metrics (Prometheus) here, e.g. 127.0.0.1:9666.")
 @option("-ttl", "--ttl", env="TTL", type=int, default=0, hidden=True)
 @option("-ttl-refresh", "--ttl-refresh", env="TTL_REFRESH", type=int, default=0, hidden=True)
@@ -362,6 +364,7 @@ def _settings(uri: str | None, flags: dict[str, Any]) -> Settings:
             drain_timeout=flags["drain_timeout"],
             consul_probe_seconds=flags.get("consul_probe", 5.0),
             deregister_on_exit=flags.get("deregister_on_exit", False),
+            workers=flags.get("workers", 4),
         )
     except (ConfigError, TemplateError, HostIPError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -10,7 +10,7 @@ import struct
 SRV = 33
 
 
-def srv_ports(name: str, port: int, host: str = "127.0.0.1", tcp: bool = False, timeout: float = 2.0) -> list[int]:
+def srv_ports(name: str, port: int, host: str = "127.0.0.1", tcp: bool = False, timeout: float = 0.5) -> list[int]:
     """Ports in the SRV answer for `name` (EDNS over UDP, or TCP for answers too large for UDP)."""
     query_id = random.randrange(65536)
     question = b"".join(bytes([len(label)]) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"

@@ -47,7 +47,8 @@ def docker(*args: str) -> str:
 
 
 class Events:
-    """`docker events` in a thread: (container ID, action) → event time in seconds."""
+    """`docker events` in a thread: (container ID, action) → time of its first such event, in seconds
+    (`docker stop` sends two kills when the stop signal is ignored; the first is when the stop began)."""
 
     def __init__(self) -> None:
         self.times: dict[tuple[str, str], float] = {}
@@ -59,8 +60,8 @@ class Events:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             event = json.loads(line)
-            action = str(event.get("Action") or event.get("status")).split(":")[0]
-            self.times[(event["Actor"]["ID"], action)] = event["timeNano"] / 1e9
+            action = str(event.get("Action") or event.get("status"))  # e.g. "start", "health_status: unhealthy"
+            self.times.setdefault((event["Actor"]["ID"], action), event["timeNano"] / 1e9)
 
     def wait(self, container_id: str, action: str, timeout: float = 10) -> float:
         deadline = time.monotonic() + timeout
@@ -101,6 +102,32 @@ class Agent:
         self.process.wait(timeout=20)
 
 
+class Watch:
+    """Polls DNS every millisecond in a thread from before the change is made, so the time it
+    records is when the answer changed, not when the caller got round to asking."""
+
+    def __init__(self, condition: Any, timeout: float = 10) -> None:
+        self.seen: float | None = None
+        self._thread = threading.Thread(target=self._poll, args=(condition, timeout), daemon=True)
+        self._thread.start()
+
+    def _poll(self, condition: Any, timeout: float) -> None:
+        self.seen = until(lambda: _answered(condition), timeout)
+
+    def wait(self) -> float:
+        self._thread.join()
+        if self.seen is None:
+            raise TimeoutError("the DNS answer did not change")
+        return self.seen
+
+
+def _answered(condition: Any) -> bool:
+    try:
+        return bool(condition())
+    except OSError:  # a lost UDP answer: ask again
+        return False
+
+
 def until(condition: Any, timeout: float, interval: float = 0.001) -> float:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -116,10 +143,6 @@ def owned(consul: ConsulAgent) -> int:
 
 def run_container(image: str, name: str, *args: str) -> str:
     return docker("run", "-d", "-l", LABEL, "-e", f"SERVICE_NAME={name}", *args, image)
-
-
-def host_port(container_id: str) -> int:
-    return int(docker("port", container_id, "80/tcp").splitlines()[0].rsplit(":", 1)[1])
 
 
 def parallel(function: Any, items: list[Any], workers: int = 8) -> list[Any]:
@@ -144,17 +167,16 @@ def sequential(consul: ConsulAgent, events: Events, image: str, count: int) -> d
     try:
         started, stopped, containers = [], [], []
         for i in range(count):
-            name = f"seq-{i}"
+            name = f"seq-{i}"  # one name per container: any SRV answer for it is this container
+            appeared = Watch(lambda n=name: srv_ports(f"{n}.service.consul", consul.dns_port))
             container_id = run_container(image, name, "-p", "0:80")
-            port = host_port(container_id)
-            seen = until(lambda n=name, p=port: p in srv_ports(f"{n}.service.consul", consul.dns_port), 10)
-            started.append((seen - events.wait(container_id, "start")) * 1000)
+            started.append((appeared.wait() - events.wait(container_id, "start")) * 1000)
             containers.append((name, container_id))
         assert all(dig(consul.dns_port, f"{n}.service.consul") for n, _ in containers[-5:]), "dig confirms"
         for name, container_id in containers:
-            subprocess.Popen(["docker", "stop", "-t", "1", container_id], stdout=subprocess.DEVNULL)
-            gone = until(lambda n=name: not srv_ports(f"{n}.service.consul", consul.dns_port), 10)
-            stopped.append((gone - events.wait(container_id, "kill")) * 1000)
+            gone = Watch(lambda n=name: not srv_ports(f"{n}.service.consul", consul.dns_port))
+            subprocess.run(["docker", "stop", "-t", "1", container_id], stdout=subprocess.DEVNULL, check=True)
+            stopped.append((gone.wait() - events.wait(container_id, "kill")) * 1000)
         return {"start_to_srv_ms": summary(started), "stop_to_gone_ms": summary(stopped)}
     finally:
         agent.stop()
@@ -191,7 +213,7 @@ def startup(consul: ConsulAgent, image: str, sizes: list[int], idle_seconds: flo
         writes = consul.writes()
         agent = Agent(consul, "-internal")
         try:
-            done = until(lambda s=size: owned(consul) >= s, 120, 0.01)
+            done = until(lambda s=size: owned(consul) >= s, 120, 0.05)
             results[f"startup_{size}"] = {
                 "seconds": round(done - agent.started, 2),
                 "docker_calls": agent.metric("registrator_docker_requests_total"),
@@ -229,7 +251,7 @@ def checks(consul: ConsulAgent, events: Events, image: str, count: int) -> dict[
             until(lambda n=name: srv_ports(f"{n}.service.consul", consul.dns_port), 30, 0.01)
             docker("exec", container_id, "rm", "/www/health")
             gone = until(lambda n=name: not srv_ports(f"{n}.service.consul", consul.dns_port), 30)
-            samples.append((gone - events.wait(container_id, "health_status", timeout=30)) * 1000)
+            samples.append((gone - events.wait(container_id, "health_status: unhealthy", timeout=30)) * 1000)
     finally:
         agent.stop()
         remove_all()

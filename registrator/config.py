@@ -52,6 +52,7 @@ class Settings:
     drain_timeout: float = 120.0  # a killed container still running after this is taken as not stopping
     consul_probe_seconds: float = 5.0  # how often to check that the Consul agent still has our services
     deregister_on_exit: bool = False
+    workers: int = 4  # containers reconciled at once; their Docker and Consul calls overlap
     ec2_metadata_url: str = "http://169.254.169.254"
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import consul
 import requests
 import requests.adapters
-from docker.transport import UnixHTTPAdapter
 
 from registrator.config import ConsulEndpoint
 from registrator.mapping import META_HOST
 from registrator.metrics import Metrics
 from registrator.model import ServiceSpec, plain
+from registrator.unix_socket import UnixSocketAdapter
 
 # python-consul2 reads these in its constructor and lets them override explicit arguments.
 _LIBRARY_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_TOKEN")
@@ -56,8 +56,11 @@ class ConsulSink:
                 cert=endpoint.cert,
                 timeout=endpoint.timeout,
             )
+        # Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment are not for the local agent:
+        # a host's egress proxy must never see the ACL token, and the CA comes from CONSUL_CACERT.
+        self._client.http.session.trust_env = False
         if endpoint.socket:
-            self._client.http.session.mount(f"{_UNIX_SCHEME}://", UnixHTTPAdapter(f"http+unix://{endpoint.socket}"))
+            self._client.http.session.mount(f"{_UNIX_SCHEME}://", UnixSocketAdapter(f"http+unix://{endpoint.socket}"))
         if endpoint.server_name:
             self._client.http.session.mount("https://", _ServerNameAdapter(endpoint.server_name))
 

@@ -1,8 +1,9 @@
-"""The running agent: an event pump, a periodic resync and one worker around a keyed queue.
+"""The running agent: an event pump, a periodic resync and a few workers around a keyed queue.
 
 Events and resyncs only enqueue keys: a container ID, or RESYNC for "re-read Consul and look at
-every container". The single worker handles one key at a time, so events for the same container are
-handled in order and never concurrently. Signal handlers only set `stop`.
+every container". The queue never hands one key to two workers, so events for the same container
+are handled in order and never concurrently; different containers are reconciled side by side, and
+a resync or heartbeat waits for them and runs alone (`Gate`). Signal handlers only set `stop`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tenacity.stop import stop_base
 from registrator.config import Settings
 from registrator.consul_sink import ConsulError, ConsulSink
 from registrator.docker_source import DockerSource, DockerUnavailable
+from registrator.gate import Gate
 from registrator.hostip import HostIPError, detect_host_ip, ec2_local_ipv4, interface_ipv4
 from registrator.kills import KillLog
 from registrator.metrics import Metrics
@@ -63,6 +65,7 @@ class Controller:
         self._docker = docker
         self._consul = consul
         self._queue = WorkQueue()
+        self._gate = Gate()
         self.stop = threading.Event()
         self.ready = threading.Event()
         self._since: str | None = None
@@ -105,7 +108,7 @@ class Controller:
             threading.Thread(target=self._watch_consul, name="consul-probe", daemon=True),
             threading.Thread(target=self._resync_loop, name="resync", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
-            threading.Thread(target=self._work, name="worker", daemon=True),
+            *[threading.Thread(target=self._work, name=f"worker-{n}", daemon=True) for n in range(self.settings.workers)],
         ]
         for thread in threads:
             thread.start()
@@ -305,11 +308,14 @@ class Controller:
     def _handle(self, key: str) -> None:
         assert self.reconciler is not None
         if key == RESYNC:
-            self._resync()
+            with self._gate.exclusive():
+                self._resync()
         elif key == HEARTBEAT:
-            self.reconciler.heartbeat()
+            with self._gate.exclusive():
+                self.reconciler.heartbeat()
         else:
-            self.reconciler.reconcile(key)
+            with self._gate.shared():
+                self.reconciler.reconcile(key)
 
     def _work(self) -> None:
         retrying = self._retrying(retry_if_exception(_transient))

@@ -4,12 +4,18 @@ Like Consul's own anti-entropy, it keeps a local view of what this host has regi
 full from the agent by `refresh` (at start and every resync) and updated by every write it makes.
 A per-container reconcile then costs one Docker inspect and no Consul read, and writes only what
 differs, so an unchanged resync sends nothing to Consul.
+
+Reconciles of different containers may run at once (the work queue never hands one container to
+two workers): their Docker and Consul calls overlap, and a lock guards the local view. `refresh`,
+`needs_look`, `forget_containers_except`, `sweep_legacy` and `heartbeat` need no reconcile in
+flight; the controller's gate sees to that.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -39,11 +45,12 @@ class Consul(Protocol):
 
 
 class Reconciler:
-    """Not thread-safe by design: one worker calls `refresh` and `reconcile` in turn."""
+    """`reconcile` is safe from several threads for different containers; the rest runs alone."""
 
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog | None = None,
                  clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
         self._metrics = metrics or Metrics()
+        self._lock = threading.RLock()  # the tables below, while reconciles run side by side
         self._docker = docker
         self._consul = consul
         self._settings = settings
@@ -141,15 +148,17 @@ class Reconciler:
         label = snapshot.name if snapshot else container_id[:12]
         draining = self._kills is not None and self._kills.draining(container_id, snapshot, self._clock())
         desired = desired_services(snapshot, self._settings, draining)
-        self._report(container_id, label, desired.warnings, gone=snapshot is None)
+        with self._lock:
+            self._report(container_id, label, desired.warnings, gone=snapshot is None)
+            actual = dict(self._by_container.get(container_id, {}))
+            holders = {service_id: self._owned.get(service_id) for service_id in desired.services}
         for note in desired.notes:
             log.debug("container %s: %s", label, note)
-        actual = dict(self._by_container.get(container_id, {}))
         if desired.retain:
             return label, desired, None, actual
         wanted = {}
         for service_id, spec in desired.services.items():
-            holder = self._owned.get(service_id)
+            holder = holders[service_id]
             if holder is not None and holder.meta.get(META_CONTAINER) != container_id:
                 log.warning("container %s: service ID %s is already registered for container %s; skipped",
                             label, service_id, holder.meta.get(META_CONTAINER, "?")[:12])
@@ -158,7 +167,8 @@ class Reconciler:
         return label, desired, wanted, actual
 
     def _reconcile(self, container_id: str) -> int:
-        self._verified.pop(container_id, None)
+        with self._lock:
+            self._verified.pop(container_id, None)
         label, desired, wanted, actual = self._desired(container_id)
         if wanted is None:
             return 0
@@ -167,13 +177,15 @@ class Reconciler:
             match op:
                 case Register(spec):
                     self._consul.register(spec)
-                    self._remember(spec)
+                    with self._lock:
+                        self._remember(spec)
                     self._metrics.inc("registrator_registrations_total")
                     verb = "updated" if spec.id in actual else "registered"
                     log.info("container %s: %s %s (%s at %s:%d)", label, verb, spec.id, spec.name, spec.address, spec.port)
                 case Deregister(service_id):
                     self._consul.deregister(service_id)
-                    self._forget(service_id)
+                    with self._lock:
+                        self._forget(service_id)
                     self._metrics.inc("registrator_deregistrations_total")
                     log.info("container %s: deregistered %s", label, service_id)
         self._metrics.inc("registrator_reconcile_writes_total", len(ops))
@@ -181,14 +193,16 @@ class Reconciler:
         self._push_health(label, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})
         if not ops:
             log.debug("container %s: in sync (%d services)", label, len(wanted))
-        self._verified[container_id] = wanted
+        with self._lock:
+            self._verified[container_id] = wanted
         return len(ops)
 
     def _set_maintenance(self, label: str, service_ids: set[str], enable: bool) -> None:
         for service_id in sorted(service_ids):
             if (service_id in self._maintenance) != enable:
                 self._consul.maintenance(service_id, enable, "container is stopping (registrator)")
-                (self._maintenance.add if enable else self._maintenance.discard)(service_id)
+                with self._lock:
+                    (self._maintenance.add if enable else self._maintenance.discard)(service_id)
                 log.info("container %s: %s %s maintenance mode", label, service_id, "entered" if enable else "left")
 
     def _push_health(self, label: str, check_status: Mapping[str, tuple[str, str]], registered: set[str]) -> None:
@@ -199,7 +213,8 @@ class Reconciler:
                 continue
             if service_id in registered or self._mirrors.get(check_id) != state:
                 self._consul.update_check(check_id, *state)
-                self._mirrors[check_id] = state
+                with self._lock:
+                    self._mirrors[check_id] = state
                 log.info("container %s: %s is %s (Docker health)", label, check_id, state[0])
 
     def _remember(self, spec: ServiceSpec) -> None:

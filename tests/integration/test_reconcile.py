@@ -45,6 +45,17 @@ def test_periodic_resync_writes_nothing_when_nothing_changed(agent, workload, co
     assert " updated " not in agent.log()
 
 
+def test_containers_reconciled_side_by_side_are_each_registered_once(agent, workload, consul):
+    started = {workload("http", env={"SERVICE_NAME": "web"}, ports={80: None}).get_wrapped_container().id for _ in range(24)}
+    writes_before = consul.writes()
+
+    agent.start("--workers", "8")
+    eventually(lambda: len(consul.services()) == 24, timeout=10, what="all registered")
+
+    assert consul.writes() - writes_before == 24  # counted by Consul itself
+    assert {s["Meta"]["registrator-container"] for s in consul.services().values()} == started
+
+
 def test_services_of_containers_gone_while_the_agent_was_down_are_removed_at_start(agent, workload, consul, resolve):
     agent.start()
     web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
