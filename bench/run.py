@@ -184,7 +184,7 @@ def sequential(consul: ConsulAgent, events: Events, image: str, count: int) -> d
         assert all(dig(consul.dns_port, f"{n}.service.consul") for n, _ in containers[-5:]), "dig confirms"
         for name, container_id in containers:
             gone = Watch(lambda n=name: not srv_ports(f"{n}.service.consul", consul.dns_port))
-            subprocess.run(["docker", "stop", "-t", "1", container_id], stdout=subprocess.DEVNULL, check=True)
+            subprocess.Popen(["docker", "stop", "-t", "1", container_id], stdout=subprocess.DEVNULL)  # SIGKILL after 1 s; no need to wait
             stopped.append((gone.wait() - events.wait(container_id, "kill")) * 1000)
         return {"start_to_srv_ms": summary(started), "stop_to_gone_ms": summary(stopped)}
     finally:
@@ -208,6 +208,11 @@ def burst(consul: ConsulAgent, events: Events, image: str, sizes: list[int]) -> 
         agent.stop()
         remove_all()
     return results
+
+
+def forget_owned(consul: ConsulAgent) -> None:
+    for service_id in [sid for sid, s in consul.services().items() if (s.get("Meta") or {}).get("registrator-host") == HOSTNAME]:
+        consul.put(f"/v1/agent/service/deregister/{service_id}")
 
 
 def consul_floor(consul: ConsulAgent, count: int, workers: int = 4) -> float:
@@ -242,8 +247,7 @@ def startup(consul: ConsulAgent, image: str, sizes: list[int], idle_seconds: flo
     for size in sizes:
         parallel(lambda _: run_container(image, "startup", "--network", "bench"), list(range(size - running)), workers=8)
         running = size
-        for service_id in [sid for sid, s in consul.services().items() if (s.get("Meta") or {}).get("registrator-host") == HOSTNAME]:
-            consul.put(f"/v1/agent/service/deregister/{service_id}")
+        forget_owned(consul)
         writes = consul.writes()
         agent = Agent(consul, "-internal")
         try:
@@ -257,6 +261,7 @@ def startup(consul: ConsulAgent, image: str, sizes: list[int], idle_seconds: flo
                 results["steady"] = steady(consul, agent, idle_seconds)
         finally:
             agent.stop()
+    forget_owned(consul)  # the same starting point as the agent's startup had
     results[f"consul_floor_{sizes[-1]}"] = consul_floor(consul, sizes[-1])
     remove_all()
     return results
