@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import tomllib
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -129,9 +130,11 @@ def _python_base(client: docker.DockerClient) -> str:
     rootfs = f"registrator-test/debian-python:{key}"
     client.api.import_image_from_file(str(tarball), repository=rootfs.split(":")[0], tag=key)
     with tempfile.TemporaryDirectory() as wheels:
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels, "setuptools>=68", "wheel", str(ROOT)],
+        project = tomllib.loads(pyproject.decode())
+        requirements = [*project["build-system"]["requires"], "wheel", *project["project"]["dependencies"]]
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels, *requirements],
                        check=True, capture_output=True, timeout=600)
-        files = {f"wheels/{p.name}": p.read_bytes() for p in Path(wheels).iterdir() if not p.name.startswith("registrator-")}
+        files = {f"wheels/{p.name}": p.read_bytes() for p in Path(wheels).iterdir()}
     dockerfile = (f"FROM {rootfs}\nCOPY wheels /wheels\n"
                   "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
                   "PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels PIP_DISABLE_PIP_VERSION_CHECK=1\n")
