@@ -178,13 +178,13 @@ def sequential(consul: ConsulAgent, events: Events, image: str, count: int) -> d
         for i in range(count):
             name = f"seq-{i}"  # one name per container: any SRV answer for it is this container
             appeared = Watch(lambda n=name: srv_ports(f"{n}.service.consul", consul.dns_port))
-            container_id = run_container(image, name, "-p", "0:80")
+            container_id = run_container(image, name, "--init", "-p", "0:80")  # --init: httpd then ends on SIGTERM
             started.append((appeared.wait() - events.wait(container_id, "start")) * 1000)
             containers.append((name, container_id))
         assert all(dig(consul.dns_port, f"{n}.service.consul") for n, _ in containers[-5:]), "dig confirms"
         for name, container_id in containers:
             gone = Watch(lambda n=name: not srv_ports(f"{n}.service.consul", consul.dns_port))
-            subprocess.Popen(["docker", "stop", "-t", "1", container_id], stdout=subprocess.DEVNULL)  # SIGKILL after 1 s; no need to wait
+            subprocess.run(["docker", "stop", "-t", "5", container_id], stdout=subprocess.DEVNULL, check=True)
             stopped.append((gone.wait() - events.wait(container_id, "kill")) * 1000)
         return {"start_to_srv_ms": summary(started), "stop_to_gone_ms": summary(stopped)}
     finally:

@@ -3,7 +3,9 @@
 Events and resyncs only enqueue keys: a container ID, or RESYNC for "re-read Consul and look at
 every container". The queue never hands one key to two workers, so events for the same container
 are handled in order and never concurrently; different containers are reconciled side by side, and
-a resync or heartbeat waits for them and runs alone (`Gate`). Signal handlers only set `stop`.
+a resync or heartbeat waits for them and runs alone (`Gate`). A container being stopped (a `kill`
+event) is urgent: one more worker serves only those, so its service leaves DNS at once even while
+the others wait on Docker. Signal handlers only set `stop`.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class Controller:
             threading.Thread(target=self._resync_loop, name="resync", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
             *[threading.Thread(target=self._work, name=f"worker-{n}", daemon=True) for n in range(self.settings.workers)],
+            threading.Thread(target=self._work, args=(True,), name="worker-urgent", daemon=True),
         ]
         for thread in threads:
             thread.start()
@@ -251,9 +254,12 @@ class Controller:
             self._since = f"{event.time_nano // 10**9}.{event.time_nano % 10**9:09d}"
             log.debug("event %s for %s", event.action, event.container_id[:12])
             self.metrics.inc("registrator_events_total", action=event.action.split(":")[0])
+            # The first kill of a stop is urgent (drain now); the SIGKILL that may follow is not: by then
+            # Docker is tearing the container down and answers its inspect only when done.
+            urgent = event.action == "kill" and not self._kills.pending(event.container_id)
             if event.action == "kill" and event.signal is not None:
                 self._kills.record(event.container_id, event.signal, event.time_nano / 10**9)
-            self._queue.add(event.container_id)
+            self._queue.add(event.container_id, urgent=urgent)
         if not self.stop.is_set():
             raise EventStreamEnded("Docker events stream closed; reconnecting")
 
@@ -317,9 +323,9 @@ class Controller:
             with self._gate.shared():
                 self.reconciler.reconcile(key)
 
-    def _work(self) -> None:
+    def _work(self, urgent_only: bool = False) -> None:
         retrying = self._retrying(retry_if_exception(_transient))
-        while (key := self._queue.get()) is not None:
+        while (key := self._queue.get(urgent_only)) is not None:
             try:
                 retrying(self._handle, key)
             except ConsulError as exc:

@@ -40,3 +40,36 @@ def test_shutdown_wakes_a_blocked_worker():
     assert got == [None]
     queue.add("late")
     assert len(queue) == 0
+
+
+def test_urgent_keys_go_first_and_a_waiting_key_made_urgent_moves_up():
+    queue = WorkQueue()
+    for key in ("a", "b", "c"):
+        queue.add(key)
+    queue.add("d", urgent=True)
+    queue.add("c", urgent=True)
+    assert [queue.get() for _ in range(4)] == ["d", "c", "a", "b"]
+
+
+def test_an_urgent_only_worker_waits_for_urgent_keys_and_leaves_the_rest():
+    queue = WorkQueue()
+    got: list[str | None] = []
+    worker = threading.Thread(target=lambda: got.append(queue.get(urgent_only=True)))
+    worker.start()
+    queue.add("plain")
+    worker.join(timeout=0.1)
+    assert worker.is_alive() and got == []
+    queue.add("stopping", urgent=True)
+    worker.join(timeout=5)
+    assert got == ["stopping"]
+    assert queue.get() == "plain"
+
+
+def test_a_key_made_urgent_while_processing_comes_back_urgent():
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("b")
+    assert queue.get() == "a"
+    queue.add("a", urgent=True)
+    queue.done("a")
+    assert queue.get(urgent_only=True) == "a"
