@@ -26,11 +26,22 @@ class KillLog:
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._kills: dict[str, Kill] = {}
+        self._unseen: set[str] = set()  # stops that no reconcile has looked at yet
         self._lock = threading.Lock()
 
     def record(self, container_id: str, signal: int, at: float) -> None:
         with self._lock:
+            if container_id not in self._kills:
+                self._unseen.add(container_id)
             self._kills[container_id] = Kill(signal, at)
+
+    def first_look(self, container_id: str) -> bool:
+        """True once per stop: for the first reconcile after the container's first kill."""
+        with self._lock:
+            if container_id in self._unseen:
+                self._unseen.discard(container_id)
+                return True
+            return False
 
     def pending(self, container_id: str) -> bool:
         """A stop signal was seen and the container has not been seen stopped yet."""
@@ -46,6 +57,7 @@ class KillLog:
         if snapshot is None or not snapshot.running:
             with self._lock:
                 self._kills.pop(container_id, None)
+                self._unseen.discard(container_id)
             return False
         with self._lock:
             kill = self._kills.get(container_id)

@@ -64,6 +64,7 @@ class Reconciler:
         self._legacy: dict[str, str] = {}
         self._verified: dict[str, dict[str, ServiceSpec]] = {}  # what the last successful reconcile left in Consul
         self._fingerprints: dict[str, str] = {}  # `docker ps` fingerprint at the last resync
+        self._last: dict[str, ContainerSnapshot] = {}  # the last inspect of each running container
         self._mirrors: dict[str, tuple[str, str]] = {}  # Docker-health check ID → (status, output) in Consul
         self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
 
@@ -97,7 +98,7 @@ class Reconciler:
         return not unchanged or (self._kills is not None and self._kills.pending(container_id))
 
     def forget_containers_except(self, running: set[str]) -> None:
-        for table in (self._fingerprints, self._verified):
+        for table in (self._fingerprints, self._verified, self._last):
             for container_id in set(table) - running:
                 del table[container_id]
 
@@ -144,7 +145,7 @@ class Reconciler:
 
     def _desired(self, container_id: str) -> tuple[str, Desired, dict[str, ServiceSpec] | None, dict[str, ServiceSpec]]:
         """The container's label, its desired state, the services to have (None: keep what is there), and what is there."""
-        snapshot = self._docker.inspect(container_id)
+        snapshot = self._snapshot(container_id)
         label = snapshot.name if snapshot else container_id[:12]
         draining = self._kills is not None and self._kills.draining(container_id, snapshot, self._clock())
         desired = desired_services(snapshot, self._settings, draining)
@@ -165,6 +166,26 @@ class Reconciler:
                 continue
             wanted[service_id] = spec
         return label, desired, wanted, actual
+
+    def _snapshot(self, container_id: str) -> ContainerSnapshot | None:
+        """Docker's view of the container; for the first look after a stop began, the last one seen.
+
+        A container that ends on its stop signal is torn down at once, and Docker answers an
+        inspect only when that is done (hundreds of ms, seconds under load), while the service
+        should leave DNS now. The drain decision needs no fresh data; the next event inspects.
+        """
+        if self._kills is not None and self._kills.first_look(container_id):
+            with self._lock:
+                last = self._last.get(container_id)
+            if last is not None and self._kills.draining(container_id, last, self._clock()):
+                return last
+        snapshot = self._docker.inspect(container_id)
+        with self._lock:
+            if snapshot is not None and snapshot.running:
+                self._last[container_id] = snapshot
+            else:
+                self._last.pop(container_id, None)
+        return snapshot
 
     def _reconcile(self, container_id: str) -> int:
         with self._lock:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import urllib.request
 
 from registrator.config import ConsulEndpoint
 from registrator.consul_sink import ConsulSink
 from registrator.docker_source import DockerSource
+from registrator.kills import KillLog
 from registrator.mapping import MappingSettings
+from registrator.model import ContainerSnapshot
 from registrator.reconciler import Reconciler
 from tests.integration.rig import eventually, free_port
 
@@ -29,6 +32,35 @@ def test_second_reconcile_of_an_unchanged_container_writes_nothing(consul, workl
     web.get_wrapped_container().stop(timeout=1)
     assert reconciler.reconcile(container_id) == 1
     assert consul.services() == {}
+
+
+class CountingDockerSource(DockerSource):
+    def __init__(self) -> None:
+        super().__init__(timeout=10)
+        self.inspects = 0
+
+    def inspect(self, container_id: str) -> ContainerSnapshot | None:
+        self.inspects += 1
+        return super().inspect(container_id)
+
+
+def test_the_first_look_after_a_stop_signal_drains_from_what_was_known(consul, workload):
+    """Docker answers inspects of a container it is tearing down only when done; the drain must not wait."""
+    web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    docker, kills = CountingDockerSource(), KillLog(timeout=120)
+    reconciler = Reconciler(docker, ConsulSink(ConsulEndpoint(port=consul.http_port)),
+                            MappingSettings(hostname="reconcile-test", host_ip="127.0.0.11"), kills)
+    container_id = web.get_wrapped_container().id
+    assert reconciler.reconcile(container_id) == 1
+
+    kills.record(container_id, signal.SIGTERM, time.time())  # what the event pump does with Docker's kill event
+    inspects = docker.inspects
+    assert reconciler.reconcile(container_id) == 1  # deregistered…
+    assert docker.inspects == inspects  # …without asking Docker
+    assert consul.services() == {}
+
+    assert reconciler.reconcile(container_id) == 0  # later looks ask Docker again: still running, still draining
+    assert docker.inspects == inspects + 1
 
 
 def test_periodic_resync_writes_nothing_when_nothing_changed(agent, workload, consul):
