@@ -107,8 +107,7 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
     A draining container leaves DNS: deregistered, or in maintenance mode with `--on-kill
     maintenance` and always when the deregister policy may keep its services after it exits.
     """
-    deregister_on_kill = settings.drain == "deregister" and settings.deregister is DeregisterPolicy.ALWAYS
-    if snapshot is None or snapshot.paused or (draining and deregister_on_kill):
+    if snapshot is None or snapshot.paused or (draining and _deregisters_on_kill(settings)):
         return Desired()
     if not snapshot.running:
         return Desired(retain=_retains_after_exit(snapshot, settings.deregister))
@@ -144,6 +143,18 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
     return Desired(services=MappingProxyType(services), check_status=MappingProxyType(check_status),
                    warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes), maintenance=draining,
                    reasons=MappingProxyType(reasons))
+
+
+def drained(current: Mapping[str, ServiceSpec], settings: MappingSettings) -> Desired:
+    """A draining container's services from what it has registered, when no fresh inspect is at
+    hand: none, or the same ones in maintenance mode (the rule `desired_services` applies)."""
+    if _deregisters_on_kill(settings):
+        return Desired()
+    return Desired(services=MappingProxyType(dict(current)), maintenance=True)
+
+
+def _deregisters_on_kill(settings: MappingSettings) -> bool:
+    return settings.drain == "deregister" and settings.deregister is DeregisterPolicy.ALWAYS
 
 
 def image_basename(image: str) -> str:

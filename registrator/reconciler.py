@@ -23,7 +23,7 @@ from typing import Protocol
 from registrator.checks import MIRROR_SUFFIX
 from registrator.diff import plan
 from registrator.kills import KillLog
-from registrator.mapping import META_CONTAINER, META_HOST, Desired, MappingSettings, desired_services
+from registrator.mapping import META_CONTAINER, META_HOST, Desired, MappingSettings, desired_services, drained
 from registrator.metrics import Metrics
 from registrator.model import ContainerSnapshot, Deregister, Op, Register, ServiceSpec
 
@@ -64,7 +64,7 @@ class Reconciler:
         self._legacy: dict[str, str] = {}
         self._verified: dict[str, dict[str, ServiceSpec]] = {}  # what the last successful reconcile left in Consul
         self._fingerprints: dict[str, str] = {}  # `docker ps` fingerprint at the last resync
-        self._last: dict[str, ContainerSnapshot] = {}  # the last inspect of each running container
+        self._last: dict[str, ContainerSnapshot] = {}  # name, start and stop signal of each running container
         self._mirrors: dict[str, tuple[str, str]] = {}  # Docker-health check ID → (status, output) in Consul
         self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
 
@@ -145,7 +145,11 @@ class Reconciler:
 
     def _desired(self, container_id: str) -> tuple[str, Desired, dict[str, ServiceSpec] | None, dict[str, ServiceSpec]]:
         """The container's label, its desired state, the services to have (None: keep what is there), and what is there."""
-        snapshot = self._snapshot(container_id)
+        if (stopping := self._stopping(container_id)) is not None:
+            label, actual = stopping
+            desired = drained(actual, self._settings)
+            return label, desired, dict(desired.services), actual
+        snapshot = self._inspect(container_id)
         label = snapshot.name if snapshot else container_id[:12]
         draining = self._kills is not None and self._kills.draining(container_id, snapshot, self._clock())
         desired = desired_services(snapshot, self._settings, draining)
@@ -167,22 +171,29 @@ class Reconciler:
             wanted[service_id] = spec
         return label, desired, wanted, actual
 
-    def _snapshot(self, container_id: str) -> ContainerSnapshot | None:
-        """Docker's view of the container; for the first look after a stop began, the last one seen.
+    def _stopping(self, container_id: str) -> tuple[str, dict[str, ServiceSpec]] | None:
+        """For the first look after a stop began: the container's name and current services, if it
+        is draining by what the last inspect said; else None (inspect).
 
-        A container that ends on its stop signal is torn down at once, and Docker answers an
-        inspect only when that is done (hundreds of ms, seconds under load), while the service
-        should leave DNS now. The drain decision needs no fresh data; the next event inspects.
+        A container that ends on its stop signal is torn down at once, and Docker answers an inspect
+        only when that is done (hundreds of ms, seconds under load), while the service should leave
+        DNS now. The drain needs no fresh data; the next event inspects again.
         """
-        if self._kills is not None and self._kills.first_look(container_id):
-            with self._lock:
-                last = self._last.get(container_id)
-            if last is not None and self._kills.draining(container_id, last, self._clock()):
-                return last
+        if self._kills is None or not self._kills.first_look(container_id):
+            return None
+        with self._lock:
+            known = self._last.get(container_id)
+            actual = dict(self._by_container.get(container_id, {}))
+        if known is None or not self._kills.draining(container_id, known, self._clock()):
+            return None
+        return known.name, actual
+
+    def _inspect(self, container_id: str) -> ContainerSnapshot | None:
         snapshot = self._docker.inspect(container_id)
         with self._lock:
-            if snapshot is not None and snapshot.running:
-                self._last[container_id] = snapshot
+            if snapshot is not None and snapshot.running:  # what `_stopping` needs, not the whole inspect
+                self._last[container_id] = ContainerSnapshot(id=snapshot.id, name=snapshot.name, image="", running=True,
+                                                             started_at=snapshot.started_at, stop_signal=snapshot.stop_signal)
             else:
                 self._last.pop(container_id, None)
         return snapshot

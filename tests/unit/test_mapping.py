@@ -15,6 +15,7 @@ from registrator.mapping import (
     MappingSettings,
     PortSuffix,
     desired_services,
+    drained,
     image_basename,
     parse_tags,
     spec_hash,
@@ -316,3 +317,15 @@ def test_mapping_is_deterministic_and_the_hash_follows_every_field(inspect_json)
 def test_real_multiport_container(inspect_json):
     found = services(snapshot_from_inspect(inspect_json("multi")))
     assert sorted(s.name for s in found.values()) == ["multi-53", "www"]  # 9000 is bound to loopback only
+
+
+@pytest.mark.parametrize("drain", ["deregister", "maintenance"])
+@pytest.mark.parametrize("policy", list(DeregisterPolicy))
+def test_a_drain_from_what_is_registered_matches_a_drain_from_a_fresh_inspect(drain, policy):
+    settings = replace(SETTINGS, drain=drain, deregister=policy)
+    snapshot = container(published(80, 8080), env={"SERVICE_NAME": "web"})
+    registered = desired_services(snapshot, settings).services
+
+    fresh, known = desired_services(snapshot, settings, draining=True), drained(registered, settings)
+
+    assert (dict(known.services), known.maintenance) == (dict(fresh.services), fresh.maintenance)
