@@ -45,10 +45,19 @@ def eventually(probe: Callable[[], T], timeout: float = 2.0, interval: float = 0
         time.sleep(interval)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port never handed out before in this process (the kernel may offer a port it
+    just gave us again, and one Consul agent takes several)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def consul_binary() -> str:
