@@ -1,6 +1,6 @@
 """Counters, gauges and summaries in the Prometheus text format, without a client library.
 
-Thread-safe: the event pump, the worker and the HTTP server touch it concurrently.
+Thread-safe: the event pump, the workers and the HTTP server touch it concurrently.
 """
 
 from __future__ import annotations

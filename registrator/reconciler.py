@@ -50,7 +50,7 @@ class Reconciler:
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog | None = None,
                  clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
         self._metrics = metrics or Metrics()
-        self._lock = threading.RLock()  # the tables below, while reconciles run side by side
+        self._lock = threading.Lock()  # the tables below, while reconciles run side by side
         self._docker = docker
         self._consul = consul
         self._settings = settings

@@ -185,6 +185,15 @@ def srv_ports(dns_port: int, name: str) -> set[int]:
     return {int(line.split()[2]) for line in dig(dns_port, name, "SRV")}
 
 
+def has_image(client: docker.DockerClient, tag: str) -> bool:
+    """Whether a locally built image is there already (images are tagged by a hash of their content)."""
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
 def build_image(client: docker.DockerClient, name: str) -> str:
     """Build tests/images/<name> FROM scratch and reuse it by content key.
 
@@ -197,11 +206,8 @@ def build_image(client: docker.DockerClient, name: str) -> str:
     scripts = [ROOT / (folder / "binaries-from").read_text().strip()] if (folder / "binaries-from").exists() else []
     key = hashlib.sha256(b"".join(p.read_bytes() for p in [*sources, *scripts]) + busybox).hexdigest()[:12]
     tag = f"registrator-test/{name}:{key}"
-    try:
-        client.images.get(tag)
+    if has_image(client, tag):
         return tag
-    except docker.errors.ImageNotFound:
-        pass
     with tempfile.TemporaryDirectory() as context:
         shutil.copy(folder / "Dockerfile", context)
         (Path(context) / "busybox").write_bytes(busybox)

@@ -27,7 +27,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.integration.rig import ROOT, dig, eventually, unavailable
+from tests.integration.rig import ROOT, dig, eventually, has_image, unavailable
 
 PROJECT = "regtest-compose"
 CONSUL_DNS = 8600  # the compose file's Consul keeps its default ports on the host network
@@ -122,11 +122,8 @@ def _python_base(client: docker.DockerClient) -> str:
     pyproject = (ROOT / "pyproject.toml").read_bytes()
     key = hashlib.sha256(pyproject + str(tarball.stat().st_mtime_ns).encode()).hexdigest()[:12]
     tag = f"registrator-test/python:{key}"
-    try:
-        client.images.get(tag)
+    if has_image(client, tag):
         return tag
-    except docker.errors.ImageNotFound:
-        pass
     rootfs = f"registrator-test/debian-python:{key}"
     client.api.import_image_from_file(str(tarball), repository=rootfs.split(":")[0], tag=key)
     with tempfile.TemporaryDirectory() as wheels:
@@ -142,11 +139,8 @@ def _python_base(client: docker.DockerClient) -> str:
 
 
 def _build(client: docker.DockerClient, tag: str, files: dict[str, bytes]) -> str:
-    try:
-        client.images.get(tag)
+    if has_image(client, tag):
         return tag
-    except docker.errors.ImageNotFound:
-        pass
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as archive:
         for name, content in files.items():
