@@ -14,7 +14,6 @@ splitIndex, matchFirstElement and matchAllElements.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,6 +94,9 @@ REFUSED = {
     "httpGet": "it would fetch a URL at every registration",
     "jsonParse": "it only serves httpGet, which is refused",
 }
+_GO_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34}
+_GO_STRING_PART = re.compile(r'\\(?:(?P<byte>x[0-9A-Fa-f]{2}|[0-7]{3})|(?P<rune>u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})|(?P<named>[abfnrtv\\"]))'
+                             r"|(?P<unknown>\\.?)|(?P<text>[^\\]+)", re.S)
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
 _TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<int>-?\d+)(?![\w.])|(?P<field>(?:\.[A-Za-z_]\w*)+|\.)'
                     r"|(?P<name>[A-Za-z_]\w*)|(?P<punct>[|()]))")
@@ -191,7 +193,7 @@ def _parse_operand(tokens: list[tuple[str, str]], source: str) -> tuple[Node, li
     if kind == "field":
         return Field(tuple(p for p in value.split(".") if p)), rest
     if kind == "str":
-        return Literal(json.loads(value)), rest
+        return Literal(_go_string(value, source)), rest
     if kind == "raw":
         return Literal(value[1:-1]), rest
     if kind == "int":
@@ -204,6 +206,39 @@ def _parse_operand(tokens: list[tuple[str, str]], source: str) -> tuple[Node, li
     if kind == "name":
         raise TemplateError(f"template {source!r}: function {value!r} used as an argument needs parentheses")
     raise TemplateError(f"template {source!r}: unexpected {value!r}")
+
+
+def _go_string(literal: str, source: str) -> str:
+    """A Go interpreted string literal. `\\x` and octal escapes are bytes, as in Go, so the result
+    must be valid UTF-8: Consul's JSON cannot carry anything else."""
+    def refuse(problem: str) -> TemplateError:
+        return TemplateError(f"template {source!r}: string {literal!r}: {problem}")
+
+    text = bytearray()
+    for match in _GO_STRING_PART.finditer(literal[1:-1]):
+        kind, part = match.lastgroup, match.group()
+        if kind == "text":
+            if "\n" in part:
+                raise refuse("newline in string")
+            text += part.encode("utf-8", "surrogatepass")
+        elif kind == "named":
+            text.append(_GO_ESCAPES[part[1]])
+        elif kind == "byte":
+            value = int(part[2:], 16) if part[1] == "x" else int(part[1:], 8)
+            if value > 255:
+                raise refuse(f"octal escape value {value} > 255")
+            text.append(value)
+        elif kind == "rune":
+            code = int(part[2:], 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                raise refuse(f"escape {part!r} is not a Unicode code point")
+            text += chr(code).encode()
+        else:
+            raise refuse(f"unknown escape sequence {part!r}")
+    try:
+        return text.decode()
+    except UnicodeDecodeError:
+        raise refuse("not valid UTF-8") from None
 
 
 def _eval(node: Node, data: Mapping[str, Any], piped: tuple[Any, ...] = ()) -> Any:

@@ -63,3 +63,42 @@ def test_unsupported_templates_are_refused_at_parse_time(template, message):
 def test_render_errors_are_template_errors():
     with pytest.raises(TemplateError):
         parse("{{sIndex 0 .Config.Nope}}").render(DATA)
+
+
+@pytest.mark.parametrize(
+    ("literal", "text"),
+    [
+        (r'"\x2c"', ","),
+        (r'"\u00e9"', "é"),
+        (r'"\U0001F600"', "😀"),
+        (r'"\054"', ","),
+        (r'"\xc3\xa9"', "é"),
+        (r'"\a\b\f\n\r\t\v\\\""', '\a\b\f\n\r\t\v\\"'),
+        ('"tab\there"', "tab\there"),
+    ],
+    ids=["hex", "u", "U", "octal", "hex-bytes-of-utf8", "single-letter-escapes", "literal-tab"],
+)
+def test_go_string_escapes(literal, text):
+    assert parse("{{" + literal + "}}").render(DATA) == text
+
+
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        (r'"\q"', r"unknown escape sequence '\\\\q'"),
+        (r'"\x2"', r"unknown escape sequence '\\\\x'"),
+        (r'"\400"', "octal escape value 256 > 255"),
+        (r'"\ud800"', "not a Unicode code point"),
+        (r'"\U00110000"', "not a Unicode code point"),
+        (r'"\xff"', "not valid UTF-8"),
+        ('"\udcff"', "not valid UTF-8"),
+        ('"a\nb"', "newline in string"),
+        ("\"\\'\"", r"unknown escape sequence"),
+    ],
+    ids=["unknown", "short-hex", "octal-over-255", "surrogate", "past-unicode", "invalid-utf8", "undecodable-argument",
+         "newline", "single-quote"],
+)
+def test_invalid_go_strings_are_template_errors_naming_the_template(literal, message):
+    with pytest.raises(TemplateError, match=message) as raised:
+        parse("x,{{" + literal + "}}")
+    assert str(raised.value).startswith("template 'x,{{")
