@@ -10,6 +10,11 @@ field chains on the inspect document (`.ID`, `.Config.Labels`; Go field names, m
 keys case-insensitively), string/raw-string/integer literals, parentheses, `|` pipes, Go's `index`,
 and registrator's functions strSlice, sIndex, mIndex, toUpper, toLower, replace, join, split,
 splitIndex, matchFirstElement and matchAllElements.
+
+What a template may compute is bounded, since it runs on data every container supplies: integer
+literals fit Go's int64, parentheses nest at most MAX_DEPTH deep, regular expressions are string
+literals checked at startup, and text is at most MAX_TEXT characters. Any failure while rendering is
+a TemplateError.
 """
 
 from __future__ import annotations
@@ -22,6 +27,16 @@ from typing import Any, Union
 
 class TemplateError(ValueError):
     pass
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DEPTH = 32
+# The rendered text becomes tags on every service of the container, stored in Consul's catalog and
+# sent in every catalog and health answer, while DNS cannot serve a tag longer than a 63-byte label.
+# A real tag list (an ECS task ARN is ~100 characters) fits many times over; the same bound stops
+# replace and join, whose results nested calls could otherwise grow exponentially.
+MAX_TEXT = 8192
+PATTERN_FUNCTIONS = ("matchFirstElement", "matchAllElements")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +72,33 @@ def _sequence_index(items: Sequence[Any], i: int) -> Any:
     return items[min(i, len(items) - 1)]
 
 
+def _int(value: Any) -> int:
+    """Go's `int` parameters: an integer within int64, never a string or a bool."""
+    if isinstance(value, bool) or not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+        raise TemplateError(f"{value!r} is not an integer in Go's int64 range")
+    return value
+
+
+def _bounded(length: int) -> None:
+    if length > MAX_TEXT:
+        raise TemplateError(f"the result would be longer than {MAX_TEXT} characters")
+
+
+def _replace(n: Any, old: str, new: str, value: Any) -> str:
+    text = str(value)
+    count = text.count(old) if _int(n) < 0 else min(n, text.count(old))
+    _bounded(len(text) + count * (len(new) - len(old)))
+    return text.replace(old, new, count)
+
+
+def _join(separator: str, items: Any) -> str:
+    texts = [str(i) for i in items or ()]
+    _bounded(sum(map(len, texts)) + len(separator) * max(len(texts) - 1, 0))
+    return separator.join(texts)
+
+
 def _str_slice(value: str, *bounds: int) -> str:
+    bounds = tuple(map(_int, bounds))
     if len(bounds) == 1 and len(value) >= bounds[0]:
         return value[bounds[0]:]
     if len(bounds) == 2 and len(value) >= max(bounds):
@@ -78,14 +119,14 @@ def _go_index(collection: Any, *keys: Any) -> Any:
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "strSlice": _str_slice,
-    "sIndex": lambda i, items: _sequence_index(list(items), int(i)),
+    "sIndex": lambda i, items: _sequence_index(list(items), _int(i)),
     "mIndex": lambda key, mapping: (mapping or {}).get(key, ""),
     "toUpper": lambda v: str(v).upper(),
     "toLower": lambda v: str(v).lower(),
-    "replace": lambda n, old, new, v: str(v).replace(old, new, int(n)) if int(n) >= 0 else str(v).replace(old, new),
-    "join": lambda sep, items: sep.join(str(i) for i in items or ()),
+    "replace": _replace,
+    "join": _join,
     "split": lambda sep, v: str(v).split(sep),
-    "splitIndex": lambda i, sep, v: _sequence_index(str(v).split(sep), int(i)),
+    "splitIndex": lambda i, sep, v: _sequence_index(str(v).split(sep), _int(i)),
     "matchFirstElement": lambda rx, items: next((e for e in items or () if re.search(rx, e)), ""),
     "matchAllElements": lambda rx, items: [e for e in items or () if re.search(rx, e)],
     "index": _go_index,
@@ -98,7 +139,7 @@ _GO_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\":
 _GO_STRING_PART = re.compile(r'\\(?:(?P<byte>x[0-9A-Fa-f]{2}|[0-7]{3})|(?P<rune>u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})|(?P<named>[abfnrtv\\"]))'
                              r"|(?P<unknown>\\.?)|(?P<text>[^\\]+)", re.S)
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
-_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<int>-?\d+)(?![\w.])|(?P<field>(?:\.[A-Za-z_]\w*)+|\.)'
+_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<int>-?[0-9]+)(?![\w.])|(?P<field>(?:\.[A-Za-z_]\w*)+|\.)'
                     r"|(?P<name>[A-Za-z_]\w*)|(?P<punct>[|()]))")
 
 
@@ -108,12 +149,16 @@ class Template:
     parts: tuple[str | Pipeline, ...]
 
     def render(self, data: Mapping[str, Any]) -> str:
+        """The text for one container; whatever goes wrong with its data is a TemplateError."""
         try:
-            return "".join(part if isinstance(part, str) else _text(_eval(part, data)) for part in self.parts)
+            text = "".join(part if isinstance(part, str) else _text(_eval(part, data)) for part in self.parts)
         except TemplateError:
             raise
-        except (TypeError, ValueError, KeyError, AttributeError, re.error) as exc:
+        except Exception as exc:
             raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+        if len(text) > MAX_TEXT:
+            raise TemplateError(f"the rendered text is longer than {MAX_TEXT} characters")
+        return text
 
 
 def parse(source: str) -> Template:
@@ -140,7 +185,7 @@ def parse(source: str) -> Template:
 
 def _parse_action(body: str, source: str) -> Pipeline:
     tokens = _tokenize(body, source)
-    pipeline, rest = _parse_pipeline(tokens, source)
+    pipeline, rest = _parse_pipeline(tokens, source, 0)
     if rest:
         raise TemplateError(f"template {source!r}: unexpected {rest[0][1]!r}")
     return pipeline
@@ -158,10 +203,10 @@ def _tokenize(body: str, source: str) -> list[tuple[str, str]]:
     return tokens
 
 
-def _parse_pipeline(tokens: list[tuple[str, str]], source: str) -> tuple[Pipeline, list[tuple[str, str]]]:
+def _parse_pipeline(tokens: list[tuple[str, str]], source: str, depth: int) -> tuple[Pipeline, list[tuple[str, str]]]:
     commands: list[Node] = []
     while True:
-        command, tokens = _parse_command(tokens, source)
+        command, tokens = _parse_command(tokens, source, depth)
         commands.append(command)
         if tokens and tokens[0] == ("punct", "|"):
             tokens = tokens[1:]
@@ -169,7 +214,7 @@ def _parse_pipeline(tokens: list[tuple[str, str]], source: str) -> tuple[Pipelin
         return Pipeline(tuple(commands)), tokens
 
 
-def _parse_command(tokens: list[tuple[str, str]], source: str) -> tuple[Node, list[tuple[str, str]]]:
+def _parse_command(tokens: list[tuple[str, str]], source: str, depth: int) -> tuple[Node, list[tuple[str, str]]]:
     if not tokens:
         raise TemplateError(f"template {source!r}: empty command")
     kind, value = tokens[0]
@@ -181,13 +226,27 @@ def _parse_command(tokens: list[tuple[str, str]], source: str) -> tuple[Node, li
         args: list[Node] = []
         tokens = tokens[1:]
         while tokens and tokens[0] not in (("punct", "|"), ("punct", ")")):
-            arg, tokens = _parse_operand(tokens, source)
+            arg, tokens = _parse_operand(tokens, source, depth)
             args.append(arg)
+        if value in PATTERN_FUNCTIONS:
+            _check_pattern(value, args, source)
         return Call(value, tuple(args)), tokens
-    return _parse_operand(tokens, source)
+    return _parse_operand(tokens, source, depth)
 
 
-def _parse_operand(tokens: list[tuple[str, str]], source: str) -> tuple[Node, list[tuple[str, str]]]:
+def _check_pattern(function: str, args: list[Node], source: str) -> None:
+    """Python's regular expressions backtrack (Go's do not): a pattern from container data could
+    run for ever, so a pattern is a literal, and a bad one is a startup error."""
+    pattern = args[0] if args else None
+    if not isinstance(pattern, Literal) or not isinstance(pattern.value, str):
+        raise TemplateError(f"template {source!r}: {function}: the pattern must be a string literal")
+    try:
+        re.compile(pattern.value)
+    except re.error as exc:
+        raise TemplateError(f"template {source!r}: {function}: bad pattern {pattern.value!r}: {exc}") from None
+
+
+def _parse_operand(tokens: list[tuple[str, str]], source: str, depth: int) -> tuple[Node, list[tuple[str, str]]]:
     kind, value = tokens[0]
     rest = tokens[1:]
     if kind == "field":
@@ -197,9 +256,13 @@ def _parse_operand(tokens: list[tuple[str, str]], source: str) -> tuple[Node, li
     if kind == "raw":
         return Literal(value[1:-1]), rest
     if kind == "int":
+        if len(value.lstrip("-")) > 19 or not INT64_MIN <= int(value) <= INT64_MAX:
+            raise TemplateError(f"template {source!r}: {value} is outside Go's int64 range")
         return Literal(int(value)), rest
     if (kind, value) == ("punct", "("):
-        inner, rest = _parse_pipeline(rest, source)
+        if depth == MAX_DEPTH:
+            raise TemplateError(f"template {source!r}: parentheses nested deeper than {MAX_DEPTH}")
+        inner, rest = _parse_pipeline(rest, source, depth + 1)
         if not rest or rest[0] != ("punct", ")"):
             raise TemplateError(f"template {source!r}: missing ')'")
         return inner, rest[1:]
@@ -249,7 +312,11 @@ def _eval(node: Node, data: Mapping[str, Any], piped: tuple[Any, ...] = ()) -> A
         return result[0]
     if isinstance(node, Call):
         args = [_eval(arg, data) for arg in node.args] + list(piped)
-        return FUNCTIONS[node.function](*args)
+        try:
+            return FUNCTIONS[node.function](*args)
+        except Exception as exc:
+            problem = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
+            raise TemplateError(f"{node.function}: {problem}") from None
     if piped:
         raise TemplateError("only a function can receive a piped value")
     if isinstance(node, Literal):

@@ -329,3 +329,10 @@ def test_a_drain_from_what_is_registered_matches_a_drain_from_a_fresh_inspect(dr
     fresh, known = desired_services(snapshot, settings, draining=True), drained(registered, settings)
 
     assert (dict(known.services), known.maintenance) == (dict(fresh.services), fresh.maintenance)
+
+
+def test_a_template_count_from_a_label_past_int64_only_drops_the_template_tags():
+    settings = replace(SETTINGS, tags=parse('{{replace (mIndex "n" .Config.Labels) "a" "b" .Name}}'))
+    snapshot = container(published(80, 1), env={"SERVICE_TAGS": "mine"}, labels={"n": "99999999999999999999"})
+    assert one(snapshot, settings).tags == ("mine",)
+    assert "replace: '99999999999999999999' is not an integer in Go's int64 range; its tags are left out" in warnings(snapshot, settings)

@@ -102,3 +102,56 @@ def test_invalid_go_strings_are_template_errors_naming_the_template(literal, mes
     with pytest.raises(TemplateError, match=message) as raised:
         parse("x,{{" + literal + "}}")
     assert str(raised.value).startswith("template 'x,{{")
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ('{{replace 99999999999999999999 "a" "b" .Name}}', "99999999999999999999 is outside Go's int64 range"),
+        ('{{replace 9223372036854775808 "a" "b" .Name}}', "9223372036854775808 is outside Go's int64 range"),
+        ("{{strSlice .ID " + "9" * 5000 + "}}", "is outside Go's int64 range"),
+        ("{{" + "(" * 3000 + ".Name" + ")" * 3000 + "}}", "parentheses nested deeper than 32"),
+        ("{{" + "(" * 33 + ".Name" + ")" * 33 + "}}", "parentheses nested deeper than 32"),
+        ('{{matchFirstElement (mIndex "rx" .Config.Labels) .Config.Env}}', "matchFirstElement: the pattern must be a string literal"),
+        ('{{matchAllElements "(" .Config.Env}}', "matchAllElements: bad pattern '\\(': missing \\), unterminated subpattern"),
+    ],
+    ids=["past-int64", "int64-max-plus-one", "too-many-digits", "deep-nesting", "one-level-too-deep", "pattern-from-data",
+         "bad-pattern"],
+)
+def test_what_a_template_may_compute_is_bounded_at_parse_time(template, message):
+    with pytest.raises(TemplateError, match=message):
+        parse(template)
+
+
+def test_bounds_that_still_parse():
+    assert parse('{{replace -9223372036854775808 "/" "-" .Name}}').render(DATA) == "-web.1"
+    assert parse("{{" + "(" * 32 + ".Name" + ")" * 32 + "}}").render(DATA) == "/web.1"
+
+
+LABELS = {**DATA, "Config": {"Labels": {"n": "99999999999999999999", "big": "x" * 5000, "commas": "," * 5000}}}
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ('{{replace (mIndex "n" .Config.Labels) "a" "b" .Name}}', "replace: '99999999999999999999' is not an integer"),
+        ('{{strSlice .Name (mIndex "n" .Config.Labels)}}', "strSlice: '99999999999999999999' is not an integer"),
+        ('{{replace -1 "" "xx" .Config.Labels.big}}', "replace: the result would be longer than 8192 characters"),
+        ('{{join "long separator" (split "," .Config.Labels.commas)}}', "join: the result would be longer than 8192 characters"),
+        ("{{.Config.Labels.big}},{{.Config.Labels.big}}", "the rendered text is longer than 8192 characters"),
+        ("{{toUpper}}", "toUpper: TypeError"),
+        ('{{mIndex "a" .Name}}', "mIndex: AttributeError"),
+    ],
+    ids=["count-from-data", "bound-from-data", "replace-grows", "join-grows", "output", "missing-argument", "wrong-type"],
+)
+def test_any_failure_while_rendering_is_a_template_error(template, message):
+    with pytest.raises(TemplateError, match=message):
+        parse(template).render(LABELS)
+
+
+def test_nested_replaces_stop_at_the_bound_instead_of_growing_exponentially():
+    nested = '"ab"'
+    for _ in range(30):
+        nested = f'(replace -1 "" "ab" {nested})'
+    with pytest.raises(TemplateError, match="longer than 8192"):
+        parse("{{" + nested + "}}").render(DATA)
