@@ -81,13 +81,24 @@ def _timestamp(value: Any) -> float:
     return whole.timestamp() + float(match.group(2) or 0)
 
 
+# Docker's own numbers for the real-time signals (moby/sys/signal), not this host's C library's:
+# musl's SIGRTMIN is 35. Docker names RTMIN+1..RTMIN+15 and RTMAX-14..RTMAX-1.
+_RTMIN, _RTMAX = 34, 64
+_REALTIME = {"RTMIN": _RTMIN, "RTMAX": _RTMAX} | {f"RTMIN+{n}": _RTMIN + n for n in range(1, 16)} \
+    | {f"RTMAX-{n}": _RTMAX - n for n in range(1, 15)}
+
+
 def _signal_number(value: Any) -> int:
-    """`SIGQUIT`, `QUIT` or `3` → 3; SIGTERM (15) when unset or unknown."""
+    """Docker's STOPSIGNAL forms: `SIGQUIT`, `QUIT` or `3` → 3, `SIGRTMIN+3` → 37; SIGTERM (15)
+    when unset or unknown. Only ASCII digits are a number."""
     text = str(value or "").strip().upper()
-    if text.isdecimal():
-        return int(text)
+    name = text.removeprefix("SIG")
+    if re.fullmatch("[0-9]{1,2}", text):
+        return int(text) if 0 < int(text) <= _RTMAX else int(signal.SIGTERM)
+    if name in _REALTIME:
+        return _REALTIME[name]
     try:
-        return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+        return int(signal.Signals[f"SIG{name}"])
     except KeyError:
         return int(signal.SIGTERM)
 

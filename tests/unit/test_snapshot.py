@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from registrator.model import ContainerPort, PortBinding
 from registrator.snapshot import snapshot_from_inspect
 
@@ -48,3 +50,19 @@ def test_unusual_inspect_documents_do_not_break_parsing():
 def test_restarting_container_counts_as_not_running():
     snap = snapshot_from_inspect({"Id": "abc", "State": {"Running": True, "Restarting": True}})
     assert not snap.running
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "number"),
+    [
+        ("SIGQUIT", 3), ("quit", 3), ("9", 9), ("SIGRTMIN+3", 37), ("RTMIN+3", 37), ("sigrtmin+1", 35), ("SIGRTMIN", 34),
+        ("RTMIN+15", 49), ("SIGRTMAX-14", 50), ("SIGRTMAX-1", 63), ("SIGRTMAX", 64), ("64", 64),
+        (None, 15), ("", 15), ("SIGBOGUS", 15), ("SIGRTMIN+16", 15), ("RTMAX-15", 15), ("RTMIN+03", 15), ("0", 15), ("65", 15),
+        ("٣", 15), ("３", 15), ("9" * 5000, 15),
+    ],
+    ids=["name", "short-name", "number", "rtmin-plus", "rtmin-plus-short", "rtmin-plus-lower", "rtmin", "rtmin-last",
+         "rtmax-minus-first", "rtmax-minus", "rtmax", "largest-number", "unset", "empty", "unknown", "rtmin-past-docker",
+         "rtmax-past-docker", "leading-zero", "zero", "past-rtmax", "arabic-indic-digit", "fullwidth-digit", "5000-digits"],
+)
+def test_stop_signal_in_dockers_forms_and_sigterm_otherwise(stop_signal, number):
+    assert snapshot_from_inspect({"Id": "abc", "Config": {"StopSignal": stop_signal}}).stop_signal == number
