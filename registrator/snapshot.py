@@ -74,10 +74,13 @@ def _last_probe_output(health: Mapping[str, Any]) -> str:
 def _timestamp(value: Any) -> float:
     """Docker's RFC 3339 time with nanoseconds → epoch seconds (0 when absent or unparsable)."""
     text = str(value or "")
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    match = re.fullmatch(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})", text)
     if not match:
         return 0.0
-    whole = datetime.fromisoformat(match.group(1) + (match.group(3).replace("Z", "+00:00")))
+    try:
+        whole = datetime.fromisoformat(match.group(1) + (match.group(3).replace("Z", "+00:00")))
+    except ValueError:
+        return 0.0
     return whole.timestamp() + float(match.group(2) or 0)
 
 
@@ -148,17 +151,19 @@ def _parse_ports(exposed: Mapping[str, Any], published: Mapping[str, Any]) -> tu
     )
 
 
+def _port_number(text: str) -> int | None:
+    """1..65535 written in ASCII digits; None for anything else."""
+    return int(text) if re.fullmatch("[0-9]{1,5}", text) and 0 < int(text) < 65536 else None
+
+
 def _parse_port_key(key: str) -> tuple[int, str] | None:
     number, _, proto = str(key).partition("/")
-    if not number.isdecimal() or not 0 < int(number) < 65536:
-        return None
-    return int(number), (proto or "tcp").lower()
+    port = _port_number(number)
+    return None if port is None else (port, (proto or "tcp").lower())
 
 
 def _parse_binding(binding: Any) -> PortBinding | None:
     if not isinstance(binding, Mapping):
         return None
-    host_port = str(binding.get("HostPort") or "")
-    if not host_port.isdecimal() or not 0 < int(host_port) < 65536:
-        return None
-    return PortBinding(host_ip=str(binding.get("HostIp") or ""), host_port=int(host_port))
+    host_port = _port_number(str(binding.get("HostPort") or ""))
+    return None if host_port is None else PortBinding(host_ip=str(binding.get("HostIp") or ""), host_port=host_port)

@@ -66,3 +66,22 @@ def test_restarting_container_counts_as_not_running():
 )
 def test_stop_signal_in_dockers_forms_and_sigterm_otherwise(stop_signal, number):
     assert snapshot_from_inspect({"Id": "abc", "Config": {"StopSignal": stop_signal}}).stop_signal == number
+
+
+def test_port_numbers_are_ascii_digits_and_a_huge_one_is_just_ignored():
+    snap = snapshot_from_inspect({
+        "Id": "abc",
+        "Config": {"ExposedPorts": {"٨٠/tcp": {}, "9" * 5000 + "/tcp": {}, "81/tcp": {}}},
+        "NetworkSettings": {"Ports": {"81/tcp": [{"HostPort": "٨٠٨٠"}, {"HostPort": "9" * 5000}, {"HostPort": "8081"}]}},
+    })
+    assert snap.ports == (ContainerPort(81, "tcp", (PortBinding("", 8081),)),)
+
+
+@pytest.mark.parametrize(
+    ("started_at", "epoch"),
+    [("2026-11-25T23:32:37.5Z", 1795649557.5), ("2026-11-25T23:32:37+01:00", 1795645957.0), ("2026-13-45T99:99:99Z", 0.0),
+     ("٢٠٢٦-11-25T23:32:37Z", 0.0), ("", 0.0)],
+    ids=["utc-fraction", "offset", "out-of-range", "arabic-indic-digits", "unset"],
+)
+def test_start_time_is_read_or_zero(started_at, epoch):
+    assert snapshot_from_inspect({"Id": "abc", "State": {"StartedAt": started_at}}).started_at == epoch
