@@ -7,10 +7,12 @@ consul://127.0.0.1:8500` runs the agent (options before the URI, single-dash lon
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
 import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,18 +20,22 @@ import click
 
 from registrator import __version__
 from registrator.checks import CheckSettings
-from registrator.config import ConfigError, ConsulEndpoint, Settings, consul_endpoint, parse_meta_options
+from registrator.config import ConfigError, ConsulEndpoint, Options, consul_endpoint, parse_meta_options
 from registrator.consul_sink import ConsulError, ConsulSink
-from registrator.controller import Controller, StartupError
+from registrator.controller import Controller
 from registrator.docker_source import DockerSource, DockerUnavailable
 from registrator.ecs_source import DEFAULT_URL as DEFAULT_ECS_URL
 from registrator.ecs_source import EcsAgent
 from registrator.hostip import HostIPError, check_method
+from registrator.kills import KillLog
 from registrator.logs import configure_logging
-from registrator.mapping import DeregisterPolicy, MappingSettings, PortSuffix, desired_services
+from registrator.mapping import DeregisterPolicy, MappingPolicy, PortSuffix, desired_services
 from registrator.metrics import Metrics
 from registrator.model import Deregister, Register, host_port
+from registrator.reconciler import Reconciler
 from registrator.resolve import ResolveError, resolve_service
+from registrator.startup import StartupError, Stopped
+from registrator.startup import resolve as resolve_settings
 from registrator.status_server import StatusServer, parse_listen
 from registrator.template import TemplateError, parse
 from registrator.views import explain_json, explain_text, service_rows, table
@@ -68,6 +74,11 @@ class RegistratorGroup(click.Group):
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
+def default(cls: type, name: str) -> Any:
+    """A flag's default is the dataclass field's: written once, where the setting is defined."""
+    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+
 def option(*decls: str, env: str, **kwargs: Any) -> Decorator:
     """Every flag also reads REGISTRATOR_<FLAG> from the environment."""
     return click.option(*decls, envvar=f"REGISTRATOR_{env}", show_envvar=True, **kwargs)
@@ -82,53 +93,54 @@ def options(*decorators: Decorator) -> Decorator:
 
 
 URI = click.argument("uri", required=False, envvar="REGISTRATOR_URI", metavar="[consul://HOST:PORT]")
-HOSTNAME = option("--hostname", env="HOSTNAME", help="Identity of this host: prefix of service IDs and owner recorded in service Meta.  [default: the Docker daemon's name]")
+HOSTNAME = option("-hostname", "--hostname", env="HOSTNAME", help="Identity of this host: prefix of service IDs and owner recorded in service Meta.  [default: the Docker daemon's name]")
 CONSUL_OPTIONS = options(
-    option("--consul-timeout", env="CONSUL_TIMEOUT", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+    option("--consul-timeout", env="CONSUL_TIMEOUT", type=click.FloatRange(min=0.1), default=default(ConsulEndpoint, "timeout"), show_default=True,
            help="Seconds before a Consul call is abandoned."),
     option("--consul-token", env="CONSUL_TOKEN", default=None, help="ACL token (prefer CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE: flags show in ps)."),
 )
 # Everything that decides what a container registers: shared by run, explain and sync.
 MAPPING_OPTIONS = options(
     option("-ip", "--ip", env="IP", help="Address registered for published ports.  [default: detected, see --ip-from]"),
-    option("--ip-from", env="IP_FROM", default="route", show_default=True,
+    option("--ip-from", env="IP_FROM", default=default(Options, "ip_from"), show_default=True,
            help="How to detect the host IP without -ip: route (default-route interface), interface:NAME, ec2 (instance metadata, IMDSv2), docker (swarm advertise address)."),
-    option("--ec2-metadata-url", env="EC2_METADATA_URL", default="http://169.254.169.254", show_default=True, hidden=True),
+    option("--ec2-metadata-url", env="EC2_METADATA_URL", default=default(Options, "ec2_metadata_url"), show_default=True, hidden=True),
     option("--ip6", env="IP6", default="", help="The host's IPv6 address: published ports also get it as TaggedAddresses lan_ipv6."),
     option("--network", env="NETWORK", default="", help="Register containers on this Docker network with their address there and the exposed port."),
-    option("--ip-family", env="IP_FAMILY", type=click.Choice(["ipv4", "ipv6"]), default="ipv4", show_default=True,
+    option("--ip-family", env="IP_FAMILY", type=click.Choice(["ipv4", "ipv6"]), default=default(MappingPolicy, "ip_family"), show_default=True,
            help="Which container address is the service Address when it has both; the other is a TaggedAddress."),
-    option("-internal/--no-internal", "--internal", env="INTERNAL", default=False, help="Register the container IP and exposed port instead of the host IP and published port."),
-    option("-explicit/--no-explicit", "--explicit", env="EXPLICIT", default=False, help="Only register ports that have a SERVICE_[<port>_]NAME."),
+    option("-internal/--no-internal", "--internal", env="INTERNAL", default=default(MappingPolicy, "internal"), help="Register the container IP and exposed port instead of the host IP and published port."),
+    option("-explicit/--no-explicit", "--explicit", env="EXPLICIT", default=default(MappingPolicy, "explicit"), help="Only register ports that have a SERVICE_[<port>_]NAME."),
     option("-useIpFromLabel", "--use-ip-from-label", "use_ip_from_label", env="USE_IP_FROM_LABEL", default="", metavar="LABEL",
            help="Register the IP in this container label (a /cidr suffix is dropped)."),
     option("-tags", "--tags", env="TAGS", default="", help='Tags added to every service; may use registrator\'s template functions, e.g. \'prod,{{mIndex "com.amazonaws.ecs.task-arn" .Config.Labels}}\'.'),
     option("--meta", env="META", multiple=True, metavar="KEY=VALUE", help="Meta added to every service; containers' SERVICE_* keys win. Repeatable."),
-    option("--port-suffix", env="PORT_SUFFIX", type=click.Choice([s.value for s in PortSuffix]), default="auto", show_default=True,
+    option("--port-suffix", env="PORT_SUFFIX", type=click.Choice([s.value for s in PortSuffix]), default=default(MappingPolicy, "port_suffix").value, show_default=True,
            help="When names get the -<port> suffix: auto (registrator: generic name and several ports), always, never."),
-    option("-deregister", "--deregister", env="DEREGISTER", type=click.Choice([p.value for p in DeregisterPolicy]), default="always",
+    option("-deregister", "--deregister", env="DEREGISTER", type=click.Choice([p.value for p in DeregisterPolicy]),
+           default=default(MappingPolicy, "deregister").value,
            show_default=True, help="When a stopped container's services are removed."),
-    option("--allow-script-checks/--no-allow-script-checks", env="ALLOW_SCRIPT_CHECKS", default=False,
+    option("--allow-script-checks/--no-allow-script-checks", env="ALLOW_SCRIPT_CHECKS", default=default(CheckSettings, "allow_scripts"),
            help="Register SERVICE_CHECK_SCRIPT checks. They run on the Consul host, as its user: only for trusted containers."),
     option("--initial-status", env="INITIAL_STATUS", type=click.Choice(["passing", "warning", "critical"]), default=None,
            help="Status of new checks that set none: passing makes a new instance resolvable at once, critical (Consul's default) only after its first passing check."),
-    option("--docker-health/--no-docker-health", env="DOCKER_HEALTH", default=True, show_default=True,
+    option("--docker-health/--no-docker-health", env="DOCKER_HEALTH", default=default(CheckSettings, "docker_health"), show_default=True,
            help="Mirror each container's Docker HEALTHCHECK into a Consul TTL check."),
-    option("--docker-health-ttl", env="DOCKER_HEALTH_TTL", type=click.FloatRange(min=3), default=90.0, show_default=True,
+    option("--docker-health-ttl", env="DOCKER_HEALTH_TTL", type=click.FloatRange(min=3), default=default(CheckSettings, "docker_health_ttl"), show_default=True,
            help="TTL in seconds of those checks; the agent refreshes them every third of it, so they expire only when it is gone."),
-    option("--ecs/--no-ecs", env="ECS", default=True, show_default=True, help="ECS awareness for containers with ECS labels: names, Meta, awsvpc task addresses."),
-    option("--ecs-name", env="ECS_NAME", type=click.Choice(["container", "family", "image"]), default="container", show_default=True,
+    option("--ecs/--no-ecs", env="ECS", default=default(MappingPolicy, "ecs"), show_default=True, help="ECS awareness for containers with ECS labels: names, Meta, awsvpc task addresses."),
+    option("--ecs-name", env="ECS_NAME", type=click.Choice(["container", "family", "image"]), default=default(MappingPolicy, "ecs_name"), show_default=True,
            help="Default service name of ECS containers: the ECS container name, the task family, or the image (registrator)."),
     option("--ecs-agent-url", env="ECS_AGENT_URL", default=DEFAULT_ECS_URL, show_default=True, help="ECS agent introspection API, for awsvpc task addresses."),
-    option("--on-kill", env="ON_KILL", type=click.Choice(["deregister", "maintenance"]), default="deregister", show_default=True,
+    option("--on-kill", env="ON_KILL", type=click.Choice(["deregister", "maintenance"]), default=default(MappingPolicy, "drain"), show_default=True,
            help="When a container is sent its stop signal: deregister its services at once, or put them in Consul maintenance mode."),
-    option("--drain-timeout", env="DRAIN_TIMEOUT", type=click.FloatRange(min=1), default=120.0, show_default=True,
+    option("--drain-timeout", env="DRAIN_TIMEOUT", type=click.FloatRange(min=1), default=default(Options, "drain_timeout"), show_default=True,
            help="Seconds after a stop signal before a container that is still running is registered again."),
-    option("-cleanup/--no-cleanup", "--cleanup", env="CLEANUP", default=False,
+    option("-cleanup/--no-cleanup", "--cleanup", env="CLEANUP", default=default(Options, "cleanup"),
            help="Also remove services that gliderlabs/registrator registered for this host's containers that are gone. Stale services this agent owns are always removed."),
-    option("-retry-attempts", "--retry-attempts", env="RETRY_ATTEMPTS", type=click.IntRange(min=-1), default=-1, show_default=True,
+    option("-retry-attempts", "--retry-attempts", env="RETRY_ATTEMPTS", type=click.IntRange(min=-1), default=default(Options, "retry_attempts"), show_default=True,
            help="Attempts to reach Docker and Consul at startup; -1: keep trying."),
-    option("-retry-interval", "--retry-interval", env="RETRY_INTERVAL", type=click.IntRange(min=1), default=2000, show_default=True,
+    option("-retry-interval", "--retry-interval", env="RETRY_INTERVAL", type=click.IntRange(min=1), default=default(Options, "retry_interval_ms"), show_default=True,
            help="Milliseconds between those attempts."),
     HOSTNAME,
     CONSUL_OPTIONS,
@@ -159,13 +171,13 @@ def main() -> None:
 @main.command(cls=RunCommand)
 @URI
 @MAPPING_OPTIONS
-@option("-resync", "--resync", env="RESYNC", type=click.FloatRange(min=0), default=60.0, show_default=True,
+@option("-resync", "--resync", env="RESYNC", type=click.FloatRange(min=0), default=default(Options, "resync_seconds"), show_default=True,
         help="Seconds between full comparisons of Docker and Consul; 0: only at start and reconnect.")
-@option("--deregister-on-exit/--no-deregister-on-exit", env="DEREGISTER_ON_EXIT", default=False, show_default=True,
+@option("--deregister-on-exit/--no-deregister-on-exit", env="DEREGISTER_ON_EXIT", default=default(Options, "deregister_on_exit"), show_default=True,
         help="On SIGTERM/SIGINT remove this host's services first (default: leave them, so a restarting agent does not flap DNS).")
-@option("--consul-probe", env="CONSUL_PROBE", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+@option("--consul-probe", env="CONSUL_PROBE", type=click.FloatRange(min=0.1), default=default(Options, "consul_probe_seconds"), show_default=True,
         help="Seconds between checks that the Consul agent still holds this host's services (it lost them if it restarted without its data).")
-@option("--workers", env="WORKERS", type=click.IntRange(min=1, max=8), default=4, show_default=True,
+@option("--workers", env="WORKERS", type=click.IntRange(min=1, max=8), default=default(Options, "workers"), show_default=True,
         help="Containers reconciled at once (their Docker and Consul calls overlap); one container is never handled twice at once.")
 @option("--listen", env="LISTEN", default="", metavar="HOST:PORT", help="Serve /healthz and /metrics (Prometheus) here, e.g. 127.0.0.1:9666.")
 @option("-ttl", "--ttl", env="TTL", type=int, default=0, hidden=True)
@@ -185,7 +197,7 @@ def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str
       registrator run --ip-from ec2 --listen :9666 --on-kill maintenance
     """
     configure_logging(log_level, log_format)
-    settings = _settings(uri, flags)
+    options = _options(uri, flags)
     if listen:
         try:
             parse_listen(listen)
@@ -193,25 +205,31 @@ def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str
             raise click.UsageError(str(exc)) from None
     if ttl or ttl_refresh:
         log.info("-ttl and -ttl-refresh have no effect with Consul (as in registrator)")
-    log.info("registrator %s: Consul %s", __version__, settings.consul.url)
+    log.info("registrator %s: Consul %s", __version__, options.consul.url)
     metrics = Metrics()
-    controller = _controller(settings, flags, metrics)
-    server = StatusServer(listen, metrics, controller.health) if listen else None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    docker_source, sink = _edges(options, flags, metrics)
+    started: list[Controller] = []
+    server = StatusServer(listen, metrics, lambda: started[0].health() if started else (False, {"ready": False})) if listen else None
     if server is not None:
         server.start()
         log.info("serving /healthz and /metrics on %s", server.address)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: controller.stop.set())
     try:
-        controller.run()
+        settings = resolve_settings(options, docker_source, sink, stop)
+        started.append(Controller(settings, docker_source, sink, metrics, stop=stop))
+        started[0].run()
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
+    except Stopped:
+        log.info("stopped before startup finished")
     finally:
         if server is not None:
             server.stop()
 
 
-@main.command()
+@main.command(cls=RunCommand)
 @click.argument("container")
 @URI
 @MAPPING_OPTIONS
@@ -219,7 +237,8 @@ def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str
 def explain(container: str, uri: str | None, as_json: bool, **flags: Any) -> None:
     """Show what would be registered for CONTAINER (name or ID), and which key or rule decided it.
 
-    Writes nothing. Takes the same flags as `run`, so pass the agent's flags to see what it does.
+    Writes nothing and needs no Consul. Takes the same flags as `run` and settles them the same way,
+    so pass the agent's flags to see exactly what it would register.
 
     \b
     Examples:
@@ -227,23 +246,20 @@ def explain(container: str, uri: str | None, as_json: bool, **flags: Any) -> Non
       registrator explain --internal --json 3f2a9c
     """
     configure_logging("error", "text")
-    controller = _controller(_settings(uri, {**flags, "retry_attempts": 0}), flags, Metrics())
+    options = _options(uri, {**flags, "retry_attempts": 0})
+    docker_source, _ = _edges(options, flags, Metrics())
     try:
-        controller.prepare(consul=False)
-    except StartupError as exc:
-        raise click.ClickException(str(exc)) from None
-    docker_source = DockerSource(timeout=10, ecs=EcsAgent(flags["ecs_agent_url"]) if flags["ecs"] else None)
-    try:
+        settings = resolve_settings(options, docker_source, None, threading.Event())
         snapshot = docker_source.inspect(container)
-    except DockerUnavailable as exc:
+    except (StartupError, DockerUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     if snapshot is None:
         raise click.ClickException(f"no container {container!r}")
-    desired = desired_services(snapshot, controller.settings.mapping)
+    desired = desired_services(snapshot, settings.mapping)
     click.echo(json.dumps(explain_json(snapshot, desired), indent=2) if as_json else explain_text(snapshot, desired))
 
 
-@main.command()
+@main.command(cls=RunCommand)
 @URI
 @MAPPING_OPTIONS
 @click.option("--once", is_flag=True, required=True, help="One pass over every container (the only mode; `run` follows events).")
@@ -257,14 +273,15 @@ def sync(uri: str | None, once: bool, dry_run: bool, **flags: Any) -> None:
       registrator sync --once -internal
     """
     configure_logging("warning", "text")
-    controller = _controller(_settings(uri, {**flags, "retry_attempts": 0}), flags, Metrics())
+    options = _options(uri, {**flags, "retry_attempts": 0})
+    docker_source, sink = _edges(options, flags, Metrics())
     try:
-        controller.prepare()
-        assert controller.reconciler is not None
-        containers = controller.reconciler.refresh() | set(controller.docker.running())
+        settings = resolve_settings(options, docker_source, sink, threading.Event())
+        reconciler = Reconciler(docker_source, sink, settings.mapping, KillLog(options.drain_timeout))
+        containers = reconciler.refresh().containers | set(docker_source.running())
         changes = 0
         for container_id in sorted(containers):
-            label, ops = controller.reconciler.plan(container_id)
+            label, ops = reconciler.plan(container_id)
             for op in ops:
                 match op:
                     case Register(spec):
@@ -273,7 +290,7 @@ def sync(uri: str | None, once: bool, dry_run: bool, **flags: Any) -> None:
                         click.echo(f"deregister  {service_id} of {label}")
             changes += len(ops)
             if not dry_run and ops:
-                controller.reconciler.reconcile(container_id)
+                reconciler.reconcile(container_id)
     except (StartupError, ConsulError, DockerUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     verb = "would change" if dry_run else "changed"
@@ -330,15 +347,12 @@ def resolve(name: str, tag: str, dns: str, domain: str) -> None:
         click.echo(host_port(host, port))
 
 
-def _settings(uri: str | None, flags: dict[str, Any]) -> Settings:
-    """One Settings from the flags shared by run, explain and sync; a bad value is a one-line usage error."""
+def _options(uri: str | None, flags: dict[str, Any]) -> Options:
+    """The operator's choices from the flags shared by run, explain and sync; a bad value is a one-line usage error."""
     try:
-        return Settings(
+        return Options(
             consul=consul_endpoint(uri, timeout=flags["consul_timeout"], token=flags["consul_token"]),
-            mapping=MappingSettings(
-                hostname=flags["hostname"] or "",
-                host_ip="",
-                ip=flags["ip"] or None,
+            mapping=MappingPolicy(
                 host_ipv6=flags["ip6"],
                 network=flags["network"],
                 ip_family=flags["ip_family"],
@@ -355,25 +369,30 @@ def _settings(uri: str | None, flags: dict[str, Any]) -> Settings:
                 ecs_name=flags["ecs_name"],
                 drain=flags["on_kill"],
             ),
-            resync_seconds=flags.get("resync", 60.0),
+            hostname=flags["hostname"] or "",
+            ip=flags["ip"] or "",
+            ip_from=check_method(flags["ip_from"]),
+            ec2_metadata_url=flags["ec2_metadata_url"],
             retry_attempts=flags["retry_attempts"],
             retry_interval_ms=flags["retry_interval"],
             cleanup=flags["cleanup"],
-            ip_from=check_method(flags["ip_from"]),
-            ec2_metadata_url=flags["ec2_metadata_url"],
             drain_timeout=flags["drain_timeout"],
-            consul_probe_seconds=flags.get("consul_probe", 5.0),
-            deregister_on_exit=flags.get("deregister_on_exit", False),
-            workers=flags.get("workers", 4),
+            **{name: flags[flag] for name, flag in _RUN_ONLY.items() if flag in flags},
         )
     except (ConfigError, TemplateError, HostIPError) as exc:
         raise click.UsageError(str(exc)) from None
 
 
-def _controller(settings: Settings, flags: dict[str, Any], metrics: Metrics) -> Controller:
-    docker_source = DockerSource(timeout=settings.docker_timeout, ecs=EcsAgent(flags["ecs_agent_url"]) if flags["ecs"] else None,
+# Options that only `run` has flags for: the rest use the Options defaults.
+_RUN_ONLY = {"resync_seconds": "resync", "consul_probe_seconds": "consul_probe", "deregister_on_exit": "deregister_on_exit",
+             "workers": "workers"}
+
+
+def _edges(options: Options, flags: dict[str, Any], metrics: Metrics) -> tuple[DockerSource, ConsulSink]:
+    """The Docker and Consul clients; neither connects before its first call."""
+    docker_source = DockerSource(timeout=options.docker_timeout, ecs=EcsAgent(flags["ecs_agent_url"]) if flags["ecs"] else None,
                                  metrics=metrics)
-    return Controller(settings, docker_source, ConsulSink(settings.consul, metrics), metrics)
+    return docker_source, ConsulSink(options.consul, metrics)
 
 
 def _endpoint(uri: str | None, timeout: float, token: str | None) -> ConsulEndpoint:

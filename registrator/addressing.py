@@ -118,8 +118,9 @@ def _published_targets(bindings: tuple[PortBinding, ...], settings: MappingSetti
 
 def _host_target(binding: PortBinding, settings: MappingSettings, wildcard6: PortBinding | None) -> Target:
     specific = "" if binding.host_ip in ("", "0.0.0.0", "::") else binding.host_ip
-    address = settings.ip or specific or (settings.host_ipv6 if binding.host_ip == "::" and settings.host_ipv6 else settings.host_ip)
-    rule = "rule 7: published port, " + ("-ip" if settings.ip else "the bound address" if specific else "the detected host IP")
+    host = settings.host
+    address = (host.ip if host.forced else "") or specific or (settings.host_ipv6 if binding.host_ip == "::" and settings.host_ipv6 else host.ip)
+    rule = "rule 7: published port, " + ("-ip" if host.forced else "the bound address" if specific else f"the host IP ({host.ip_source})")
     if settings.host_ipv6 and wildcard6 is not None and not specific and _version(address) == 4:
         return Target(address, binding.host_port, ipv4=address, ipv6=settings.host_ipv6, ipv6_port=wildcard6.host_port, rule=rule)
     return Target(address, binding.host_port, rule=rule)

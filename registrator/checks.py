@@ -40,7 +40,6 @@ class CheckSettings:
     """The agent-wide part of check policy."""
 
     allow_scripts: bool = False  # --allow-script-checks: script checks run on the Consul host
-    agent_runs_scripts: bool = False  # the Consul agent has enable_script_checks (script and docker checks)
     initial_status: str | None = None  # --initial-status for every check without its own
     docker_health: bool = True  # mirror Docker HEALTHCHECK into a TTL check
     docker_health_ttl: float = 90.0  # seconds; the agent re-sends the status every third of it
@@ -61,8 +60,10 @@ def service_checks(
     port: int,
     snapshot: ContainerSnapshot,
     policy: CheckSettings,
+    runs_scripts: bool,
     warnings: list[str],
 ) -> tuple[CheckSpec, ...]:
+    """`runs_scripts`: the Consul agent runs script and Docker exec checks (asked at startup)."""
     groups: dict[str, dict[str, Entry]] = {}
     for key, entry in port_meta.entries.items():
         if key.startswith("check_") and is_check_key(key):
@@ -75,7 +76,7 @@ def service_checks(
         check_id = f"service:{service_id}" if not group else f"service:{service_id}:{group}"
         prefix = f"check_{group}_" if group else "check_"
         rank = {s: _scope_rank(port_meta, prefix + s) for s in groups[group]}
-        check = _check(groups[group], rank, check_id, address, port, snapshot, policy, warnings)
+        check = _check(groups[group], rank, check_id, address, port, snapshot, policy, runs_scripts, warnings)
         if check is not None:
             checks.append(check)
     mirror = docker_health_check(service_id, snapshot, policy)
@@ -89,7 +90,12 @@ def docker_health_check(service_id: str, snapshot: ContainerSnapshot, policy: Ch
         return None
     definition = {"Name": "Docker HEALTHCHECK", "TTL": f"{policy.docker_health_ttl:g}s", "Status": policy.initial_status or "critical",
                   "Notes": "mirrors the container's Docker health status"}
-    return CheckSpec(f"service:{service_id}:{MIRROR_SUFFIX}", MappingProxyType(definition))
+    return CheckSpec(mirror_check_id(service_id), MappingProxyType(definition))
+
+
+def mirror_check_id(service_id: str) -> str:
+    """The ID of a service's Docker-health check: always built from the service ID, never parsed back."""
+    return f"service:{service_id}:{MIRROR_SUFFIX}"
 
 
 def mirror_status(snapshot: ContainerSnapshot, policy: CheckSettings) -> tuple[str, str]:
@@ -105,7 +111,7 @@ def _scope_rank(port_meta: PortMetadata, key: str) -> int:
 
 def _check(
     settings: dict[str, Entry], rank: Mapping[str, int], check_id: str, address: str, port: int,
-    snapshot: ContainerSnapshot, policy: CheckSettings, warnings: list[str],
+    snapshot: ContainerSnapshot, policy: CheckSettings, runs_scripts: bool, warnings: list[str],
 ) -> CheckSpec | None:
     """The check of one group; the most specific scope's type wins, then registrator's precedence."""
     present = sorted((t for t in TYPES if t in settings), key=lambda t: (rank[t], TYPES.index(t)))
@@ -147,7 +153,7 @@ def _check(
         if not policy.allow_scripts:
             warnings.append(f"{settings['script'].source}: script checks run on the Consul host and are refused unless the agent runs with --allow-script-checks")
             return None
-        if not policy.agent_runs_scripts:
+        if not runs_scripts:
             warnings.append(f"{settings['script'].source}: the Consul agent does not run script checks (enable_script_checks); check left out")
             return None
         args = _args(settings["script"], address, port, warnings)
@@ -155,7 +161,7 @@ def _check(
             return None
         definition["Args"] = args
     elif kind == "docker":
-        if not policy.agent_runs_scripts:
+        if not runs_scripts:
             warnings.append(f"{settings['docker'].source}: the Consul agent does not run Docker exec checks (enable_script_checks); check left out")
             return None
         args = _args(settings["docker"], address, port, warnings)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from registrator.mapping import MappingSettings, meta_key_problem
+from registrator.mapping import MappingPolicy, MappingSettings, meta_key_problem
 
 DEFAULT_CONSUL_PORT = 8500
 UNSUPPORTED_BACKENDS = ("consulkv", "consulkv-unix", "etcd", "skydns2", "zookeeper")
@@ -40,20 +40,39 @@ class ConsulEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class Options:
+    """What the operator chose (flags and environment); the defaults here are the documented ones.
+
+    The host's identity and address are settled at startup (`startup.resolve`) into `Settings`.
+    """
+
     consul: ConsulEndpoint
-    mapping: MappingSettings
+    mapping: MappingPolicy
+    hostname: str = ""  # --hostname; empty: the Docker daemon's name
+    ip: str = ""  # -ip; empty: detected by `ip_from`
+    ip_from: str = "route"
+    ec2_metadata_url: str = "http://169.254.169.254"
     resync_seconds: float = 60.0
     docker_timeout: float = 10.0
     retry_attempts: int = -1
     retry_interval_ms: int = 2000
     cleanup: bool = False
-    ip_from: str = "route"
     drain_timeout: float = 120.0  # a killed container still running after this is taken as not stopping
     consul_probe_seconds: float = 5.0  # how often to check that the Consul agent still has our services
     deregister_on_exit: bool = False
     workers: int = 4  # containers reconciled at once; their Docker and Consul calls overlap
-    ec2_metadata_url: str = "http://169.254.169.254"
+
+    @property
+    def consul_timeout(self) -> float:
+        return self.consul.timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The agent's final settings: the options, and the mapping settings with the host's facts."""
+
+    options: Options
+    mapping: MappingSettings
 
 
 def parse_consul_address(text: str, source: str) -> tuple[str, str, int]:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from types import MappingProxyType
 
@@ -60,13 +60,28 @@ class DeregisterPolicy(Enum):
     NEVER = "never"  # keep until the container is removed
 
 
-@dataclass(frozen=True, slots=True)
-class MappingSettings:
-    """The part of the agent's settings that decides what a container registers."""
+IP_FLAG = "-ip"
 
-    hostname: str
-    host_ip: str
-    ip: str | None = None
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What startup settled about this host (`startup.resolve`); never anything a container says."""
+
+    name: str  # the host identity: prefix of default service IDs, owner recorded in Meta
+    ip: str  # the address for published ports
+    ip_source: str = IP_FLAG  # "-ip", or the `--ip-from` method that detected it
+    runs_scripts: bool = False  # the Consul agent runs script and Docker exec checks (enable_script_checks)
+
+    @property
+    def forced(self) -> bool:
+        """`-ip` beats even a specific address a port is bound to; a detected address does not."""
+        return self.ip_source == IP_FLAG
+
+
+@dataclass(frozen=True, slots=True)
+class MappingPolicy:
+    """What the operator chose that decides what a container registers."""
+
     internal: bool = False
     explicit: bool = False
     use_ip_from_label: str = ""
@@ -81,6 +96,21 @@ class MappingSettings:
     ecs: bool = True  # ECS awareness when the container has ECS labels
     ecs_name: str = "container"  # default name under ECS: container | family | image
     drain: str = "deregister"  # --on-kill: what a container being stopped gets: deregister | maintenance
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MappingSettings(MappingPolicy):
+    """The operator's policy with the host's facts: everything the mapping reads."""
+
+    host: HostFacts
+
+    @property
+    def hostname(self) -> str:
+        return self.host.name
+
+    @classmethod
+    def of(cls, policy: MappingPolicy, host: HostFacts) -> MappingSettings:
+        return cls(**{f.name: getattr(policy, f.name) for f in fields(MappingPolicy)}, host=host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +261,8 @@ def _services_for_port(
     result: list[tuple[ServiceSpec, tuple[tuple[str, str], ...]]] = []
     for index, target in enumerate(targets):
         service_id = base_id if index == 0 else f"{base_id}:{target.port}"
-        checks = service_checks(port_meta, service_id, target.address, target.port, snapshot, settings.checks, warnings)
+        checks = service_checks(port_meta, service_id, target.address, target.port, snapshot, settings.checks, settings.host.runs_scripts,
+                                warnings)
         tagged = (("lan_ipv4", target.ipv4, target.port), ("lan_ipv6", target.ipv6, target.ipv6_port or target.port)) \
             if target.ipv4 and target.ipv6 else ()
         spec = ServiceSpec(service_id, full_name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)

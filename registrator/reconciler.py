@@ -1,14 +1,10 @@
 """Level-triggered reconcile of one container: the only code that writes to Consul.
 
-Like Consul's own anti-entropy, it keeps a local view of what this host has registered: read in
-full from the agent by `refresh` (at start and every resync) and updated by every write it makes.
-A per-container reconcile then costs one Docker inspect and no Consul read, and writes only what
-differs, so an unchanged resync sends nothing to Consul.
-
-Reconciles of different containers may run at once (the work queue never hands one container to
-two workers): their Docker and Consul calls overlap, and a lock guards the local view. `refresh`,
-`needs_look`, `forget_containers_except`, `sweep_legacy` and `heartbeat` need no reconcile in
-flight; the controller's gate sees to that.
+A reconcile reads Docker again (why it was asked does not matter, so a late or duplicated event can
+never register a dead container), maps the container to the services it should have, and writes
+what differs from the local view (`view.py`). An unchanged container costs one inspect and no
+Consul call. Reconciles of different containers run side by side; nothing here holds a lock across
+a Docker or Consul call, and a refresh of the view never waits for them.
 """
 
 from __future__ import annotations
@@ -18,17 +14,19 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from registrator.checks import MIRROR_SUFFIX
+from registrator.checks import mirror_check_id
+from registrator.consul_sink import ConsulError
 from registrator.diff import plan
 from registrator.kills import KillLog
-from registrator.mapping import META_CONTAINER, META_HOST, Desired, MappingSettings, desired_services, drained
+from registrator.mapping import META_HOST, Desired, MappingSettings, desired_services, drained
 from registrator.metrics import Metrics
 from registrator.model import ContainerSnapshot, Deregister, Op, Register, ServiceSpec
+from registrator.view import LocalView, Mirror
 
 log = logging.getLogger(__name__)
-MAINTENANCE_PREFIX = "_service_maintenance:"  # Consul's check ID for a service in maintenance mode
 
 
 class Docker(Protocol):
@@ -44,69 +42,101 @@ class Consul(Protocol):
     def maintenance(self, service_id: str, enable: bool, reason: str) -> None: ...
 
 
-class Reconciler:
-    """`reconcile` is safe from several threads for different containers; the rest runs alone."""
+class Closed(Exception):
+    """The reconciler was closed (the agent is exiting): no more writes."""
 
-    def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog | None = None,
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a reconcile did, and what the caller should queue because of it."""
+
+    writes: int = 0
+    woken: frozenset[str] = frozenset()  # containers refused a service ID that is free now
+    look_again_in: float | None = None  # a drain in progress: when it times out
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    containers: frozenset[str]  # containers this host has services for
+    woken: frozenset[str] = field(default_factory=frozenset)
+
+
+class Reconciler:
+    """`reconcile` is safe from several threads for different containers (the queue never hands
+    one container to two workers); `refresh`, `heartbeat` and `needs_look` may run beside it."""
+
+    def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog,
                  clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
         self._metrics = metrics or Metrics()
-        self._lock = threading.Lock()  # the tables below, while reconciles run side by side
         self._docker = docker
         self._consul = consul
         self._settings = settings
         self._kills = kills
         self._clock = clock
-        self._maintenance: set[str] = set()  # services this agent put in maintenance mode
-        self.sentinel: str | None = None  # one owned service ID, probed to notice a Consul agent that lost its state
-        self._owned: dict[str, ServiceSpec] = {}
-        self._by_container: dict[str, dict[str, ServiceSpec]] = {}
+        self.view = LocalView(settings.hostname)
+        self._lock = threading.Lock()  # the per-container tables below
         self._warned: dict[str, tuple[str, ...]] = {}
-        self._legacy: dict[str, str] = {}
         self._verified: dict[str, dict[str, ServiceSpec]] = {}  # what the last successful reconcile left in Consul
         self._fingerprints: dict[str, str] = {}  # `docker ps` fingerprint at the last resync
-        self._last: dict[str, ContainerSnapshot] = {}  # name, start and stop signal of each running container
-        self._mirrors: dict[str, tuple[str, str]] = {}  # Docker-health check ID → (status, output) in Consul
+        self._legacy: dict[str, str] = {}  # gliderlabs/registrator's services for this host: ID → container name
         self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
+        self._writes = threading.Condition()
+        self._writes_in_flight = 0
+        self._closed = False
 
-    def refresh(self) -> set[str]:
-        """Re-read the Consul agent's services; returns the containers this host has services for."""
-        self._owned = {}
-        self._by_container = {}
-        self._legacy = {}
-        for spec in self._consul.services().values():
-            if spec.meta.get(META_HOST) == self._settings.hostname:
-                self._remember(spec)
-            elif META_HOST not in spec.meta and (match := self._legacy_id.match(spec.id)):
-                self._legacy[spec.id] = match.group(1)
+    def refresh(self) -> Refresh:
+        """Re-read the Consul agent's services into the view."""
+        self.view.begin_refresh()
+        services = self._consul.services()
         states = self._consul.check_states()
-        self._mirrors = {
-            check_id: state for check_id, state in states.items()
-            if check_id.endswith(f":{MIRROR_SUFFIX}") and _service_of(check_id) in self._owned
-        }
-        self._maintenance = {c.removeprefix(MAINTENANCE_PREFIX) for c in states if c.startswith(MAINTENANCE_PREFIX)} & set(self._owned)
-        self.sentinel = next(iter(sorted(self._owned)), None)
-        return set(self._by_container)
+        woken = self.view.finish_refresh(services.values(), states)
+        legacy = {sid: match.group(1) for sid, spec in services.items()
+                  if META_HOST not in spec.meta and (match := self._legacy_id.match(sid))}
+        with self._lock:
+            self._legacy = legacy
+        self._metrics.set("registrator_services_owned", len(self.view))
+        return Refresh(frozenset(self.view.containers()), frozenset(woken))
 
     def needs_look(self, container_id: str, fingerprint: str) -> bool:
         """For a resync: whether a running container must be inspected again. Not when its `docker ps`
         entry is unchanged since the last resync and Consul still holds exactly what its last
         reconcile left there (after `refresh`); events bring every real change anyway."""
-        previous, self._fingerprints[container_id] = self._fingerprints.get(container_id), fingerprint
-        verified = self._verified.get(container_id)
-        in_consul = self._by_container.get(container_id, {})
-        unchanged = previous == fingerprint and verified is not None and not plan(verified, in_consul)
-        return not unchanged or (self._kills is not None and self._kills.pending(container_id))
+        with self._lock:
+            previous, self._fingerprints[container_id] = self._fingerprints.get(container_id), fingerprint
+            verified = self._verified.get(container_id)
+        unchanged = previous == fingerprint and verified is not None and not plan(verified, self.view.services_of(container_id))
+        return not unchanged or self._kills.pending(container_id)
 
     def forget_containers_except(self, running: set[str]) -> None:
-        for table in (self._fingerprints, self._verified, self._last):
-            for container_id in set(table) - running:
-                del table[container_id]
+        with self._lock:
+            for table in (self._fingerprints, self._verified):
+                for container_id in set(table) - running:
+                    del table[container_id]
+        self._kills.forget_except(running)
 
     def heartbeat(self) -> int:
-        """Re-send every Docker-health check's status, so its TTL never runs out while we live."""
-        for check_id, (status, output) in sorted(self._mirrors.items()):
-            self._consul.update_check(check_id, status, output)
-        return len(self._mirrors)
+        """Re-send every Docker-health check's status, so its TTL never runs out while we live.
+
+        A reconcile may send a newer status meanwhile (it records it first): then that one is sent
+        again, so the heartbeat's older one never stays.
+        """
+        sent = 0
+        failed: list[ConsulError] = []
+        for service_id, first in sorted(self.view.mirrors().items()):
+            mirror: Mirror | None = first
+            while mirror is not None:
+                try:
+                    self._write(self._consul.update_check, mirror_check_id(service_id), mirror.status, mirror.output)
+                except ConsulError as exc:
+                    if self.view.owns(service_id):  # else it was deregistered meanwhile: nothing to keep alive
+                        failed.append(exc)
+                    break
+                sent += 1
+                latest = self.view.mirror(service_id)
+                mirror = latest if latest is not None and latest.version != mirror.version else None
+        if failed:
+            raise failed[0]
+        return sent
 
     def sweep_legacy(self, running_names: set[str]) -> int:
         """`-cleanup`: remove services gliderlabs/registrator left for this host's gone containers.
@@ -115,170 +145,152 @@ class Reconciler:
         `host:container:port[:udp]` pattern with this host's name, as its `-cleanup` did. Entries of
         running containers are left for their reconcile to adopt (same ID, now with Meta).
         """
-        stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names)
+        with self._lock:
+            stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names)
         for service_id in stale:
-            self._consul.deregister(service_id)
-            self._legacy.pop(service_id)
+            self._write(self._consul.deregister, service_id)
+            with self._lock:
+                self._legacy.pop(service_id, None)
             log.info("cleanup: deregistered %s left by registrator for a container that is gone", service_id)
         self._metrics.inc("registrator_deregistrations_total", len(stale))
         return len(stale)
 
-    def reconcile(self, container_id: str) -> int:
-        """Make Consul hold exactly the services this container should have now; returns the writes made.
+    def close(self, timeout: float) -> bool:
+        """No write starts after this; waits up to `timeout` for those in flight. False if some still are."""
+        with self._writes:
+            self._closed = True
+            return self._writes.wait_for(lambda: self._writes_in_flight == 0, timeout)
 
-        Why we were asked (which event) does not matter: Docker is read again, so a late or
-        duplicated event can never register a dead container.
-        """
+    def reconcile(self, container_id: str) -> Outcome:
+        """Make Consul hold exactly the services this container should have now."""
         started = time.monotonic()
         try:
             return self._reconcile(container_id)
         finally:
             self._metrics.inc("registrator_reconciles_total")
             self._metrics.observe("registrator_reconcile_duration_seconds", time.monotonic() - started)
-            self._metrics.set("registrator_services_owned", len(self._owned))
+            self._metrics.set("registrator_services_owned", len(self.view))
             self._metrics.set("registrator_last_reconcile_timestamp_seconds", self._clock())
 
     def plan(self, container_id: str) -> tuple[str, list[Op]]:
         """What reconcile would write for this container now (its name, and the ops); writes nothing."""
-        label, _, wanted, actual = self._desired(container_id)
+        label, _, wanted, actual = self._desired(container_id, claim=False)
         return label, plan(wanted, actual) if wanted is not None else []
 
-    def _desired(self, container_id: str) -> tuple[str, Desired, dict[str, ServiceSpec] | None, dict[str, ServiceSpec]]:
+    def _desired(self, container_id: str, claim: bool = True) -> tuple[str, Desired, dict[str, ServiceSpec] | None, dict[str, ServiceSpec]]:
         """The container's label, its desired state, the services to have (None: keep what is there), and what is there."""
         if (stopping := self._stopping(container_id)) is not None:
-            label, actual = stopping
+            actual = self.view.services_of(container_id)
             desired = drained(actual, self._settings)
-            return label, desired, dict(desired.services), actual
-        snapshot = self._inspect(container_id)
+            return stopping, desired, dict(desired.services), actual
+        snapshot = self._docker.inspect(container_id)
+        self._kills.observe(snapshot, container_id)
         label = snapshot.name if snapshot else container_id[:12]
-        draining = self._kills is not None and self._kills.draining(container_id, snapshot, self._clock())
+        draining = self._kills.draining(container_id, self._kills.running(container_id), self._clock())
         desired = desired_services(snapshot, self._settings, draining)
-        with self._lock:
-            self._report(container_id, label, desired.warnings, gone=snapshot is None)
-            actual = dict(self._by_container.get(container_id, {}))
-            holders = {service_id: self._owned.get(service_id) for service_id in desired.services}
+        self._report(container_id, label, desired.warnings, gone=snapshot is None)
         for note in desired.notes:
             log.debug("container %s: %s", label, note)
+        actual = self.view.services_of(container_id)
         if desired.retain:
             return label, desired, None, actual
-        wanted = {}
-        for service_id, spec in desired.services.items():
-            holder = holders[service_id]
-            if holder is not None and holder.meta.get(META_CONTAINER) != container_id:
-                log.warning("container %s: service ID %s is already registered for container %s; skipped",
-                            label, service_id, holder.meta.get(META_CONTAINER, "?")[:12])
-                continue
-            wanted[service_id] = spec
-        return label, desired, wanted, actual
+        held = self.view.claim(container_id, desired.services) if claim else {}
+        for service_id, holder in sorted(held.items()):
+            log.warning("container %s: service ID %s is registered for container %s; waiting for it to be released",
+                        label, service_id, holder[:12])
+        return label, desired, {sid: spec for sid, spec in desired.services.items() if sid not in held}, actual
 
-    def _stopping(self, container_id: str) -> tuple[str, dict[str, ServiceSpec]] | None:
-        """For the first look after a stop began: the container's name and current services, if it
-        is draining by what the last inspect said; else None (inspect).
+    def _stopping(self, container_id: str) -> str | None:
+        """For the first look after a stop began: the container's name, if it is draining by what the
+        last inspect said; else None (inspect).
 
         A container that ends on its stop signal is torn down at once, and Docker answers an inspect
         only when that is done (hundreds of ms, seconds under load), while the service should leave
         DNS now. The drain needs no fresh data; the next event inspects again.
         """
-        if self._kills is None or not self._kills.first_look(container_id):
+        if not self._kills.first_look(container_id):
             return None
-        with self._lock:
-            known = self._last.get(container_id)
-            actual = dict(self._by_container.get(container_id, {}))
+        known = self._kills.running(container_id)
         if known is None or not self._kills.draining(container_id, known, self._clock()):
             return None
-        return known.name, actual
+        return known.name
 
-    def _inspect(self, container_id: str) -> ContainerSnapshot | None:
-        snapshot = self._docker.inspect(container_id)
-        with self._lock:
-            if snapshot is not None and snapshot.running:  # what `_stopping` needs, not the whole inspect
-                self._last[container_id] = ContainerSnapshot(id=snapshot.id, name=snapshot.name, image="", running=True,
-                                                             started_at=snapshot.started_at, stop_signal=snapshot.stop_signal)
-            else:
-                self._last.pop(container_id, None)
-        return snapshot
-
-    def _reconcile(self, container_id: str) -> int:
+    def _reconcile(self, container_id: str) -> Outcome:
         with self._lock:
             self._verified.pop(container_id, None)
         label, desired, wanted, actual = self._desired(container_id)
+        look_again_in = self._kills.drain_ends_in(container_id, self._clock())  # still draining after this look
         if wanted is None:
-            return 0
+            return Outcome(look_again_in=look_again_in)
         ops = plan(wanted, actual)
+        woken: set[str] = set()
         for op in ops:
             match op:
                 case Register(spec):
-                    self._consul.register(spec)
-                    with self._lock:
-                        self._remember(spec)
+                    self._write(self._consul.register, spec)
+                    self.view.registered(spec)
                     self._metrics.inc("registrator_registrations_total")
                     verb = "updated" if spec.id in actual else "registered"
                     log.info("container %s: %s %s (%s at %s:%d)", label, verb, spec.id, spec.name, spec.address, spec.port)
                 case Deregister(service_id):
-                    self._consul.deregister(service_id)
-                    with self._lock:
-                        self._forget(service_id)
+                    self._write(self._consul.deregister, service_id)
+                    woken |= self.view.deregistered(service_id)
                     self._metrics.inc("registrator_deregistrations_total")
                     log.info("container %s: deregistered %s", label, service_id)
         self._metrics.inc("registrator_reconcile_writes_total", len(ops))
         self._set_maintenance(label, set(wanted), desired.maintenance)
-        self._push_health(label, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})
+        self._push_health(label, wanted, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})
         if not ops:
             log.debug("container %s: in sync (%d services)", label, len(wanted))
         with self._lock:
             self._verified[container_id] = wanted
-        return len(ops)
+        return Outcome(len(ops), frozenset(woken - {container_id}), look_again_in)
 
     def _set_maintenance(self, label: str, service_ids: set[str], enable: bool) -> None:
         for service_id in sorted(service_ids):
-            if (service_id in self._maintenance) != enable:
-                self._consul.maintenance(service_id, enable, "container is stopping (registrator)")
-                with self._lock:
-                    (self._maintenance.add if enable else self._maintenance.discard)(service_id)
+            if self.view.in_maintenance(service_id) != enable:
+                self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
+                self.view.maintenance_set(service_id, enable)
                 log.info("container %s: %s %s maintenance mode", label, service_id, "entered" if enable else "left")
 
-    def _push_health(self, label: str, check_status: Mapping[str, tuple[str, str]], registered: set[str]) -> None:
+    def _push_health(self, label: str, services: Mapping[str, ServiceSpec], check_status: Mapping[str, tuple[str, str]],
+                     registered: set[str]) -> None:
         """Bring each Docker-health check to Docker's verdict; a fresh registration starts from scratch."""
-        for check_id, state in sorted(check_status.items()):
-            service_id = _service_of(check_id)
-            if service_id not in self._owned:
+        for service_id in sorted(services):
+            check_id = mirror_check_id(service_id)
+            if (state := check_status.get(check_id)) is None:
                 continue
-            if service_id in registered or self._mirrors.get(check_id) != state:
-                self._consul.update_check(check_id, *state)
-                with self._lock:
-                    self._mirrors[check_id] = state
+            known = self.view.mirror(service_id)
+            if service_id in registered or known is None or (known.status, known.output) != state:
+                self.view.mirror_intended(service_id, *state)
+                try:
+                    self._write(self._consul.update_check, check_id, *state)
+                except Exception:
+                    self.view.mirror_unknown(service_id)
+                    raise
                 log.info("container %s: %s is %s (Docker health)", label, check_id, state[0])
 
-    def _remember(self, spec: ServiceSpec) -> None:
-        self._forget(spec.id)
-        self._owned[spec.id] = spec
-        self.sentinel = self.sentinel or spec.id
-        self._by_container.setdefault(spec.meta.get(META_CONTAINER, ""), {})[spec.id] = spec
-
-    def _forget(self, service_id: str) -> None:
-        for check_id in [c for c in self._mirrors if c.startswith(f"service:{service_id}:")]:
-            del self._mirrors[check_id]
-        self._maintenance.discard(service_id)
-        old = self._owned.pop(service_id, None)
-        if self.sentinel == service_id:
-            self.sentinel = next(iter(self._owned), None)
-        if old is not None:
-            container_id = old.meta.get(META_CONTAINER, "")
-            services = self._by_container.get(container_id, {})
-            services.pop(service_id, None)
-            if not services:
-                self._by_container.pop(container_id, None)
+    def _write(self, call: Callable[..., None], *args: object) -> None:
+        """Every Consul write goes through here, so that `close` can wait for the last one."""
+        with self._writes:
+            if self._closed:
+                raise Closed("the agent is exiting")
+            self._writes_in_flight += 1
+        try:
+            call(*args)
+        finally:
+            with self._writes:
+                self._writes_in_flight -= 1
+                self._writes.notify_all()
 
     def _report(self, container_id: str, label: str, warnings: tuple[str, ...], *, gone: bool) -> None:
         """Log a container's metadata warnings once, and again only when they change."""
-        if gone:
-            self._warned.pop(container_id, None)
-        elif self._warned.get(container_id) != warnings:
+        with self._lock:
+            if gone:
+                self._warned.pop(container_id, None)
+                return
+            if self._warned.get(container_id) == warnings:
+                return
             self._warned[container_id] = warnings
-            for warning in warnings:
-                log.warning("container %s: %s", label, warning)
-
-
-def _service_of(check_id: str) -> str:
-    """`service:<service ID>:<suffix>` → the service ID (which may itself contain colons)."""
-    return check_id.removeprefix("service:").rsplit(":", 1)[0]
+        for warning in warnings:
+            log.warning("container %s: %s", label, warning)

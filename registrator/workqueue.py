@@ -6,47 +6,80 @@ and a key added while it is being processed is handed out again once `done` is c
 Urgent keys (a container being stopped) go before the rest, and `get(urgent_only=True)` serves
 only them: a worker kept for urgent keys is never stuck behind inspects of containers that Docker
 is tearing down (the engine answers those only once it is done, sometimes seconds later).
+
+A key whose handling failed is not retried by the worker: `retry` puts it back after a per-key
+backoff (tenacity's wait policy, by how often that key failed in a row) and `forget` resets it on
+success, so one container that keeps failing never ties up a worker or delays the others.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
+
+from tenacity import RetryCallState, wait_random_exponential
+from tenacity.wait import wait_base
+
+DEFAULT_BACKOFF = wait_random_exponential(multiplier=0.25, max=60)
 
 
 class WorkQueue:
-    def __init__(self) -> None:
+    def __init__(self, backoff: wait_base = DEFAULT_BACKOFF, clock: Callable[[], float] = time.monotonic) -> None:
+        self._backoff = backoff
+        self._clock = clock
         self._order: deque[str] = deque()
         self._urgent: deque[str] = deque()
         self._urgent_keys: set[str] = set()
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._later: list[tuple[float, int, str]] = []  # (due, tie-breaker, key), a heap
+        self._sequence = itertools.count()
         self._shutdown = False
         self._cond = threading.Condition()
 
     def add(self, key: str, urgent: bool = False) -> None:
         with self._cond:
-            if self._shutdown:
-                return
-            if urgent and key not in self._urgent_keys:
-                self._urgent_keys.add(key)
-                if key in self._order:  # already waiting: move it to the front lane
-                    self._order.remove(key)
-                    self._urgent.append(key)
-                    self._cond.notify_all()
-            if key in self._dirty:
-                return
-            self._dirty.add(key)
-            if key not in self._processing:
-                self._enqueue(key)
+            self._add(key, urgent)
+
+    def add_after(self, key: str, delay: float) -> None:
+        """Add `key` once `delay` seconds have passed (a drain that may time out, a retry)."""
+        with self._cond:
+            if not self._shutdown:
+                heapq.heappush(self._later, (self._clock() + delay, next(self._sequence), key))
+                self._cond.notify_all()  # a waiting worker may have to wake earlier now
+
+    def retry(self, key: str) -> float:
+        """Put a key back after its backoff, which grows with each failure in a row; returns the delay."""
+        with self._cond:
+            self._failures[key] = attempt = self._failures.get(key, 0) + 1
+        delay = self._backoff(_attempt(attempt))
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: str) -> None:
+        """The key was handled: its next failure starts from the shortest backoff again."""
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def failures(self, key: str) -> int:
+        with self._cond:
+            return self._failures.get(key, 0)
 
     def get(self, urgent_only: bool = False) -> str | None:
         """Block for the next key, urgent ones first; None once the queue is shut down."""
         with self._cond:
-            while not self._shutdown and not self._urgent and (urgent_only or not self._order):
-                self._cond.wait()
-            if self._shutdown:
-                return None
+            while True:
+                if self._shutdown:
+                    return None
+                self._promote_due()
+                if self._urgent or (not urgent_only and self._order):
+                    break
+                self._cond.wait(timeout=self._later[0][0] - self._clock() if self._later and not urgent_only else None)
             key = self._urgent.popleft() if self._urgent else self._order.popleft()
             self._dirty.discard(key)
             self._urgent_keys.discard(key)
@@ -62,12 +95,42 @@ class WorkQueue:
     def shutdown(self) -> None:
         with self._cond:
             self._shutdown = True
+            self._later.clear()
             self._cond.notify_all()
 
     def __len__(self) -> int:
+        """Keys waiting now, those whose delay ran out included (not those being processed)."""
         with self._cond:
+            self._promote_due()
             return len(self._order) + len(self._urgent)
+
+    def _add(self, key: str, urgent: bool) -> None:
+        if self._shutdown:
+            return
+        if urgent and key not in self._urgent_keys:
+            self._urgent_keys.add(key)
+            if key in self._order:  # already waiting: move it to the front lane
+                self._order.remove(key)
+                self._urgent.append(key)
+                self._cond.notify_all()
+        if key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._enqueue(key)
+
+    def _promote_due(self) -> None:
+        now = self._clock()
+        while self._later and self._later[0][0] <= now:
+            self._add(heapq.heappop(self._later)[2], urgent=False)
 
     def _enqueue(self, key: str) -> None:
         (self._urgent if key in self._urgent_keys else self._order).append(key)
         self._cond.notify_all()  # an urgent-only worker must not swallow the wake-up for a plain key
+
+
+def _attempt(number: int) -> RetryCallState:
+    """tenacity's wait policies read the attempt number from a call state."""
+    state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+    state.attempt_number = number
+    return state

@@ -12,10 +12,10 @@ from registrator.config import ConsulEndpoint
 from registrator.consul_sink import ConsulSink
 from registrator.docker_source import DockerSource
 from registrator.kills import KillLog
-from registrator.mapping import MappingSettings
 from registrator.model import ContainerSnapshot
 from registrator.reconciler import Reconciler
 from tests.integration.rig import eventually, free_port
+from tests.settings import mapping_settings
 
 
 def test_second_reconcile_of_an_unchanged_container_writes_nothing(consul, workload):
@@ -23,14 +23,15 @@ def test_second_reconcile_of_an_unchanged_container_writes_nothing(consul, workl
     reconciler = Reconciler(
         DockerSource(timeout=10),
         ConsulSink(ConsulEndpoint(port=consul.http_port)),
-        MappingSettings(hostname="reconcile-test", host_ip="127.0.0.11"),
+        mapping_settings("reconcile-test", "127.0.0.11"),
+        KillLog(timeout=120),
     )
     container_id = web.get_wrapped_container().id
 
-    assert reconciler.reconcile(container_id) == 1
-    assert reconciler.reconcile(container_id) == 0
+    assert reconciler.reconcile(container_id).writes == 1
+    assert reconciler.reconcile(container_id).writes == 0
     web.get_wrapped_container().stop(timeout=1)
-    assert reconciler.reconcile(container_id) == 1
+    assert reconciler.reconcile(container_id).writes == 1
     assert consul.services() == {}
 
 
@@ -49,17 +50,17 @@ def test_the_first_look_after_a_stop_signal_drains_from_what_was_known(consul, w
     web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
     docker, kills = CountingDockerSource(), KillLog(timeout=120)
     reconciler = Reconciler(docker, ConsulSink(ConsulEndpoint(port=consul.http_port)),
-                            MappingSettings(hostname="reconcile-test", host_ip="127.0.0.11"), kills)
+                            mapping_settings("reconcile-test", "127.0.0.11"), kills)
     container_id = web.get_wrapped_container().id
-    assert reconciler.reconcile(container_id) == 1
+    assert reconciler.reconcile(container_id).writes == 1
 
     kills.record(container_id, signal.SIGTERM, time.time())  # what the event pump does with Docker's kill event
     inspects = docker.inspects
-    assert reconciler.reconcile(container_id) == 1  # deregistered…
+    assert reconciler.reconcile(container_id).writes == 1  # deregistered…
     assert docker.inspects == inspects  # …without asking Docker
     assert consul.services() == {}
 
-    assert reconciler.reconcile(container_id) == 0  # later looks ask Docker again: still running, still draining
+    assert reconciler.reconcile(container_id).writes == 0  # later looks ask Docker again: still running, still draining
     assert docker.inspects == inspects + 1
 
 

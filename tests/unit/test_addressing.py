@@ -9,8 +9,9 @@ import pytest
 
 from registrator.mapping import MappingSettings, desired_services
 from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
+from tests.settings import mapping_settings, with_ip
 
-SETTINGS = MappingSettings(hostname="h", host_ip="10.0.0.5")
+SETTINGS = mapping_settings()
 NETWORKS = (NetworkAttachment("back", "10.2.0.3", "fd00::3"), NetworkAttachment("front", "10.1.0.3"))
 PUBLISHED = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 32080), PortBinding("::", 32080)))
 UNPUBLISHED = ContainerPort(80, "tcp")
@@ -39,7 +40,7 @@ def targets(snapshot: ContainerSnapshot, settings: MappingSettings = SETTINGS) -
         (container(UNPUBLISHED, task_ip="10.9.0.4"), SETTINGS, [("10.9.0.4", 80)]),
         (container(UNPUBLISHED), replace(SETTINGS, internal=True), [("10.2.0.3", 80)]),
         (container(UNPUBLISHED, ip="172.17.0.2"), replace(SETTINGS, internal=True), [("172.17.0.2", 80)]),
-        (container(), replace(SETTINGS, ip="10.7.7.7"), [("10.7.7.7", 32080)]),
+        (container(), with_ip(SETTINGS, "10.7.7.7"), [("10.7.7.7", 32080)]),
         (container(), SETTINGS, [("10.0.0.5", 32080)]),
         (container(UNPUBLISHED), SETTINGS, []),
     ],

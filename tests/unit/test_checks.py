@@ -10,8 +10,9 @@ import pytest
 from registrator.checks import CheckSettings, mirror_status
 from registrator.mapping import MappingSettings, desired_services
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, plain
+from tests.settings import mapping_settings, with_ip, with_scripts
 
-SETTINGS = MappingSettings(hostname="h", host_ip="10.0.0.5", checks=CheckSettings(agent_runs_scripts=True))
+SETTINGS = mapping_settings(runs_scripts=True)
 CID = "c" * 64
 
 
@@ -88,7 +89,7 @@ def test_one_type_per_check_in_registrator_precedence():
 
 
 def test_ipv6_targets_are_bracketed():
-    assert only({"SERVICE_CHECK_TCP": "true"}, replace(SETTINGS, ip="2001:db8::5"))["TCP"] == "[2001:db8::5]:32000"
+    assert only({"SERVICE_CHECK_TCP": "true"}, with_ip(SETTINGS, "2001:db8::5"))["TCP"] == "[2001:db8::5]:32000"
 
 
 @pytest.mark.parametrize("value", ["false", "0", "no"])
@@ -100,15 +101,15 @@ def test_script_checks_need_the_flag_and_the_agent():
     env = {"SERVICE_CHECK_SCRIPT": 'sh -c "nc -z $SERVICE_IP $SERVICE_PORT"'}
     assert definitions(env) == {}
     assert "refused unless the agent runs with --allow-script-checks" in warnings(env)
-    allowed = replace(SETTINGS, checks=CheckSettings(allow_scripts=True, agent_runs_scripts=True))
+    allowed = replace(SETTINGS, checks=CheckSettings(allow_scripts=True))
     assert only(env, allowed)["Args"] == ["sh", "-c", "nc -z 10.0.0.5 32000"]
-    unable = replace(SETTINGS, checks=CheckSettings(allow_scripts=True, agent_runs_scripts=False))
+    unable = with_scripts(replace(SETTINGS, checks=CheckSettings(allow_scripts=True)), False)
     assert definitions(env, unable) == {}
     assert "does not run script checks" in warnings(env, unable)
 
 
 def test_docker_checks_need_the_agent_to_run_scripts():
-    settings = replace(SETTINGS, checks=CheckSettings(agent_runs_scripts=False))
+    settings = with_scripts(SETTINGS, False)
     assert definitions({"SERVICE_CHECK_DOCKER": "true"}, settings) == {}
 
 

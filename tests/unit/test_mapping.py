@@ -23,8 +23,9 @@ from registrator.mapping import (
 from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
 from registrator.snapshot import snapshot_from_inspect
 from registrator.template import parse
+from tests.settings import mapping_settings, with_ip
 
-SETTINGS = MappingSettings(hostname="host1", host_ip="10.0.0.5")
+SETTINGS = mapping_settings("host1")
 CID = "f" * 64
 
 
@@ -242,7 +243,7 @@ def test_port_keys_for_ports_the_container_lacks_are_warned_about():
 def test_explicit_ip_wins_over_a_specific_binding_address():
     snapshot = container(ContainerPort(80, "tcp", (PortBinding("192.0.2.9", 1),)))
     assert one(snapshot).address == "192.0.2.9"
-    assert one(snapshot, replace(SETTINGS, ip="10.9.9.9")).address == "10.9.9.9"
+    assert one(snapshot, with_ip(SETTINGS, "10.9.9.9")).address == "10.9.9.9"
 
 
 def test_loopback_only_bindings_are_not_registered():
@@ -268,7 +269,7 @@ def test_internal_on_user_networks_picks_the_first_network_by_name():
 
 def test_ip_from_label_wins_in_both_modes_and_drops_the_cidr():
     snapshot = container(published(80, 1), labels={"my.ip": "10.7.7.7/24"}, ip="172.17.0.2")
-    for settings in (replace(SETTINGS, use_ip_from_label="my.ip", ip="10.0.0.1"), replace(SETTINGS, use_ip_from_label="my.ip", internal=True)):
+    for settings in (replace(with_ip(SETTINGS, "10.0.0.1"), use_ip_from_label="my.ip"), replace(SETTINGS, use_ip_from_label="my.ip", internal=True)):
         assert one(snapshot, settings).address == "10.7.7.7"
 
 
@@ -310,7 +311,7 @@ def test_mapping_is_deterministic_and_the_hash_follows_every_field(inspect_json)
     snap = snapshot_from_inspect(inspect_json("multi"))
     first = services(snap)
     assert services(snap) == first
-    moved = services(snap, replace(SETTINGS, ip="10.0.0.6"))
+    moved = services(snap, with_ip(SETTINGS, "10.0.0.6"))
     assert {s.meta[META_HASH] for s in moved.values()}.isdisjoint(s.meta[META_HASH] for s in first.values())
 
 

@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from registrator.checks import CheckSettings
-from registrator.mapping import DeregisterPolicy, MappingSettings, PortSuffix, desired_services
+from registrator.mapping import DeregisterPolicy, PortSuffix, desired_services
 from registrator.snapshot import snapshot_from_inspect
 from registrator.template import parse
+from tests.settings import mapping_settings
 
-SETTINGS = MappingSettings(hostname="h", host_ip="10.0.0.5", checks=CheckSettings(allow_scripts=True, agent_runs_scripts=True))
+SETTINGS = mapping_settings(runs_scripts=True, checks=CheckSettings(allow_scripts=True))
 
 text = st.text(max_size=40)
 port_numbers = st.one_of(st.integers(min_value=-5, max_value=70000).map(str), st.sampled_from(["80", "53", "x", ""]))

@@ -1,0 +1,213 @@
+"""In-memory Docker and Consul that implement the protocols the core declares, for tests of the core.
+
+Interleavings are forced, never slept for: `hold(call, key)` makes the next such call stop inside
+the fake until the test releases it, and tells the test when a worker got there.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from registrator.config import ConsulEndpoint, Options, Settings
+from registrator.consul_sink import ConsulError
+from registrator.docker_source import ContainerEvent, DockerUnavailable, Listed
+from registrator.mapping import HostFacts, MappingPolicy, MappingSettings
+from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
+
+WAIT = 10.0  # seconds a test waits for something that must happen; only reached when it does not
+
+
+class Hold:
+    """A point inside a fake call where the caller stops until `release`."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._released = threading.Event()
+
+    def reached(self) -> bool:
+        return self.entered.wait(WAIT)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def __call__(self) -> None:
+        self.entered.set()
+        if not self._released.wait(WAIT):
+            raise AssertionError("a held call was never released")
+
+
+class Holds:
+    def __init__(self) -> None:
+        self._holds: dict[tuple[str, str], list[Hold]] = {}
+        self._holds_lock = threading.Lock()
+
+    def hold(self, call: str, key: str = "") -> Hold:
+        """The next `call` (for `key`, or for any key when empty) stops until released."""
+        made = Hold()
+        with self._holds_lock:
+            self._holds.setdefault((call, key), []).append(made)
+        return made
+
+    def pause(self, call: str, key: str) -> None:
+        with self._holds_lock:
+            waiting = self._holds.get((call, key)) or self._holds.get((call, ""))
+            hold = waiting.pop(0) if waiting else None
+        if hold is not None:
+            hold()
+
+
+def web(container_id: str, name: str = "web", port: int = 80, host_port: int = 8080, stop_signal: int = 15,
+        started_at: float = 1000.0, env: dict[str, str] | None = None, health: str = "") -> ContainerSnapshot:
+    """A running container publishing one TCP port."""
+    return ContainerSnapshot(
+        id=container_id, name=name, image="nginx:1", running=True, started_at=started_at, stop_signal=stop_signal,
+        ports=(ContainerPort(port, "tcp", (PortBinding("0.0.0.0", host_port),)),),
+        env=MappingProxyType(env or {}), has_healthcheck=bool(health), health=health,
+    )
+
+
+class FakeDocker(Holds):
+    def __init__(self) -> None:
+        super().__init__()
+        self.containers: dict[str, ContainerSnapshot] = {}
+        self.failing: set[str] = set()  # inspects of these raise DockerUnavailable
+        self.inspected: list[str] = []
+        self.event_stream: queue.Queue[ContainerEvent | None] = queue.Queue()
+        self.events_calls = 0
+        self.events_error: Exception | None = None  # raised by the next `events` call
+
+    def inspect(self, container_id: str) -> ContainerSnapshot | None:
+        self.inspected.append(container_id)
+        self.pause("inspect", container_id)
+        if container_id in self.failing:
+            raise DockerUnavailable(f"docker inspect {container_id}: 500 Server Error")
+        return self.containers.get(container_id)
+
+    def running(self) -> dict[str, Listed]:
+        return {cid: Listed(c.name, repr(c)) for cid, c in self.containers.items() if c.running}
+
+    def events(self, since: str | None) -> Iterator[ContainerEvent]:
+        self.events_calls += 1
+        if self.events_error is not None:
+            error, self.events_error = self.events_error, None
+            raise error
+        return iter(self.event_stream.get, None)
+
+    def close_events(self) -> None:
+        self.event_stream.put(None)
+
+    def ping(self) -> None:
+        pass
+
+
+@dataclass
+class Check:
+    service_id: str
+    status: str = "critical"
+    output: str = ""
+
+
+@dataclass
+class FakeConsul(Holds):
+    services_: dict[str, ServiceSpec] = field(default_factory=dict)
+    checks: dict[str, Check] = field(default_factory=dict)
+    writes: list[tuple[str, str]] = field(default_factory=list)  # (call, ID) in the order Consul applied them
+    failing: set[str] = field(default_factory=set)  # calls that raise a transient ConsulError
+
+    def __post_init__(self) -> None:
+        Holds.__init__(self)
+        self._lock = threading.Condition(threading.RLock())
+
+    def wait_until(self, predicate: Callable[[FakeConsul], bool]) -> bool:
+        """Wait (at most WAIT) until a write makes `predicate` true."""
+        with self._lock:
+            return self._lock.wait_for(lambda: predicate(self), WAIT)
+
+    def services(self) -> dict[str, ServiceSpec]:
+        with self._lock:
+            answer = dict(self.services_)
+        self.pause("services", "")  # the answer is on its way while others write
+        return answer
+
+    def check_states(self) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            return {cid: (c.status, c.output) for cid, c in self.checks.items()}
+
+    def register(self, spec: ServiceSpec) -> None:
+        self._call("register", spec.id)
+        with self._lock:
+            self.services_[spec.id] = spec
+            for check in spec.checks:
+                self.checks[check.check_id] = Check(spec.id, str(check.definition.get("Status", "critical")))
+            self.writes.append(("register", spec.id))
+            self._lock.notify_all()
+
+    def deregister(self, service_id: str) -> None:
+        self._call("deregister", service_id)
+        with self._lock:
+            self.services_.pop(service_id, None)
+            self.checks = {cid: c for cid, c in self.checks.items() if c.service_id != service_id}
+            self.writes.append(("deregister", service_id))
+            self._lock.notify_all()
+
+    def update_check(self, check_id: str, status: str, output: str) -> None:
+        self._call("update_check", check_id)
+        with self._lock:
+            if check_id not in self.checks:
+                raise ConsulError(f"Consul agent/check/update {check_id}: Unknown check ID", transient=False)
+            self.checks[check_id].status, self.checks[check_id].output = status, output
+            self.writes.append(("update_check", f"{check_id}={status}"))
+            self._lock.notify_all()
+
+    def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
+        self._call("maintenance", service_id)
+        with self._lock:
+            if enable:
+                self.checks[f"_service_maintenance:{service_id}"] = Check(service_id, "critical", reason)
+            else:
+                self.checks.pop(f"_service_maintenance:{service_id}", None)
+            self.writes.append(("maintenance", f"{service_id}={enable}"))
+            self._lock.notify_all()
+
+    def has_service(self, service_id: str) -> bool:
+        with self._lock:
+            return service_id in self.services_
+
+    def leader(self) -> str:
+        return "127.0.0.1:8300"
+
+    def holder(self, service_id: str) -> str:
+        """The container a service is registered for, by its ownership Meta."""
+        with self._lock:
+            spec = self.services_.get(service_id)
+        return spec.meta.get("registrator-container", "") if spec else ""
+
+    def _call(self, call: str, key: str) -> None:
+        self.pause(call, key)
+        if call in self.failing:
+            raise ConsulError(f"Consul {call} {key}: connection refused", transient=True)
+
+
+class Clock:
+    """A clock that moves only when told: for backoffs and drain timeouts."""
+
+    def __init__(self, now: float = 2000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def agent_settings(host: str = "h", *, drain: str = "deregister", drain_timeout: float = 120.0, **options: Any) -> Settings:
+    """Settings as `startup.resolve` would settle them for an agent run with `-ip 10.0.0.5`."""
+    policy = MappingPolicy(drain=drain)
+    return Settings(Options(consul=ConsulEndpoint(), mapping=policy, drain_timeout=drain_timeout, **options),
+                    MappingSettings.of(policy, HostFacts(host, "10.0.0.5")))

@@ -1,0 +1,101 @@
+"""The reconciler and its local view against fake Docker and Consul."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from registrator.kills import KillLog
+from registrator.reconciler import Closed, Reconciler
+from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, web
+
+MIRROR = "service:h:web:80:docker-health"
+
+
+def reconciler(docker: FakeDocker, consul: FakeConsul) -> Reconciler:
+    return Reconciler(docker, consul, agent_settings().mapping, KillLog(timeout=120), clock=Clock())
+
+
+def test_a_heartbeat_overtaken_by_a_newer_docker_health_status_sends_the_newer_one_last():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web", health="healthy")
+    core = reconciler(docker, consul)
+    core.reconcile("web")
+    assert consul.checks[MIRROR].status == "passing"
+
+    beat = consul.hold("update_check", MIRROR)
+    heartbeat = threading.Thread(target=core.heartbeat)
+    heartbeat.start()
+    assert beat.reached()  # the heartbeat sends "passing"…
+    docker.containers["web"] = web("web", name="web", health="unhealthy")
+    consul_writes = threading.Thread(target=core.reconcile, args=("web",))
+    consul_writes.start()
+    assert consul.wait_until(lambda c: c.checks[MIRROR].status == "critical")  # …the reconcile sends "critical" first
+    beat.release()
+    heartbeat.join(WAIT)
+    consul_writes.join(WAIT)
+
+    assert consul.checks[MIRROR].status == "critical"
+
+
+def test_a_failed_health_push_is_sent_again_by_the_next_reconcile():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web", health="healthy")
+    core = reconciler(docker, consul)
+    core.reconcile("web")
+    docker.containers["web"] = web("web", name="web", health="unhealthy")
+    consul.failing.add("update_check")
+    with pytest.raises(Exception, match="connection refused"):
+        core.reconcile("web")
+
+    consul.failing.clear()
+    core.reconcile("web")
+    assert consul.checks[MIRROR].status == "critical"
+
+
+def test_a_heartbeat_skips_a_check_whose_service_was_deregistered_meanwhile():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web", health="healthy")
+    core = reconciler(docker, consul)
+    core.reconcile("web")
+    consul.checks.pop(MIRROR)  # gone from Consul, as after a deregistration racing the heartbeat
+    core.view.deregistered("h:web:80")
+
+    assert core.heartbeat() == 0
+
+
+def test_after_close_no_write_starts():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web")
+    core = reconciler(docker, consul)
+    assert core.close(timeout=1)
+    with pytest.raises(Closed):
+        core.reconcile("web")
+    assert consul.writes == []
+
+
+def test_an_unchanged_container_costs_one_inspect_and_no_consul_call():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web")
+    core = reconciler(docker, consul)
+    assert core.reconcile("web").writes == 1
+    assert core.reconcile("web").writes == 0
+    assert consul.writes == [("register", "h:web:80")]
+    assert docker.inspected == ["web", "web"]
+
+
+def test_a_refresh_keeps_only_this_hosts_services_and_wakes_containers_refused_an_id_now_free():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["a"] = web("a", name="a", env={"SERVICE_ID": "shared"})
+    docker.containers["b"] = web("b", name="b", env={"SERVICE_ID": "shared"})
+    core = reconciler(docker, consul)
+    core.reconcile("a")
+    core.reconcile("b")  # refused: a holds it
+    theirs = consul.services_["shared"]
+    consul.services_ = {"other": type(theirs)("other", "x", "10.0.0.9", 1, meta={"registrator-host": "h2"})}
+
+    refreshed = core.refresh()
+    assert refreshed.containers == frozenset()
+    assert refreshed.woken == frozenset({"b"})
+    assert not core.view.owns("other")
