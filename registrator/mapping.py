@@ -251,10 +251,11 @@ def _services_for_port(
         name_reason += f", with the -{port.port} suffix (--port-suffix {settings.port_suffix.value})"
     base_id = _service_id(snapshot, port, port_meta, multi_port, settings)
     own_tags = parse_tags(port_meta.get("tags"))
-    tags = list(dict.fromkeys(own_tags + template_tags + (["udp"] if port.protocol == "udp" else [])))
+    protocol_tag = [port.protocol] if port.protocol != "tcp" else []
+    tags = list(dict.fromkeys(own_tags + template_tags + protocol_tag))
     tag_reasons = [port_meta.entries["tags"].source] if own_tags else []
     tag_reasons += ["-tags"] if template_tags else []
-    tag_reasons += ["udp port"] if port.protocol == "udp" else []
+    tag_reasons += [f"{port.protocol} port"] if protocol_tag else []
     meta = _meta(port_meta, {**settings.meta, **ecs_meta}, warnings)
     meta_reasons = sorted(e.source for k, e in port_meta.entries.items() if k in meta) + (["--meta"] if settings.meta else [])
     meta_reasons += ["ECS labels"] if ecs_meta else []
@@ -268,7 +269,7 @@ def _services_for_port(
         spec = ServiceSpec(service_id, full_name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)
         why = (
             ("name", name_reason),
-            ("id", port_meta.entries["id"].source if "id" in port_meta.entries else "host:container:port[:udp]"),
+            ("id", port_meta.entries["id"].source if "id" in port_meta.entries else "host:container:port[:protocol]"),
             ("address", target.rule),
             ("tags", ", ".join(tag_reasons) or "none"),
             ("meta", ", ".join(meta_reasons) or "ownership only"),
@@ -325,19 +326,18 @@ def _service_id(
 ) -> str:
     """registrator's `host:container:port[:udp]`, or SERVICE_ID.
 
-    Unlike registrator, a custom ID keeps the `:udp` distinction (registrator#599) unless it was set
-    for that protocol, and a container-wide SERVICE_ID on several ports gets `:<port>` so the
-    services do not overwrite each other.
+    Every protocol but TCP adds `:<protocol>`; registrator did so for UDP only, and an SCTP port took
+    the ID of the TCP port beside it. Unlike registrator, a custom ID keeps that distinction
+    (registrator#599) unless it was set for that protocol, and a container-wide SERVICE_ID on several
+    ports gets `:<port>` so the services do not overwrite each other.
     """
+    suffix = "" if port.protocol == "tcp" else f":{port.protocol}"
     custom = port_meta.get("id").strip()
     if not custom:
-        service_id = f"{settings.hostname}:{snapshot.name}:{port.port}"
-        return f"{service_id}:udp" if port.protocol == "udp" else service_id
+        return f"{settings.hostname}:{snapshot.name}:{port.port}{suffix}"
     if "id" not in port_meta.port_scoped and multi_port:
         custom = f"{custom}:{port.port}"
-    if port.protocol == "udp" and "id" not in port_meta.protocol_scoped:
-        custom = f"{custom}:udp"
-    return custom
+    return custom if "id" in port_meta.protocol_scoped else f"{custom}{suffix}"
 
 
 def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], warnings: list[str]) -> dict[str, str]:

@@ -3,7 +3,7 @@
 Pure. Environment first, then labels, so a label overrides an env var with the same key. The part
 after `SERVICE_` is lower-cased. Scopes, most specific first:
 
-* `SERVICE_<port>_<tcp|udp>_<KEY>`: one port and protocol (registrator#244),
+* `SERVICE_<port>_<tcp|udp|sctp>_<KEY>`: one port and protocol (registrator#244),
 * `SERVICE_<port>_<KEY>`: both protocols of one exposed port,
 * `SERVICE_<KEY>`: every port.
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from registrator.model import ContainerPort, ContainerSnapshot
 
 PREFIX = "SERVICE_"
-PROTOCOLS = ("tcp", "udp")
+PROTOCOLS = ("tcp", "udp", "sctp")
 TRUE_VALUES = {"1", "true", "yes", "on", "y", "t"}
 
 

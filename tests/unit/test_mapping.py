@@ -148,6 +148,20 @@ def test_custom_id_keeps_the_udp_distinction():
     assert set(services(snapshot)) == {"dns", "dns:udp"}
 
 
+def test_sctp_ports_get_a_distinct_id_and_tag():
+    snapshot = container(published(80, 8080, "sctp"), published(80, 8080))
+    found = services(snapshot)
+    assert set(found) == {"host1:app.1:80", "host1:app.1:80:sctp"}
+    assert (found["host1:app.1:80"].tags, found["host1:app.1:80:sctp"].tags) == ((), ("sctp",))
+
+
+def test_custom_id_keeps_the_sctp_distinction_unless_set_for_sctp():
+    snapshot = container(published(80, 8080, "sctp"), published(80, 8080), env={"SERVICE_80_ID": "web"})
+    assert set(services(snapshot)) == {"web", "web:sctp"}
+    snapshot = container(published(80, 8080, "sctp"), published(80, 8080), env={"SERVICE_80_ID": "web", "SERVICE_80_SCTP_ID": "web-s"})
+    assert set(services(snapshot)) == {"web", "web-s"}
+
+
 def test_protocol_scoped_id_is_taken_as_is():
     snapshot = container(published(53, 1053, "udp"), env={"SERVICE_53_UDP_ID": "dns-u"})
     assert set(services(snapshot)) == {"dns-u"}

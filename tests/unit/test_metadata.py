@@ -26,12 +26,14 @@ def metadata_for(env: dict[str, str], labels: dict[str, str], port: int = 80, pr
         ({"SERVICE_53_NAME": "dns", "SERVICE_53_UDP_NAME": "dns-udp"}, {}, 53, "udp", {"name": "dns-udp"}),
         ({"SERVICE_53_NAME": "dns", "SERVICE_53_UDP_NAME": "dns-udp"}, {}, 53, "tcp", {"name": "dns"}),
         ({"SERVICE_53_udp_NAME": "lower"}, {"SERVICE_53_NAME": "label"}, 53, "udp", {"name": "lower"}),
+        ({"SERVICE_80_NAME": "web", "SERVICE_80_SCTP_NAME": "web-sctp"}, {}, 80, "sctp", {"name": "web-sctp"}),
+        ({"SERVICE_80_NAME": "web", "SERVICE_80_SCTP_NAME": "web-sctp"}, {}, 80, "tcp", {"name": "web"}),
         ({"SERVICE_REGION": "eu", "OTHER": "x", "service_name": "lower-prefix"}, {}, 80, "tcp", {"region": "eu"}),
         ({"SERVICE_CHECK_HTTP": "/health"}, {}, 80, "tcp", {"check_http": "/health"}),
         ({"SERVICE_80": "bare"}, {}, 80, "tcp", {"80": "bare"}),
     ],
     ids=["env", "label-beats-env", "port-beats-generic", "port-env-beats-generic-label", "other-port",
-         "protocol-beats-port", "protocol-other", "protocol-case-insensitive", "prefix-case-sensitive",
+         "protocol-beats-port", "protocol-other", "protocol-case-insensitive", "sctp-beats-port", "sctp-other", "prefix-case-sensitive",
          "check-keys-kept-for-checks", "bare-port-is-generic"],
 )
 def test_merged_values(env, labels, port, protocol, values):
