@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
 import consul
 import requests
@@ -59,6 +60,9 @@ class ConsulSink:
         # Proxies, .netrc and REQUESTS_CA_BUNDLE from the environment are not for the local agent:
         # a host's egress proxy must never see the ACL token, and the CA comes from CONSUL_CACERT.
         self._client.http.session.trust_env = False
+        # Consul's API never redirects; its Go router answers a path with dot segments with a 301 to
+        # the cleaned path, which requests would follow with the same PUT, to another service.
+        self._client.http.session.max_redirects = 0
         if endpoint.socket:
             self._client.http.session.mount(f"{_UNIX_SCHEME}://", UnixSocketAdapter(f"http+unix://{endpoint.socket}"))
         if endpoint.server_name:
@@ -94,7 +98,7 @@ class ConsulSink:
         with self._errors("agent/service/maintenance", service_id):
             self._client.http.put(
                 consul.base.CB.bool(),
-                f"/v1/agent/service/maintenance/{service_id}",
+                f"/v1/agent/service/maintenance/{path_segment(service_id)}",
                 params={"enable": "true" if enable else "false", "reason": reason},
                 headers=self._headers(),
             )
@@ -102,14 +106,15 @@ class ConsulSink:
     def has_service(self, service_id: str) -> bool:
         """Whether the local agent still knows this service (False on 404)."""
         with self._errors("agent/service", service_id):
-            return bool(self._client.http.get(consul.base.CB.bool(), f"/v1/agent/service/{service_id}", headers=self._headers()))
+            return bool(self._client.http.get(consul.base.CB.bool(), f"/v1/agent/service/{path_segment(service_id)}",
+                                              headers=self._headers()))
 
     def update_check(self, check_id: str, status: str, output: str) -> None:
         """Set a TTL check's status and output (also resets its TTL)."""
         with self._errors("agent/check/update", check_id):
             self._client.http.put(
                 consul.base.CB.bool(),
-                f"/v1/agent/check/update/{check_id}",
+                f"/v1/agent/check/update/{path_segment(check_id)}",
                 data=json.dumps({"Status": status, "Output": output}),
                 headers=self._headers(),
             )
@@ -155,7 +160,8 @@ class ConsulSink:
     def deregister(self, service_id: str) -> None:
         """Idempotent: an unknown service counts as removed."""
         with self._errors("agent/service/deregister", service_id):
-            self._client.agent.service.deregister(service_id)
+            self._client.http.put(consul.base.CB.bool(), f"/v1/agent/service/deregister/{path_segment(service_id)}",
+                                  headers=self._headers())
 
     def _headers(self) -> dict[str, str]:
         return {"X-Consul-Token": self.endpoint.token} if self.endpoint.token else {}
@@ -183,6 +189,17 @@ class ConsulSink:
             if self._metrics is not None:
                 self._metrics.inc("registrator_consul_requests_total", call=call, outcome=outcome)
                 self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
+
+
+def path_segment(text: str) -> str:
+    """A service or check ID as one URL path segment that names exactly that ID.
+
+    IDs come from containers: escaped, and refused when no escaping helps (a '/' is decoded back by
+    Consul before its router cleans the path, and '.' or '..' are dot segments).
+    """
+    if text in ("", ".", "..") or "/" in text:
+        raise ConsulError(f"refusing to send ID {text!r} in a URL path: Consul would act on another ID", transient=False)
+    return quote(text, safe="")
 
 
 def _worst(statuses: list[str]) -> str:

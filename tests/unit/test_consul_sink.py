@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import os
 from types import MappingProxyType
+from urllib.parse import unquote
+
+import pytest
 
 from registrator.config import ConsulEndpoint
-from registrator.consul_sink import ConsulSink, service_from_agent, service_payload
+from registrator.consul_sink import ConsulError, ConsulSink, path_segment, service_from_agent, service_payload
 from registrator.model import ServiceSpec
 
 
@@ -28,3 +31,24 @@ def test_library_environment_cannot_override_the_resolved_endpoint(monkeypatch):
     assert sink._client.token == "explicit"
     assert sink._headers() == {"X-Consul-Token": "explicit"}
     assert os.environ["CONSUL_HTTP_ADDR"] == "[::1]:8500"
+
+
+@pytest.mark.parametrize(("service_id", "segment"), [
+    ("h:web:80", "h%3Aweb%3A80"),
+    ("a b?c#d%2F", "a%20b%3Fc%23d%252F"),
+    ("x\\..\\victim", "x%5C..%5Cvictim"),
+    ("..victim", "..victim"),
+])
+def test_an_id_becomes_one_escaped_path_segment_that_decodes_to_itself(service_id, segment):
+    assert path_segment(service_id) == segment
+    assert unquote(segment) == service_id
+
+
+@pytest.mark.parametrize("service_id", ["x/../victim", "../victim", "..", ".", "", "a/b"])
+def test_ids_that_no_escaping_keeps_in_one_segment_are_refused(service_id):
+    with pytest.raises(ConsulError, match="refusing to send ID"):
+        path_segment(service_id)
+
+
+def test_the_consul_client_never_follows_a_redirect():
+    assert ConsulSink(ConsulEndpoint())._client.http.session.max_redirects == 0
