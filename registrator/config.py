@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from registrator.mapping import MappingPolicy, MappingSettings, meta_key_problem
+from registrator.mapping import MAX_META_VALUE, MappingPolicy, MappingSettings, meta_key_problem
 
 DEFAULT_CONSUL_PORT = 8500
 UNSUPPORTED_BACKENDS = ("consulkv", "consulkv-unix", "etcd", "skydns2", "zookeeper")
@@ -165,5 +165,7 @@ def parse_meta_options(pairs: Iterable[str]) -> dict[str, str]:
         problem = "expected key=value" if not sep else meta_key_problem(key)
         if problem:
             raise ConfigError(f"--meta {pair!r}: {problem}")
+        if len(value) > MAX_META_VALUE:
+            raise ConfigError(f"--meta {f'{key}={value[:20]}…'!r}: value longer than {MAX_META_VALUE} characters")
         meta[key] = value
     return meta

@@ -102,3 +102,10 @@ def test_global_meta_is_validated_at_startup(pair, problem):
 
 def test_global_meta():
     assert parse_meta_options(["team=web", "env=a=b"]) == {"team": "web", "env": "a=b"}
+
+
+def test_global_meta_values_longer_than_512_are_refused_naming_the_key_with_the_value_cut():
+    with pytest.raises(ConfigError) as raised:
+        parse_meta_options(["team=" + "x" * 513])
+    assert str(raised.value) == "--meta 'team=xxxxxxxxxxxxxxxxxxxx…': value longer than 512 characters"
+    assert parse_meta_options(["team=" + "x" * 512]) == {"team": "x" * 512}
