@@ -142,6 +142,8 @@ def _token(env: Mapping[str, str]) -> str | None:
             return handle.read().strip() or None
     except OSError as exc:
         raise ConfigError(f"CONSUL_HTTP_TOKEN_FILE={path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"CONSUL_HTTP_TOKEN_FILE={path}: not UTF-8 text") from None
 
 
 def _tls(env: Mapping[str, str]) -> tuple[bool | str, tuple[str, str] | None]:

@@ -109,3 +109,12 @@ def test_global_meta_values_longer_than_512_are_refused_naming_the_key_with_the_
         parse_meta_options(["team=" + "x" * 513])
     assert str(raised.value) == "--meta 'team=xxxxxxxxxxxxxxxxxxxx…': value longer than 512 characters"
     assert parse_meta_options(["team=" + "x" * 512]) == {"team": "x" * 512}
+
+
+def test_a_token_file_that_is_not_utf8_is_a_config_error_naming_the_variable_and_path(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_bytes(b"\xff\xfe-not-utf8\n")
+    with pytest.raises(ConfigError) as raised:
+        consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)})
+    assert str(raised.value) == f"CONSUL_HTTP_TOKEN_FILE={token_file}: not UTF-8 text"
+
