@@ -94,7 +94,9 @@ def parse_consul_address(text: str, source: str) -> tuple[str, str, int]:
         raise ConfigError(f"{source}: cannot parse {text!r}: {exc}") from None
     if not host or parts.path:
         raise ConfigError(f"{source}: expected host[:port], got {text!r}")
-    return scheme, host, port or DEFAULT_CONSUL_PORT
+    if port == 0:
+        raise ConfigError(f"{source}: port 0 in {text!r}; give a port from 1 to 65535, or none for {DEFAULT_CONSUL_PORT}")
+    return scheme, host, DEFAULT_CONSUL_PORT if port is None else port
 
 
 def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeout: float = 5.0,

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from registrator.config import ConfigError, consul_endpoint, parse_consul_address, parse_meta_options
@@ -118,3 +120,13 @@ def test_a_token_file_that_is_not_utf8_is_a_config_error_naming_the_variable_and
         consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)})
     assert str(raised.value) == f"CONSUL_HTTP_TOKEN_FILE={token_file}: not UTF-8 text"
 
+
+@pytest.mark.parametrize("text", ["127.0.0.1:0", "consul.local:0", "[::1]:0", "http://127.0.0.1:0/"])
+def test_port_zero_is_refused_not_replaced_by_the_default(text):
+    with pytest.raises(ConfigError, match=re.escape(f"CONSUL_HTTP_ADDR: port 0 in {text!r}")):
+        parse_consul_address(text, "CONSUL_HTTP_ADDR")
+
+
+def test_registry_uri_with_port_zero_is_refused():
+    with pytest.raises(ConfigError, match="registry URI 'consul://127.0.0.1:0': port 0"):
+        consul_endpoint("consul://127.0.0.1:0", env={})
