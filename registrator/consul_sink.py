@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote
 
 import consul
 import requests
@@ -192,14 +191,15 @@ class ConsulSink:
 
 
 def path_segment(text: str) -> str:
-    """A service or check ID as one URL path segment that names exactly that ID.
+    """A service or check ID for a URL path, where it must name exactly that ID.
 
-    IDs come from containers: escaped, and refused when no escaping helps (a '/' is decoded back by
-    Consul before its router cleans the path, and '.' or '..' are dot segments).
+    IDs come from containers. python-consul2 percent-escapes every path character but '/' and ':',
+    so what it cannot keep in one segment is refused: a '/' (and Consul decodes an escaped one
+    before its router cleans the path), and the dot segments '.' and '..'.
     """
     if text in ("", ".", "..") or "/" in text:
         raise ConsulError(f"refusing to send ID {text!r} in a URL path: Consul would act on another ID", transient=False)
-    return quote(text, safe="")
+    return text
 
 
 def _worst(statuses: list[str]) -> str:

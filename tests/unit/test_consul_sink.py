@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import os
 from types import MappingProxyType
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
+import requests
 
 from registrator.config import ConsulEndpoint
 from registrator.consul_sink import ConsulError, ConsulSink, path_segment, service_from_agent, service_payload
@@ -33,15 +34,12 @@ def test_library_environment_cannot_override_the_resolved_endpoint(monkeypatch):
     assert os.environ["CONSUL_HTTP_ADDR"] == "[::1]:8500"
 
 
-@pytest.mark.parametrize(("service_id", "segment"), [
-    ("h:web:80", "h%3Aweb%3A80"),
-    ("a b?c#d%2F", "a%20b%3Fc%23d%252F"),
-    ("x\\..\\victim", "x%5C..%5Cvictim"),
-    ("..victim", "..victim"),
-])
-def test_an_id_becomes_one_escaped_path_segment_that_decodes_to_itself(service_id, segment):
-    assert path_segment(service_id) == segment
-    assert unquote(segment) == service_id
+@pytest.mark.parametrize("service_id", ["h:web:80", "a b?c#d%2F", "x\\..\\victim", "..victim", "%2e%2e", "service:h:web:80:docker-health"])
+def test_the_request_sent_names_exactly_the_id(service_id):
+    sink = ConsulSink(ConsulEndpoint(host="127.0.0.1", port=8500))
+    uri = sink._client.http.uri(f"/v1/agent/service/deregister/{path_segment(service_id)}")
+    sent = requests.Request("PUT", uri).prepare().url or ""
+    assert unquote(urlsplit(sent).path.removeprefix("/v1/agent/service/deregister/")) == service_id
 
 
 @pytest.mark.parametrize("service_id", ["x/../victim", "../victim", "..", ".", "", "a/b"])
