@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from registrator.config import Options
 from registrator.mapping import HostFacts, MappingSettings
 
 
@@ -21,3 +22,13 @@ def with_ip(settings: MappingSettings, ip: str) -> MappingSettings:
 def with_scripts(settings: MappingSettings, runs: bool) -> MappingSettings:
     """The same settings with a Consul agent that does (or does not) run script checks."""
     return replace(settings, host=replace(settings.host, runs_scripts=runs))
+
+
+def cli_options(argv: list[str]) -> Options:
+    """What `registrator ARGV` would run with: parsed and validated exactly as the command does, up to
+    the point where it would connect to Docker."""
+    from cli import _options, main
+
+    name, *rest = argv if argv[0] in main.commands else ["run", *argv]
+    with main.commands[name].make_context(name, rest) as ctx:
+        return _options(ctx.params.get("uri"), ctx.params)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 
-from registrator.config import Options
+from tests.settings import cli_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,29 +29,19 @@ def test_ecs_task_definition_matches_its_guide():
     assert "DAEMON" in guide
 
 
-def resolved_options(argv: list[str]) -> Options:
-    """What `registrator ARGV` would run with: parsed and validated exactly as the command does, up to
-    the point where it would connect to Docker."""
-    from cli import _options, main
-
-    name, *rest = argv if argv[0] in main.commands else ["run", *argv]
-    with main.commands[name].make_context(name, rest) as ctx:
-        return _options(ctx.params.get("uri"), ctx.params)
-
-
 def test_ecs_task_command_is_accepted_by_the_cli():
     task = json.loads((ROOT / "deploy" / "ecs" / "task-definition.json").read_text())
-    options = resolved_options(task["containerDefinitions"][0]["command"])
+    options = cli_options(task["containerDefinitions"][0]["command"])
     assert (options.ip_from, options.mapping.drain) == ("ec2", "deregister")
 
 
 def test_systemd_unit_command_is_accepted_by_the_cli():
     unit = (ROOT / "deploy" / "systemd" / "registrator.service").read_text()
     [exec_start] = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
-    options = resolved_options(shlex.split(exec_start)[1:])
+    options = cli_options(shlex.split(exec_start)[1:])
     assert options.ip_from == "route"
 
 
 def test_a_bad_value_in_a_deployed_command_would_be_caught():
     with pytest.raises(click.UsageError, match="--ip-from 'ec3'"):
-        resolved_options(["run", "--ip-from", "ec3"])
+        cli_options(["run", "--ip-from", "ec3"])

@@ -1,0 +1,24 @@
+"""registrator command lines keep working: single-dash long flags and Go's -flag=false, on every command."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.settings import cli_options
+
+
+@pytest.mark.parametrize("command", [["run"], ["sync", "--once"], ["explain", "web"]])
+def test_single_dash_hostname_and_go_booleans_work_for_every_command_that_takes_the_run_flags(command):
+    options = cli_options([*command, "-hostname", "node-1", "-internal=true", "-cleanup=false", "-explicit=1"])
+    assert (options.hostname, options.mapping.internal, options.cleanup, options.mapping.explicit) == ("node-1", True, False, True)
+
+
+def test_registrator_flags_before_the_uri():
+    options = cli_options(["-ip", "10.0.0.5", "-internal=false", "-resync", "5", "consul://127.0.0.1:8501"])
+    assert (options.ip, options.mapping.internal, options.resync_seconds, options.consul.port) == ("10.0.0.5", False, 5.0, 8501)
+
+
+def test_defaults_are_the_documented_ones():
+    options = cli_options(["run"])
+    assert (options.resync_seconds, options.workers, options.drain_timeout, options.consul.timeout, options.ip_from) == (
+        60.0, 4, 120.0, 5.0, "route")
