@@ -31,7 +31,11 @@ STATUSES = ("passing", "warning", "critical")
 DEFAULT_INTERVAL = "10s"
 MIRROR_SUFFIX = "docker-health"
 DOCKER_TO_CONSUL = {"healthy": "passing", "unhealthy": "critical"}
-_DURATION = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
+_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_DURATION_PART = r"([0-9]+)(?:\.([0-9]+))?(ns|us|µs|μs|ms|s|m|h)"
+_DURATION = re.compile(f"(?:{_DURATION_PART})+")
+MAX_NANOSECONDS = 2**63 - 1  # Go's time.Duration, which Consul parses every duration into
+MAX_COUNT = 2**31 - 1  # Consul's check counts are Go ints, 32 bits wide on 32-bit builds
 _NUMBERED = re.compile(r"^(\d+)_(.+)$")
 
 
@@ -145,8 +149,9 @@ def _check(
         definition["GRPC"] = f"{target}/{service}" if service else target
         definition["GRPCUseTLS"] = _flag(settings, "grpc_use_tls")
     elif kind == "ttl":
-        if not _DURATION.match(value):
-            warnings.append(f"{settings['ttl'].source}: {value!r} is not a duration (like 30s or 1m); TTL check left out")
+        problem = duration_problem(value)
+        if problem:
+            warnings.append(f"{settings['ttl'].source}: {value!r} {problem}; TTL check left out")
             return None
         definition["TTL"] = value
     elif kind == "script":
@@ -174,14 +179,14 @@ def _check(
         if _value(settings, "tls_server_name"):
             definition["TLSServerName"] = _value(settings, "tls_server_name")
     if kind != "ttl":
-        definition["Interval"] = _duration(settings, "interval", warnings) or DEFAULT_INTERVAL
-        timeout = _duration(settings, "timeout", warnings)
+        definition["Interval"] = _duration(settings, "interval", f"default {DEFAULT_INTERVAL} used", warnings) or DEFAULT_INTERVAL
+        timeout = _duration(settings, "timeout", "Consul's default used", warnings)
         if timeout:
             definition["Timeout"] = timeout
     status = _status(settings, warnings) or policy.initial_status
     if status:
         definition["Status"] = status
-    deregister_after = _duration(settings, "deregister_after", warnings)
+    deregister_after = _duration(settings, "deregister_after", "not set", warnings)
     if deregister_after:
         definition["DeregisterCriticalServiceAfter"] = deregister_after
     for key, field in (("success_before_passing", "SuccessBeforePassing"), ("failures_before_critical", "FailuresBeforeCritical")):
@@ -202,10 +207,33 @@ def _flag(settings: dict[str, Entry], key: str) -> bool:
     return truthy(_value(settings, key))
 
 
-def _duration(settings: dict[str, Entry], key: str, warnings: list[str]) -> str:
+def duration_problem(text: str) -> str:
+    """Why Consul would refuse a duration, or take it as none; empty when it is fine.
+
+    Go's time.ParseDuration syntax, in ASCII digits (`10s`, `1m30s`, `1.5h`, `250ms`), and a length
+    that is more than 0 and fits Go's int64 nanoseconds (about 2562047h). Each part is truncated to
+    whole nanoseconds, as Go does.
+    """
+    if not _DURATION.fullmatch(text):
+        return "is not a duration (like 10s, 1m30s)"
+    total = 0
+    for whole, fraction, unit in re.findall(_DURATION_PART, text):
+        whole = whole.lstrip("0")
+        if len(whole) > len(str(MAX_NANOSECONDS)):
+            total = MAX_NANOSECONDS + 1
+            break
+        fraction = fraction[:20]  # finer than a nanosecond of the longest unit
+        total += int(whole or 0) * _UNIT_NS[unit] + int(fraction or 0) * _UNIT_NS[unit] // 10 ** len(fraction)
+    if total > MAX_NANOSECONDS:
+        return f"is longer than Go's limit of {MAX_NANOSECONDS // _UNIT_NS['h']}h"
+    return "" if total > 0 else "is not more than 0"
+
+
+def _duration(settings: dict[str, Entry], key: str, fallback: str, warnings: list[str]) -> str:
     value = _value(settings, key)
-    if value and not _DURATION.match(value):
-        warnings.append(f"{settings[key].source}: {value!r} is not a duration (like 10s, 1m30s); default used")
+    problem = duration_problem(value) if value else ""
+    if problem:
+        warnings.append(f"{settings[key].source}: {value!r} {problem}; {fallback}")
         return ""
     return value
 
@@ -222,10 +250,14 @@ def _count(settings: dict[str, Entry], key: str, warnings: list[str]) -> int | N
     value = _value(settings, key)
     if not value:
         return None
-    if not value.isdecimal():
+    if not re.fullmatch("[0-9]+", value):
         warnings.append(f"{settings[key].source}: {value!r} is not a whole number; ignored")
         return None
-    return int(value)
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_COUNT)) or int(digits) > MAX_COUNT:
+        warnings.append(f"{settings[key].source}: {value!r} is more than {MAX_COUNT}; ignored")
+        return None
+    return int(digits)
 
 
 def _headers(settings: dict[str, Entry], warnings: list[str]) -> Mapping[str, tuple[str, ...]]:

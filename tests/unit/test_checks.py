@@ -169,3 +169,58 @@ def test_a_changed_check_changes_the_registration_hash():
     first = desired_services(container({"SERVICE_CHECK_HTTP": "/a"}), SETTINGS).services
     second = desired_services(container({"SERVICE_CHECK_HTTP": "/b"}), SETTINGS).services
     assert [s.meta["registrator-hash"] for s in first.values()] != [s.meta["registrator-hash"] for s in second.values()]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "warning"),
+    [
+        ("INTERVAL", "0s", "env SERVICE_CHECK_INTERVAL: '0s' is not more than 0; default 10s used"),
+        ("INTERVAL", "0.5ns", "env SERVICE_CHECK_INTERVAL: '0.5ns' is not more than 0; default 10s used"),
+        ("INTERVAL", "99999999999999h", "env SERVICE_CHECK_INTERVAL: '99999999999999h' is longer than Go's limit of 2562047h; default 10s used"),
+        ("INTERVAL", "2562047h48m", "env SERVICE_CHECK_INTERVAL: '2562047h48m' is longer than Go's limit of 2562047h; default 10s used"),
+        ("INTERVAL", "9" * 5000 + "s", "is longer than Go's limit of 2562047h; default 10s used"),
+        ("INTERVAL", "１０s", "env SERVICE_CHECK_INTERVAL: '１０s' is not a duration (like 10s, 1m30s); default 10s used"),
+        ("INTERVAL", "١٠s", "env SERVICE_CHECK_INTERVAL: '١٠s' is not a duration (like 10s, 1m30s); default 10s used"),
+        ("TIMEOUT", "0s", "env SERVICE_CHECK_TIMEOUT: '0s' is not more than 0; Consul's default used"),
+        ("TIMEOUT", "2562048h", "env SERVICE_CHECK_TIMEOUT: '2562048h' is longer than Go's limit of 2562047h; Consul's default used"),
+        ("DEREGISTER_AFTER", "0m", "env SERVICE_CHECK_DEREGISTER_AFTER: '0m' is not more than 0; not set"),
+        ("DEREGISTER_AFTER", "١m", "env SERVICE_CHECK_DEREGISTER_AFTER: '١m' is not a duration (like 10s, 1m30s); not set"),
+    ],
+    ids=["interval-zero", "interval-below-a-nanosecond", "interval-past-int64", "interval-just-past-int64", "interval-5000-digits",
+         "interval-fullwidth-digits", "interval-arabic-indic-digits", "timeout-zero", "timeout-past-int64", "deregister-after-zero",
+         "deregister-after-arabic-indic-digit"],
+)
+def test_durations_consul_would_refuse_warn_and_fall_back(setting, value, warning):
+    env = {"SERVICE_CHECK_TCP": "true", f"SERVICE_CHECK_{setting}": value}
+    assert warning in warnings(env)
+    assert only(env) == {"TCP": "10.0.0.5:32000", "Interval": "10s"}
+
+
+@pytest.mark.parametrize("value", ["1m30s", "1.5h", "500ms", "250us", "250µs", "250μs", "2562047h"])
+def test_durations_in_gos_syntax_are_passed_on(value):
+    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INTERVAL": value})["Interval"] == value
+
+
+@pytest.mark.parametrize("value", ["0s", "0", "99999999999999h", "３０s"])
+def test_a_ttl_consul_would_refuse_leaves_the_ttl_check_out(value):
+    env = {"SERVICE_CHECK_TTL": value}
+    assert definitions(env) == {}
+    assert f"env SERVICE_CHECK_TTL: {value!r} " in warnings(env) and "; TTL check left out" in warnings(env)
+
+
+@pytest.mark.parametrize(
+    ("value", "warning"),
+    [("３", "env SERVICE_CHECK_SUCCESS_BEFORE_PASSING: '３' is not a whole number; ignored"),
+     ("2147483648", "env SERVICE_CHECK_SUCCESS_BEFORE_PASSING: '2147483648' is more than 2147483647; ignored"),
+     ("9" * 5000, "is more than 2147483647; ignored")],
+    ids=["fullwidth-digit", "past-int32", "5000-digits"],
+)
+def test_check_counts_are_ascii_digits_within_consuls_int(value, warning):
+    env = {"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_SUCCESS_BEFORE_PASSING": value}
+    assert warning in warnings(env)
+    assert only(env) == {"TCP": "10.0.0.5:32000", "Interval": "10s"}
+
+
+@pytest.mark.parametrize(("value", "count"), [("2147483647", 2147483647), ("0" * 5000 + "3", 3)], ids=["largest", "5000-leading-zeros"])
+def test_counts_in_range_are_passed_on(value, count):
+    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": value})["FailuresBeforeCritical"] == count
