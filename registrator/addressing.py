@@ -5,7 +5,7 @@ For every exposed port, the first rule that applies decides (nothing depends on 
 1. `SERVICE_[<port>_]IP`: that address; the published host port, else the exposed port.
 2. `SERVICE_[<port>_]NETWORK`: the container's address on that Docker network, exposed port.
 3. `-useIpFromLabel`: the address in that label; host port when published, exposed port with
-   `-internal` (registrator's rule).
+   `-internal` (registrator's rule). A label that is not an IP address is warned about and skipped.
 4. `--network`: the container's address on that network, exposed port (containers not on it fall
    through).
 5. ECS awsvpc task: the task's ENI address (from the ECS agent), exposed port.
@@ -65,7 +65,7 @@ def port_targets(
             return []
         return [_container_target(attachment.ip, attachment.ipv6, port.port, family,
                                   f"rule 2: {port_meta.entries['network'].source}, the address on network {network}")]
-    label_ip = _label_ip(snapshot, settings)
+    label_ip = _label_ip(snapshot, settings, warnings)
     if label_ip:
         rule = f"rule 3: -useIpFromLabel {settings.use_ip_from_label}"
         if settings.internal or not bindings:
@@ -149,11 +149,16 @@ def _family(port_meta: PortMetadata, settings: MappingSettings, warnings: list[s
     return value or settings.ip_family
 
 
-def _label_ip(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
-    """registrator's `-useIpFromLabel`: the label's value without a `/cidr` suffix."""
-    if not settings.use_ip_from_label:
+def _label_ip(snapshot: ContainerSnapshot, settings: MappingSettings, warnings: list[str]) -> str:
+    """registrator's `-useIpFromLabel`: the label's value without a `/cidr` suffix; empty (the next
+    rule decides) when the label is missing or not an IP address."""
+    label = settings.use_ip_from_label
+    value = snapshot.labels.get(label, "").strip() if label else ""
+    ip = value.rsplit("/", 1)[0]
+    if ip and not _is_ip(ip):
+        warnings.append(f"label {label}: {value!r} is not an IP address; -useIpFromLabel ignored for this container")
         return ""
-    return snapshot.labels.get(settings.use_ip_from_label, "").strip().rsplit("/", 1)[0]
+    return ip
 
 
 def _is_loopback(ip: str) -> bool:

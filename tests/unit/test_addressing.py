@@ -68,6 +68,13 @@ def test_invalid_service_ip_is_warned_about_and_the_next_rule_applies():
     assert "'not-an-ip' is not an IP address" in " ".join(desired.warnings)
 
 
+@pytest.mark.parametrize("label", ["not-an-ip", "not-an-ip/24", "10.0.0.256", "١٠.٠.٠.١"])
+def test_a_label_that_is_not_an_ip_is_warned_about_and_the_next_rule_applies(label):
+    desired = desired_services(container(labels={"ip": label}), replace(SETTINGS, use_ip_from_label="ip", network="front"))
+    assert [(s.address, s.port) for s in desired.services.values()] == [("10.1.0.3", 80)]
+    assert f"label ip: {label.strip()!r} is not an IP address; -useIpFromLabel ignored for this container" in desired.warnings
+
+
 def test_ipv6_family_and_tagged_addresses():
     [spec] = desired_services(container(env={"SERVICE_NETWORK": "back", "SERVICE_IP_FAMILY": "ipv6"}), SETTINGS).services.values()
     assert spec.address == "fd00::3"
