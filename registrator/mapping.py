@@ -32,6 +32,7 @@ MAX_META_KEY = 128
 MAX_META_VALUE = 512
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # Keys that configure the registration itself and never become Meta (nor do `check_*` keys).
 SERVICE_KEYS = {"name", "id", "tags", "ignore", "ip", "network", "ip_family"}
@@ -195,8 +196,16 @@ def image_basename(image: str) -> str:
 
 def parse_tags(text: str) -> list[str]:
     """Comma-separated tags in their order; `\\,` is a literal comma; blanks dropped."""
-    tags = [part.replace("\0", ",").strip() for part in text.replace("\\,", "\0").split(",")]
+    tags = [part.replace("\\,", ",").strip() for part in re.split(r"(?<!\\),", text)]
     return [tag for tag in tags if tag]
+
+
+def _printable_tags(tags: list[str], source: str, warnings: list[str]) -> list[str]:
+    """Tags without control characters: Consul would store them, but DNS cannot carry them."""
+    for tag in tags:
+        if _CONTROL.search(tag):
+            warnings.append(f"{source}: tag {tag!r} contains a control character; left out")
+    return [tag for tag in tags if not _CONTROL.search(tag)]
 
 
 def spec_hash(spec: ServiceSpec) -> str:
@@ -222,10 +231,11 @@ def _template_tags(snapshot: ContainerSnapshot, settings: MappingSettings, warni
     if settings.tags is None:
         return []
     try:
-        return parse_tags(settings.tags.render(snapshot.attrs))
+        tags = parse_tags(settings.tags.render(snapshot.attrs))
     except TemplateError as exc:
         warnings.append(f"-tags template {settings.tags.source!r}: {exc}; its tags are left out")
         return []
+    return _printable_tags(tags, f"-tags template {settings.tags.source!r}", warnings)
 
 
 def _services_for_port(
@@ -251,6 +261,8 @@ def _services_for_port(
         name_reason += f", with the -{port.port} suffix (--port-suffix {settings.port_suffix.value})"
     base_id = _service_id(snapshot, port, port_meta, multi_port, settings)
     own_tags = parse_tags(port_meta.get("tags"))
+    if own_tags:
+        own_tags = _printable_tags(own_tags, port_meta.entries["tags"].source, warnings)
     protocol_tag = [port.protocol] if port.protocol != "tcp" else []
     tags = list(dict.fromkeys(own_tags + template_tags + protocol_tag))
     tag_reasons = [port_meta.entries["tags"].source] if own_tags else []

@@ -67,8 +67,9 @@ def test_image_basename(image, name):
 
 @pytest.mark.parametrize(
     ("text", "tags"),
-    [("a,b", ["a", "b"]), ("b,a", ["b", "a"]), (r"a\,b,c", ["a,b", "c"]), (" a , ,b,", ["a", "b"]), ("", [])],
-    ids=["plain", "order-preserved", "escaped-comma", "blanks-dropped", "empty"],
+    [("a,b", ["a", "b"]), ("b,a", ["b", "a"]), (r"a\,b,c", ["a,b", "c"]), (" a , ,b,", ["a", "b"]), ("", []),
+     ("a\0b,c", ["a\0b", "c"])],
+    ids=["plain", "order-preserved", "escaped-comma", "blanks-dropped", "empty", "nul-is-not-a-comma"],
 )
 def test_parse_tags(text, tags):
     assert parse_tags(text) == tags
@@ -178,6 +179,24 @@ def test_tags_keep_their_order_then_template_tags_then_udp():
     settings = replace(SETTINGS, tags=parse('prod,{{mIndex "team" .Config.Labels}}'))
     snapshot = container(published(53, 1, "udp"), env={"SERVICE_TAGS": r"b,a\,x,b"}, labels={"team": "dns"})
     assert one(snapshot, settings).tags == ("b", "a,x", "prod", "dns", "udp")
+
+
+def test_tags_with_control_characters_are_left_out_with_a_warning_naming_the_key():
+    snapshot = container(published(80, 1), env={"SERVICE_TAGS": "ok,bad\0tag,two\nlines,del\x7f,fine"})
+    assert one(snapshot).tags == ("ok", "fine")
+    assert warnings(snapshot).splitlines() == [
+        "env SERVICE_TAGS: tag 'bad\\x00tag' contains a control character; left out",
+        "env SERVICE_TAGS: tag 'two\\nlines' contains a control character; left out",
+        "env SERVICE_TAGS: tag 'del\\x7f' contains a control character; left out",
+    ]
+
+
+def test_template_tags_with_control_characters_are_left_out_with_a_warning_naming_the_template():
+    settings = replace(SETTINGS, tags=parse('prod,{{mIndex "team" .Config.Labels}}'))
+    snapshot = container(published(80, 1), labels={"team": "a\x07b"})
+    assert one(snapshot, settings).tags == ("prod",)
+    assert "-tags template 'prod,{{mIndex \"team\" .Config.Labels}}': tag 'a\\x07b' contains a control character; left out" \
+        in warnings(snapshot, settings)
 
 
 def test_template_that_fails_for_one_container_only_drops_its_tags():
