@@ -30,6 +30,9 @@ RESERVED_META_PREFIXES = ("registrator-", "consul-")
 MAX_META_PAIRS = 64
 MAX_META_KEY = 128
 MAX_META_VALUE = 512
+# Consul sets no limit, but an ID is a path segment of every agent call about the service and a
+# key in the catalog; 256 is far beyond `host:container:port:protocol` and any ID a person picks.
+MAX_SERVICE_ID = 256
 _META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -260,6 +263,11 @@ def _services_for_port(
     if full_name != (name or _default_name(snapshot, settings)):
         name_reason += f", with the -{port.port} suffix (--port-suffix {settings.port_suffix.value})"
     base_id = _service_id(snapshot, port, port_meta, multi_port, settings)
+    problem = service_id_problem(base_id)
+    if problem:
+        source = port_meta.entries["id"].source if port_meta.get("id").strip() else f"port {port.port}/{port.protocol}"
+        warnings.append(f"{source}: service ID {base_id!r} {problem}; not registered")
+        return []
     own_tags = parse_tags(port_meta.get("tags"))
     if own_tags:
         own_tags = _printable_tags(own_tags, port_meta.entries["tags"].source, warnings)
@@ -350,6 +358,23 @@ def _service_id(
     if "id" not in port_meta.port_scoped and multi_port:
         custom = f"{custom}:{port.port}"
     return custom if "id" in port_meta.protocol_scoped else f"{custom}{suffix}"
+
+
+def service_id_problem(service_id: str) -> str:
+    """Why a service ID cannot be one segment of the agent's URL paths; empty when it is fine.
+
+    The HTTP client collapses dot segments: deregistering `x/../victim` removed the service `victim`.
+    """
+    for char in "/\\?#":
+        if char in service_id:
+            return f"contains {char!r}"
+    if _CONTROL.search(service_id):
+        return "contains a control character"
+    if service_id in (".", ".."):
+        return "is a dot segment"
+    if len(service_id) > MAX_SERVICE_ID:
+        return f"is longer than {MAX_SERVICE_ID} characters"
+    return ""
 
 
 def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], warnings: list[str]) -> dict[str, str]:

@@ -173,6 +173,39 @@ def test_container_wide_id_on_several_ports_does_not_collide():
     assert set(services(snapshot)) == {"web:80", "web:443"}
 
 
+@pytest.mark.parametrize(
+    ("env", "warning"),
+    [
+        ({"SERVICE_ID": "x/../victim"}, "env SERVICE_ID: service ID 'x/../victim' contains '/'; not registered"),
+        ({"SERVICE_80_ID": "a\\b"}, "env SERVICE_80_ID: service ID 'a\\\\b' contains '\\\\'; not registered"),
+        ({"SERVICE_80_TCP_ID": "a?b"}, "env SERVICE_80_TCP_ID: service ID 'a?b' contains '?'; not registered"),
+        ({"SERVICE_ID": "a#b"}, "env SERVICE_ID: service ID 'a#b' contains '#'; not registered"),
+        ({"SERVICE_ID": "a\0b"}, "env SERVICE_ID: service ID 'a\\x00b' contains a control character; not registered"),
+        ({"SERVICE_ID": "a\nb"}, "env SERVICE_ID: service ID 'a\\nb' contains a control character; not registered"),
+        ({"SERVICE_ID": "a\x85b"}, "env SERVICE_ID: service ID 'a\\x85b' contains a control character; not registered"),
+        ({"SERVICE_ID": "."}, "env SERVICE_ID: service ID '.' is a dot segment; not registered"),
+        ({"SERVICE_ID": ".."}, "env SERVICE_ID: service ID '..' is a dot segment; not registered"),
+        ({"SERVICE_ID": "x" * 257}, f"env SERVICE_ID: service ID '{'x' * 257}' is longer than 256 characters; not registered"),
+    ],
+    ids=["slash", "backslash", "question-mark", "hash", "nul", "newline", "c1-control", "dot", "dot-dot", "too-long"],
+)
+def test_service_ids_hostile_in_a_url_path_are_refused_with_a_warning(env, warning):
+    snapshot = container(published(80, 8080), env={**env, "SERVICE_CHECK_HTTP": "/health"})
+    desired = desired_services(snapshot, SETTINGS)
+    assert (dict(desired.services), dict(desired.check_status)) == ({}, {})
+    assert warning in desired.warnings
+
+
+def test_a_refused_service_id_leaves_the_other_ports_and_containers_registered():
+    hostile = container(published(80, 8080), published(443, 8443), env={"SERVICE_80_ID": "x/../victim"})
+    assert set(services(hostile)) == {"host1:app.1:443"}
+    assert set(services(replace(container(published(80, 8080)), name="victim"))) == {"host1:victim:80"}
+
+
+def test_the_longest_service_id_is_registered():
+    assert set(services(container(published(80, 8080), env={"SERVICE_ID": "x" * 256}))) == {"x" * 256}
+
+
 # ---- tags ----
 
 def test_tags_keep_their_order_then_template_tags_then_udp():

@@ -70,4 +70,7 @@ def test_parsing_and_mapping_never_raise(document, mapping, draining):
         assert spec.id and spec.name
         assert len(spec.meta) <= 64
         assert all(len(k) <= 128 and len(v) <= 512 for k, v in spec.meta.items())
+        for path_segment in (spec.id, *(c.check_id for c in spec.checks)):
+            assert not set(path_segment) & set("/\\?#") and path_segment not in (".", "..")
+            assert all(" " <= c <= "~" or c > "\x9f" for c in path_segment)
     assert all(isinstance(w, str) for w in desired.warnings)
