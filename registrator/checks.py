@@ -36,7 +36,7 @@ _DURATION_PART = r"([0-9]+)(?:\.([0-9]+))?(ns|us|µs|μs|ms|s|m|h)"
 _DURATION = re.compile(f"(?:{_DURATION_PART})+")
 MAX_NANOSECONDS = 2**63 - 1  # Go's time.Duration, which Consul parses every duration into
 MAX_COUNT = 2**31 - 1  # Consul's check counts are Go ints, 32 bits wide on 32-bit builds
-_NUMBERED = re.compile(r"^(\d+)_(.+)$")
+_NUMBERED = re.compile(r"^([0-9]{1,9})_(.+)$")  # SERVICE_CHECK_<n>_…; ASCII digits, few enough to sort as an int
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ A more specific scope always beats a less specific one, whichever source it came
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -82,9 +83,9 @@ def _add(metadata: ContainerMetadata, raw_key: str, entry: Entry) -> None:
     head, _, rest = key.partition("_")
     if not key:
         metadata.warnings.append(f"{entry.source}: empty key after SERVICE_; ignored")
-    elif not head[:1].isdecimal() or not rest:
+    elif not "0" <= head[:1] <= "9" or not rest:
         metadata.generic[key] = entry
-    elif not head.isdecimal() or not 0 < int(head) < 65536:
+    elif not re.fullmatch("[0-9]{1,5}", head) or not 0 < int(head) < 65536:
         metadata.warnings.append(f"{entry.source}: {head!r} is not a port number; ignored")
     else:
         protocol, _, protocol_rest = rest.partition("_")

@@ -224,3 +224,10 @@ def test_check_counts_are_ascii_digits_within_consuls_int(value, warning):
 @pytest.mark.parametrize(("value", "count"), [("2147483647", 2147483647), ("0" * 5000 + "3", 3)], ids=["largest", "5000-leading-zeros"])
 def test_counts_in_range_are_passed_on(value, count):
     assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": value})["FailuresBeforeCritical"] == count
+
+
+@pytest.mark.parametrize("number", ["١", "9" * 5000], ids=["arabic-indic-digit", "5000-digits"])
+def test_check_numbers_are_a_few_ascii_digits(number):
+    env = {f"SERVICE_CHECK_{number}_TCP": "true"}
+    assert definitions(env) == {}
+    assert f"env SERVICE_CHECK_{number}_TCP: unknown check setting 'check_{number.lower()}_tcp'; ignored" in warnings(env)

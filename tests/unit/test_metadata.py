@@ -31,10 +31,11 @@ def metadata_for(env: dict[str, str], labels: dict[str, str], port: int = 80, pr
         ({"SERVICE_REGION": "eu", "OTHER": "x", "service_name": "lower-prefix"}, {}, 80, "tcp", {"region": "eu"}),
         ({"SERVICE_CHECK_HTTP": "/health"}, {}, 80, "tcp", {"check_http": "/health"}),
         ({"SERVICE_80": "bare"}, {}, 80, "tcp", {"80": "bare"}),
+        ({"SERVICE_٨٠_NAME": "eighty"}, {}, 80, "tcp", {"٨٠_name": "eighty"}),
     ],
     ids=["env", "label-beats-env", "port-beats-generic", "port-env-beats-generic-label", "other-port",
          "protocol-beats-port", "protocol-other", "protocol-case-insensitive", "sctp-beats-port", "sctp-other", "prefix-case-sensitive",
-         "check-keys-kept-for-checks", "bare-port-is-generic"],
+         "check-keys-kept-for-checks", "bare-port-is-generic", "arabic-indic-digits-are-no-port"],
 )
 def test_merged_values(env, labels, port, protocol, values):
     _, port_meta = metadata_for(env, labels, port, protocol)
@@ -56,7 +57,8 @@ def test_sources_are_named_for_messages():
 @pytest.mark.parametrize(
     ("key", "warning"),
     [("SERVICE_80x_NAME", "'80x' is not a port number"), ("SERVICE_99999_NAME", "'99999' is not a port number"),
-     ("SERVICE_0_NAME", "'0' is not a port number"), ("SERVICE_", "empty key")],
+     ("SERVICE_0_NAME", "'0' is not a port number"), ("SERVICE_", "empty key"),
+     ("SERVICE_" + "9" * 5000 + "_NAME", "is not a port number")],
 )
 def test_malformed_keys_are_warned_about_and_ignored(key, warning):
     metadata, port_meta = metadata_for({key: "x", "SERVICE_NAME": "ok"}, {})
