@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from types import MappingProxyType
 
@@ -18,9 +19,8 @@ from registrator.mapping import (
     drained,
     image_basename,
     parse_tags,
-    spec_hash,
 )
-from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
+from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
 from registrator.snapshot import snapshot_from_inspect
 from registrator.template import parse
 from tests.settings import mapping_settings, with_ip
@@ -367,35 +367,49 @@ def test_unpublished_ports_have_no_services():
 
 # ---- ownership and determinism ----
 
-def test_ownership_meta_and_hash():
-    spec = one(container(published(80, 32768)))
-    assert (spec.meta[META_HOST], spec.meta[META_CONTAINER]) == ("host1", CID)
-    assert spec.meta[META_HASH] == spec_hash(spec)
+def test_ownership_meta_and_a_hash_of_every_field_registered():
+    env = {"SERVICE_TAGS": "a", "SERVICE_REGION": "eu", "SERVICE_CHECK_TCP": "true"}
+    spec = one(container(published(80, 32768), env=env), replace(SETTINGS, host_ipv6="2001:db8::5"))
+    registered = (
+        '["host1:app.1:80","app","10.0.0.5",32768,["a"],'
+        f'[["region","eu"],["registrator-container","{CID}"],["registrator-host","host1"]],'
+        '[["service:host1:app.1:80",{"Interval":"10s","Name":"TCP check","TCP":"10.0.0.5:32768"}]],'
+        '[["lan_ipv4","10.0.0.5",32768],["lan_ipv6","2001:db8::5",32768]]]'
+    )
+    assert dict(spec.meta) == {"region": "eu", META_HOST: "host1", META_CONTAINER: CID,
+                               META_HASH: hashlib.sha256(registered.encode()).hexdigest()[:16]}
 
 
-def test_mapping_is_deterministic_and_the_hash_follows_every_field(inspect_json):
-    snap = snapshot_from_inspect(inspect_json("multi"))
-    first = services(snap)
-    assert services(snap) == first
-    moved = services(snap, with_ip(SETTINGS, "10.0.0.6"))
-    assert {s.meta[META_HASH] for s in moved.values()}.isdisjoint(s.meta[META_HASH] for s in first.values())
+@pytest.mark.parametrize("order", ["as-captured", "every-object-reversed"])
+def test_real_multiport_container_in_any_key_order(inspect_json, order):
+    def reverse(value):
+        if isinstance(value, dict):
+            return {k: reverse(v) for k, v in reversed(value.items())}
+        return [reverse(v) for v in value] if isinstance(value, list) else value
+
+    document = inspect_json("multi") if order == "as-captured" else reverse(inspect_json("multi"))
+    found = services(snapshot_from_inspect(document))
+    assert [(sid, s.name, s.address, s.port, s.tags) for sid, s in found.items()] == [
+        ("host1:fx-multi:53:udp", "multi-53", "10.0.0.5", 32768, ("udp",)),
+        ("host1:fx-multi:80", "www", "10.0.0.5", 32779, ()),
+    ]  # 8080 is not published and 9000 is bound to loopback only
 
 
-def test_real_multiport_container(inspect_json):
-    found = services(snapshot_from_inspect(inspect_json("multi")))
-    assert sorted(s.name for s in found.values()) == ["multi-53", "www"]  # 9000 is bound to loopback only
-
-
-@pytest.mark.parametrize("drain", ["deregister", "maintenance"])
-@pytest.mark.parametrize("policy", list(DeregisterPolicy))
-def test_a_drain_from_what_is_registered_matches_a_drain_from_a_fresh_inspect(drain, policy):
+@pytest.mark.parametrize(
+    ("drain", "policy", "ids", "maintenance"),
+    [("deregister", DeregisterPolicy.ALWAYS, set(), False), ("deregister", DeregisterPolicy.ON_SUCCESS, {"host1:app.1:80"}, True),
+     ("deregister", DeregisterPolicy.NEVER, {"host1:app.1:80"}, True), ("maintenance", DeregisterPolicy.ALWAYS, {"host1:app.1:80"}, True),
+     ("maintenance", DeregisterPolicy.ON_SUCCESS, {"host1:app.1:80"}, True), ("maintenance", DeregisterPolicy.NEVER, {"host1:app.1:80"}, True)],
+)
+def test_a_draining_container_leaves_dns_the_same_way_with_or_without_a_fresh_inspect(drain, policy, ids, maintenance):
     settings = replace(SETTINGS, drain=drain, deregister=policy)
-    snapshot = container(published(80, 8080), env={"SERVICE_NAME": "web"})
-    registered = desired_services(snapshot, settings).services
+    registered = {"host1:app.1:80": ServiceSpec("host1:app.1:80", "web", "10.0.0.5", 8080)}
 
-    fresh, known = desired_services(snapshot, settings, draining=True), drained(registered, settings)
+    fresh = desired_services(container(published(80, 8080), env={"SERVICE_NAME": "web"}), settings, draining=True)
+    known = drained(registered, settings)
 
-    assert (dict(known.services), known.maintenance) == (dict(fresh.services), fresh.maintenance)
+    assert (set(fresh.services), fresh.maintenance) == (ids, maintenance)
+    assert (set(known.services), known.maintenance) == (ids, maintenance)
 
 
 def test_a_template_count_from_a_label_past_int64_only_drops_the_template_tags():
