@@ -242,7 +242,7 @@ def _check_pattern(function: str, args: list[Node], source: str) -> None:
         raise TemplateError(f"template {source!r}: {function}: the pattern must be a string literal")
     try:
         re.compile(pattern.value)
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:
         raise TemplateError(f"template {source!r}: {function}: bad pattern {pattern.value!r}: {exc}") from None
 
 

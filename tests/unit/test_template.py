@@ -114,9 +114,11 @@ def test_invalid_go_strings_are_template_errors_naming_the_template(literal, mes
         ("{{" + "(" * 33 + ".Name" + ")" * 33 + "}}", "parentheses nested deeper than 32"),
         ('{{matchFirstElement (mIndex "rx" .Config.Labels) .Config.Env}}', "matchFirstElement: the pattern must be a string literal"),
         ('{{matchAllElements "(" .Config.Env}}', "matchAllElements: bad pattern '\\(': missing \\), unterminated subpattern"),
+        ('{{matchAllElements "a{99999999999}" .Config.Env}}', "matchAllElements: bad pattern 'a\\{99999999999}': the repetition number is too large"),
+        ('{{matchFirstElement "' + "(" * 1000 + ")" * 1000 + '" .Config.Env}}', "matchFirstElement: bad pattern '\\(\\(\\(.*: maximum recursion depth exceeded"),
     ],
     ids=["past-int64", "int64-max-plus-one", "too-many-digits", "deep-nesting", "one-level-too-deep", "pattern-from-data",
-         "bad-pattern"],
+         "bad-pattern", "pattern-repetition-too-large", "pattern-nested-too-deep"],
 )
 def test_what_a_template_may_compute_is_bounded_at_parse_time(template, message):
     with pytest.raises(TemplateError, match=message):
