@@ -33,7 +33,7 @@ MAX_META_VALUE = 512
 # Consul sets no limit, but an ID is a path segment of every agent call about the service and a
 # key in the catalog; 256 is far beyond `host:container:port:protocol` and any ID a person picks.
 MAX_SERVICE_ID = 256
-_META_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_META_KEY = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: Python's `$` would let a final newline through
 _DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -401,7 +401,7 @@ def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], warnings: list[s
 
 def meta_key_problem(key: str) -> str:
     """Why Consul (or our ownership keys) would reject a Meta key; empty when it is fine."""
-    if not _META_KEY.match(key):
+    if not _META_KEY.fullmatch(key):
         return "only letters, digits, '-' and '_' are allowed"
     if len(key) > MAX_META_KEY:
         return f"longer than {MAX_META_KEY} characters"

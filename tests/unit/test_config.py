@@ -96,7 +96,8 @@ def test_token_file_is_read_when_no_token_is_set(tmp_path):
         consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": "/nope"})
 
 
-@pytest.mark.parametrize(("pair", "problem"), [("novalue", "expected key=value"), ("a.b=1", "only letters"), ("consul-x=1", "reserved")])
+@pytest.mark.parametrize(("pair", "problem"), [("novalue", "expected key=value"), ("a.b=1", "only letters"), ("consul-x=1", "reserved"),
+                                               ("team\n=web", "only letters")])
 def test_global_meta_is_validated_at_startup(pair, problem):
     with pytest.raises(ConfigError, match=problem):
         parse_meta_options([pair])

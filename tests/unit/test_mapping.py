@@ -277,7 +277,7 @@ def test_global_meta_is_a_default_that_containers_override():
 @pytest.mark.parametrize(
     ("key", "problem"),
     [("SERVICE_A.B", "only letters"), ("SERVICE_CONSUL-X", "reserved"), ("SERVICE_REGISTRATOR-HOST", "reserved"),
-     ("SERVICE_" + "K" * 129, "longer than 128"), ("SERVICE_ÜBER", "only letters")],
+     ("SERVICE_" + "K" * 129, "longer than 128"), ("SERVICE_ÜBER", "only letters"), ("SERVICE_TEAM\n", "only letters")],
 )
 def test_invalid_meta_keys_are_dropped_with_a_warning_and_the_rest_registered(key, problem):
     snapshot = container(published(80, 1), labels={key: "v", "SERVICE_REGION": "eu"})
