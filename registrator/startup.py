@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import (
     Retrying,
@@ -23,11 +23,11 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from registrator.config import Options, Settings
-from registrator.consul_sink import ConsulError, ConsulSink
-from registrator.docker_source import DockerSource, DockerUnavailable
+from registrator.config import ConsulEndpoint, Options, Settings
+from registrator.consul_sink import ConsulError
+from registrator.docker_source import DockerUnavailable
 from registrator.hostip import HostIPError, detect_host_ip, ec2_local_ipv4, interface_ipv4
-from registrator.mapping import HostFacts, MappingSettings
+from registrator.mapping import HostFacts, MappingSettings, service_id_problem
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,19 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, DockerUnavailable) or (isinstance(exc, ConsulError) and exc.transient)
 
 
-def resolve(options: Options, docker: DockerSource, consul: ConsulSink | None, stop: threading.Event) -> Settings:
+class DockerDaemon(Protocol):
+    def daemon_name(self) -> str: ...
+    def advertised_address(self) -> str: ...
+
+
+class ConsulAgentInfo(Protocol):
+    @property
+    def endpoint(self) -> ConsulEndpoint: ...
+    def leader(self) -> str: ...
+    def runs_script_checks(self) -> bool | None: ...
+
+
+def resolve(options: Options, docker: DockerDaemon, consul: ConsulAgentInfo | None, stop: threading.Event) -> Settings:
     """Wait for Docker (and Consul, when given), and settle host identity, host IP and script checks.
 
     Raises StartupError when `-retry-attempts` ran out, Stopped when `stop` was set meanwhile.
@@ -53,6 +65,9 @@ def resolve(options: Options, docker: DockerSource, consul: ConsulSink | None, s
     hostname = _retrying(options, stop, retry_if_exception_type(DockerUnavailable), "Docker")(
         lambda: options.hostname or docker.daemon_name()
     )
+    if problem := service_id_problem(f"{hostname}:x:1"):
+        source = "--hostname" if options.hostname else "the Docker daemon's name (set --hostname)"
+        raise StartupError(f"host identity {hostname!r} from {source} {problem}: it starts every service ID")
     if consul is not None:
         _wait_for_consul(options, consul, stop)
     host_ip, source = (options.ip, "-ip") if options.ip else _detect_host_ip(options, docker, stop)
@@ -91,7 +106,7 @@ def sleeper(stop: threading.Event) -> Callable[[float], None]:
     return lambda seconds: None if stop.wait(seconds) else None
 
 
-def _detect_host_ip(options: Options, docker: DockerSource, stop: threading.Event) -> tuple[str, str]:
+def _detect_host_ip(options: Options, docker: DockerDaemon, stop: threading.Event) -> tuple[str, str]:
     """The address for published ports by `--ip-from`; retried like startup."""
     method = options.ip_from
 
@@ -111,14 +126,14 @@ def _detect_host_ip(options: Options, docker: DockerSource, stop: threading.Even
     return str(address), f"--ip-from {method}"
 
 
-def _wait_for_consul(options: Options, consul: ConsulSink, stop: threading.Event) -> None:
+def _wait_for_consul(options: Options, consul: ConsulAgentInfo, stop: threading.Event) -> None:
     """Block until the Consul agent answers and its cluster has a leader (registrator#593)."""
     retry = retry_if_exception(transient) | retry_if_result(lambda leader: not leader)
     leader = _retrying(options, stop, retry, f"Consul at {consul.endpoint.url}")(consul.leader)
     log.info("Consul at %s has leader %s", consul.endpoint.url, leader)
 
 
-def _agent_runs_scripts(consul: ConsulSink, allowed: bool) -> bool:
+def _agent_runs_scripts(consul: ConsulAgentInfo, allowed: bool) -> bool:
     """Script and Docker exec checks need the Consul agent's enable_script_checks; ask it once."""
     try:
         runs = consul.runs_script_checks()

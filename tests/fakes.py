@@ -80,6 +80,8 @@ class FakeDocker(Holds):
         self.event_stream: queue.Queue[ContainerEvent | None] = queue.Queue()
         self.events_calls = 0
         self.events_error: Exception | None = None  # raised by the next `events` call
+        self.name = "docker-host"  # `docker info` Name
+        self.down = False
 
     def inspect(self, container_id: str) -> ContainerSnapshot | None:
         self.inspected.append(container_id)
@@ -104,6 +106,15 @@ class FakeDocker(Holds):
     def ping(self) -> None:
         pass
 
+    def daemon_name(self) -> str:
+        self.pause("info", "")
+        if self.down:
+            raise DockerUnavailable("docker info: connection refused")
+        return self.name
+
+    def advertised_address(self) -> str:
+        return ""
+
 
 @dataclass
 class Check:
@@ -118,6 +129,8 @@ class FakeConsul(Holds):
     checks: dict[str, Check] = field(default_factory=dict)
     writes: list[tuple[str, str]] = field(default_factory=list)  # (call, ID) in the order Consul applied them
     failing: set[str] = field(default_factory=set)  # calls that raise a transient ConsulError
+    endpoint: ConsulEndpoint = field(default_factory=ConsulEndpoint)
+    scripts: bool | None = False  # what the agent says of enable_script_checks; None: ACL denies reading it
 
     def __post_init__(self) -> None:
         Holds.__init__(self)
@@ -180,6 +193,9 @@ class FakeConsul(Holds):
 
     def leader(self) -> str:
         return "127.0.0.1:8300"
+
+    def runs_script_checks(self) -> bool | None:
+        return self.scripts
 
     def holder(self, service_id: str) -> str:
         """The container a service is registered for, by its ownership Meta."""
