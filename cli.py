@@ -19,26 +19,26 @@ from typing import Any
 import click
 
 from registrator import __version__
-from registrator.checks import CheckSettings
 from registrator.config import ConfigError, ConsulEndpoint, Options, consul_endpoint, parse_meta_options
-from registrator.consul_sink import ConsulError, ConsulSink
-from registrator.controller import Controller
-from registrator.docker_source import DockerSource, DockerUnavailable
-from registrator.ecs_source import DEFAULT_URL as DEFAULT_ECS_URL
-from registrator.ecs_source import EcsAgent
+from registrator.consul.sink import ConsulError, ConsulSink
+from registrator.docker.ecs import DEFAULT_URL as DEFAULT_ECS_URL
+from registrator.docker.ecs import EcsAgent
+from registrator.docker.source import DockerSource, DockerUnavailable
 from registrator.hostip import HostIPError, check_method
-from registrator.kills import KillLog
-from registrator.logs import configure_logging
-from registrator.mapping import DeregisterPolicy, MappingPolicy, PortSuffix, desired_services
-from registrator.metrics import Metrics
+from registrator.mapping.checks import CheckSettings
+from registrator.mapping.services import DeregisterPolicy, MappingPolicy, PortSuffix, desired_services
+from registrator.mapping.template import TemplateError, parse
 from registrator.model import Deregister, Register, host_port
-from registrator.reconciler import Reconciler
-from registrator.resolve import ResolveError, resolve_service
+from registrator.ops.logs import configure_logging
+from registrator.ops.metrics import Metrics
+from registrator.ops.resolve import ResolveError, resolve_service
+from registrator.ops.status_server import StatusServer, parse_listen
+from registrator.ops.views import explain_json, explain_text, service_rows, table
+from registrator.reconcile.controller import Controller
+from registrator.reconcile.kills import KillLog
+from registrator.reconcile.reconciler import Reconciler
 from registrator.startup import StartupError, Stopped
 from registrator.startup import resolve as resolve_settings
-from registrator.status_server import StatusServer, parse_listen
-from registrator.template import TemplateError, parse
-from registrator.views import explain_json, explain_text, service_rows, table
 
 log = logging.getLogger("registrator")
 _GO_BOOL = re.compile(r"^(--?)([A-Za-z][\w-]*)=(1|0|t|f|T|F|true|false|TRUE|FALSE|True|False)$")

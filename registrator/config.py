@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
-from registrator.mapping import MAX_META_VALUE, MappingPolicy, MappingSettings, meta_key_problem
+from registrator.mapping.services import MAX_META_VALUE, MappingPolicy, MappingSettings, meta_key_problem
 
 DEFAULT_CONSUL_PORT = 8500
 UNSUPPORTED_BACKENDS = ("consulkv", "consulkv-unix", "etcd", "skydns2", "zookeeper")

@@ -24,10 +24,10 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from registrator.config import ConsulEndpoint, Options, Settings
-from registrator.consul_sink import ConsulError
-from registrator.docker_source import DockerUnavailable
+from registrator.consul.sink import ConsulError
+from registrator.docker.source import DockerUnavailable
 from registrator.hostip import HostIPError, detect_host_ip, ec2_local_ipv4, interface_ipv4
-from registrator.mapping import HostFacts, MappingSettings, service_id_problem
+from registrator.mapping.services import HostFacts, MappingSettings, service_id_problem
 
 log = logging.getLogger(__name__)
 

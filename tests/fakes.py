@@ -14,9 +14,9 @@ from types import MappingProxyType
 from typing import Any
 
 from registrator.config import ConsulEndpoint, Options, Settings
-from registrator.consul_sink import ConsulError
-from registrator.docker_source import ContainerEvent, DockerUnavailable, Listed
-from registrator.mapping import HostFacts, MappingPolicy, MappingSettings
+from registrator.consul.sink import ConsulError
+from registrator.docker.source import ContainerEvent, DockerUnavailable, Listed
+from registrator.mapping.services import HostFacts, MappingPolicy, MappingSettings
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
 
 WAIT = 10.0  # seconds a test waits for something that must happen; only reached when it does not

@@ -9,11 +9,11 @@ import time
 import urllib.request
 
 from registrator.config import ConsulEndpoint
-from registrator.consul_sink import ConsulSink
-from registrator.docker_source import DockerSource
-from registrator.kills import KillLog
+from registrator.consul.sink import ConsulSink
+from registrator.docker.source import DockerSource
 from registrator.model import ContainerSnapshot
-from registrator.reconciler import Reconciler
+from registrator.reconcile.kills import KillLog
+from registrator.reconcile.reconciler import Reconciler
 from tests.integration.rig import eventually, free_port
 from tests.settings import mapping_settings
 

@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.mapping import MappingSettings, desired_services
+from registrator.mapping.services import MappingSettings, desired_services
 from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
 from tests.settings import mapping_settings, with_ip
 

@@ -7,8 +7,8 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.checks import CheckSettings, mirror_status
-from registrator.mapping import MappingSettings, desired_services
+from registrator.mapping.checks import CheckSettings, mirror_status
+from registrator.mapping.services import MappingSettings, desired_services
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, plain
 from tests.settings import mapping_settings, with_ip, with_scripts
 

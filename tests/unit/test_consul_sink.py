@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from registrator.config import ConsulEndpoint
-from registrator.consul_sink import ConsulError, ConsulSink, path_segment, service_from_agent, service_payload
+from registrator.consul.sink import ConsulError, ConsulSink, path_segment, service_from_agent, service_payload
 from registrator.model import ServiceSpec
 
 

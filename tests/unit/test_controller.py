@@ -8,9 +8,9 @@ from typing import Any
 
 from tenacity import wait_fixed
 
-from registrator.controller import HEARTBEAT, RESYNC, Controller
-from registrator.docker_source import ContainerEvent
-from registrator.workqueue import WorkQueue
+from registrator.docker.source import ContainerEvent
+from registrator.reconcile.controller import HEARTBEAT, RESYNC, Controller
+from registrator.reconcile.queue import WorkQueue
 from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, web
 
 SIGHUP, SIGTERM = 1, 15

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from registrator.diff import plan
 from registrator.model import Deregister, Register, ServiceSpec
+from registrator.reconcile.diff import plan
 
 WEB = ServiceSpec(id="h:web:80", name="web", address="10.0.0.5", port=32768, tags=("a",), meta={"k": "v"})
 API = ServiceSpec(id="h:api:90", name="api", address="10.0.0.5", port=32769)

@@ -11,7 +11,7 @@ READ_ONLY = {"inspect_container", "containers", "events", "info", "ping"}
 
 def test_only_read_only_docker_api_calls():
     calls = set()
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Attribute)
                     and node.func.value.attr == "api"):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from registrator.docker_source import ContainerEvent, container_event
+from registrator.docker.source import ContainerEvent, container_event
 
 
 @pytest.mark.parametrize(

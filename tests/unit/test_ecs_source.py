@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from registrator.ecs_source import task_ip_from
+from registrator.docker.ecs import task_ip_from
 
 TASK = {"Arn": "arn", "Containers": [
     {"DockerId": "other", "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.0.1"]}]},

@@ -8,7 +8,8 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.mapping import (
+from registrator.docker.snapshot import snapshot_from_inspect
+from registrator.mapping.services import (
     META_CONTAINER,
     META_HASH,
     META_HOST,
@@ -20,9 +21,8 @@ from registrator.mapping import (
     image_basename,
     parse_tags,
 )
+from registrator.mapping.template import parse
 from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
-from registrator.snapshot import snapshot_from_inspect
-from registrator.template import parse
 from tests.settings import mapping_settings, with_ip
 
 SETTINGS = mapping_settings("host1")

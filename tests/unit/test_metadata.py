@@ -4,7 +4,7 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.metadata import container_metadata
+from registrator.mapping.metadata import container_metadata
 from registrator.model import ContainerPort, ContainerSnapshot
 
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registrator.checks import CheckSettings
-from registrator.mapping import DeregisterPolicy, PortSuffix, desired_services
-from registrator.snapshot import snapshot_from_inspect
-from registrator.template import parse
+from registrator.docker.snapshot import snapshot_from_inspect
+from registrator.mapping.checks import CheckSettings
+from registrator.mapping.services import DeregisterPolicy, PortSuffix, desired_services
+from registrator.mapping.template import parse
 from tests.settings import mapping_settings
 
 SETTINGS = mapping_settings(runs_scripts=True, checks=CheckSettings(allow_scripts=True))

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from registrator.kills import KillLog
-from registrator.reconciler import Closed, Reconciler
+from registrator.reconcile.kills import KillLog
+from registrator.reconcile.reconciler import Closed, Reconciler
 from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, web
 
 MIRROR = "service:h:web:80:docker-health"

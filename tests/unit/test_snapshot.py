@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from registrator.docker.snapshot import snapshot_from_inspect
 from registrator.model import ContainerPort, PortBinding
-from registrator.snapshot import snapshot_from_inspect
 
 
 def test_bridge_container_with_a_published_port(inspect_json):

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from registrator.config import ConsulEndpoint, Options
-from registrator.mapping import HostFacts, MappingPolicy
+from registrator.mapping.services import HostFacts, MappingPolicy
 from registrator.startup import StartupError, Stopped, resolve
 from tests.fakes import WAIT, FakeConsul, FakeDocker
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from registrator.template import TemplateError, parse
+from registrator.mapping.template import TemplateError, parse
 
 DATA = {
     "Id": "e20f9c1a76565d62ae24a3bb877b17b862b6eab94f4e95a0e07ccf25087aaf4f",

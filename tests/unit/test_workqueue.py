@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 
-from registrator.workqueue import WorkQueue
+from registrator.reconcile.queue import WorkQueue
 
 
 def test_a_key_added_many_times_waits_once():

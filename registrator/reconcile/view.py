@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from registrator.checks import mirror_check_id
-from registrator.mapping import META_CONTAINER, META_HOST
+from registrator.mapping.checks import mirror_check_id
+from registrator.mapping.services import META_CONTAINER, META_HOST
 from registrator.model import ServiceSpec
 
 MAINTENANCE_PREFIX = "_service_maintenance:"  # Consul's check ID for a service in maintenance mode

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from registrator.metadata import Entry, PortMetadata, truthy
+from registrator.mapping.metadata import Entry, PortMetadata, truthy
 from registrator.model import CheckSpec, ContainerSnapshot, host_port
 
 TYPES = ("http", "https", "script", "ttl", "tcp", "udp", "grpc", "docker")  # registrator's precedence, extended

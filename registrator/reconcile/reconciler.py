@@ -17,14 +17,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from registrator.checks import mirror_check_id
-from registrator.consul_sink import ConsulError
-from registrator.diff import plan
-from registrator.kills import KillLog
-from registrator.mapping import META_HOST, Desired, MappingSettings, desired_services, drained
-from registrator.metrics import Metrics
+from registrator.consul.sink import ConsulError
+from registrator.mapping.checks import mirror_check_id
+from registrator.mapping.services import META_HOST, Desired, MappingSettings, desired_services, drained
 from registrator.model import ContainerSnapshot, Deregister, Op, Register, ServiceSpec
-from registrator.view import LocalView, Mirror
+from registrator.ops.metrics import Metrics
+from registrator.reconcile.diff import plan
+from registrator.reconcile.kills import KillLog
+from registrator.reconcile.view import LocalView, Mirror
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import requests
 import requests.adapters
 
 from registrator.config import ConsulEndpoint
-from registrator.mapping import META_HOST
-from registrator.metrics import Metrics
+from registrator.docker.unix_socket import UnixSocketAdapter
+from registrator.mapping.services import META_HOST
 from registrator.model import ServiceSpec, plain
-from registrator.unix_socket import UnixSocketAdapter
+from registrator.ops.metrics import Metrics
 
 # python-consul2 reads these in its constructor and lets them override explicit arguments.
 _LIBRARY_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_TOKEN")

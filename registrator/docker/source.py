@@ -15,11 +15,11 @@ import docker.errors
 import requests
 from docker.transport import UnixHTTPAdapter
 
-from registrator.ecs_source import EcsAgent, EcsError
-from registrator.metrics import Metrics
+from registrator.docker.ecs import EcsAgent, EcsError
+from registrator.docker.snapshot import shared_network, snapshot_from_inspect
+from registrator.docker.unix_socket import UnixSocketAdapter
 from registrator.model import ContainerSnapshot
-from registrator.snapshot import shared_network, snapshot_from_inspect
-from registrator.unix_socket import UnixSocketAdapter
+from registrator.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -25,11 +25,11 @@ import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from registrator.metadata import PortMetadata
+from registrator.mapping.metadata import PortMetadata
 from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
 
 if TYPE_CHECKING:
-    from registrator.mapping import MappingSettings
+    from registrator.mapping.services import MappingSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,15 +23,15 @@ from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wai
 from tenacity.wait import wait_base
 
 from registrator.config import Settings
-from registrator.consul_sink import ConsulError
-from registrator.docker_source import ContainerEvent, DockerUnavailable, Listed
-from registrator.kills import KillLog
-from registrator.mapping import META_HOST
-from registrator.metrics import Metrics
+from registrator.consul.sink import ConsulError
+from registrator.docker.source import ContainerEvent, DockerUnavailable, Listed
+from registrator.mapping.services import META_HOST
 from registrator.model import ContainerSnapshot, ServiceSpec
-from registrator.reconciler import Closed, Outcome, Reconciler
+from registrator.ops.metrics import Metrics
+from registrator.reconcile.kills import KillLog
+from registrator.reconcile.queue import WorkQueue
+from registrator.reconcile.reconciler import Closed, Outcome, Reconciler
 from registrator.startup import sleeper, transient
-from registrator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from registrator.consul_sink import ConsulSink
-from registrator.mapping import META_CONTAINER, Desired
+from registrator.consul.sink import ConsulSink
+from registrator.mapping.services import META_CONTAINER, Desired
 from registrator.model import ContainerSnapshot, ServiceSpec, host_port, plain
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from types import MappingProxyType
 
-from registrator.addressing import Target, port_targets
-from registrator.checks import MIRROR_SUFFIX, CheckSettings, is_check_key, mirror_status, service_checks
-from registrator.metadata import PortMetadata, container_metadata, truthy
+from registrator.mapping.addressing import Target, port_targets
+from registrator.mapping.checks import MIRROR_SUFFIX, CheckSettings, is_check_key, mirror_status, service_checks
+from registrator.mapping.metadata import PortMetadata, container_metadata, truthy
+from registrator.mapping.template import Template, TemplateError
 from registrator.model import ContainerPort, ContainerSnapshot, ServiceSpec, plain
-from registrator.template import Template, TemplateError
 
 # Ownership lives in Meta: it is how this agent finds its own services again, never the ID.
 META_HOST = "registrator-host"
@@ -136,7 +136,7 @@ class Desired:
 
 
 def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings, draining: bool = False) -> Desired:
-    """`draining`: the container was sent its stop signal and is shutting down (see kills.py).
+    """`draining`: the container was sent its stop signal and is shutting down (see reconcile/kills.py).
 
     A draining container leaves DNS: deregistered, or in maintenance mode with `--on-kill
     maintenance` and always when the deregister policy may keep its services after it exits.

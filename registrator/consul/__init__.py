@@ -1,0 +1,1 @@
+"""The Consul edge: the only writes the agent makes, through python-consul2."""

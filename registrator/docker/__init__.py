@@ -1,0 +1,1 @@
+"""The Docker edge: read-only calls (inspect, list, events) and turning their JSON into snapshots."""

@@ -1,0 +1,1 @@
+"""For operators: metrics, the status server, logs, CLI views and DNS look-ups."""
