@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import threading
 
+from tenacity import wait_exponential
+
 from registrator.reconcile.queue import WorkQueue
 
 
@@ -73,3 +75,48 @@ def test_a_key_made_urgent_while_processing_comes_back_urgent():
     queue.add("a", urgent=True)
     queue.done("a")
     assert queue.get(urgent_only=True) == "a"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_failed_key_comes_back_after_its_backoff_which_grows_until_forgotten():
+    clock = Clock()
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), clock=clock)
+    assert [queue.retry("a"), queue.retry("a"), queue.retry("a")] == [1, 2, 4]
+    assert len(queue) == 0
+    clock.now = 1
+    assert queue.get() == "a"
+    queue.forget("a")
+    assert queue.retry("a") == 1
+
+
+def test_an_add_does_not_wait_for_a_pending_retry():
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1), clock=Clock())
+    queue.retry("a")
+    queue.add("a")
+    assert queue.get() == "a"
+
+
+def test_a_delayed_key_comes_back_as_a_plain_key_behind_urgent_ones():
+    clock = Clock()
+    queue = WorkQueue(clock=clock)
+    queue.add_after("a", 5)
+    queue.add("urgent", urgent=True)
+    clock.now = 10
+    assert queue.get(urgent_only=True) == "urgent"
+    assert queue.get() == "a"
+
+
+def test_shutdown_drops_delayed_keys():
+    clock = Clock()
+    queue = WorkQueue(clock=clock)
+    queue.add_after("a", 1)
+    queue.shutdown()
+    clock.now = 5
+    assert len(queue) == 0 and queue.get() is None
