@@ -17,11 +17,14 @@ def reconciler(docker: FakeDocker, consul: FakeConsul) -> Reconciler:
     return Reconciler(docker, consul, agent_settings().mapping, KillLog(timeout=120), clock=Clock())
 
 
+def healthy_web() -> tuple[FakeDocker, FakeConsul, Reconciler]:
+    """A container with a Docker HEALTHCHECK, reconciled once: registered, its health check passing."""
+    docker, consul, core = healthy_web()
+    return docker, consul, core
+
+
 def test_a_heartbeat_overtaken_by_a_newer_docker_health_status_sends_the_newer_one_last():
-    docker, consul = FakeDocker(), FakeConsul()
-    docker.containers["web"] = web("web", name="web", health="healthy")
-    core = reconciler(docker, consul)
-    core.reconcile("web")
+    docker, consul, core = healthy_web()
     assert consul.checks[MIRROR].status == "passing"
 
     beat = consul.hold("update_check", MIRROR)
@@ -40,10 +43,7 @@ def test_a_heartbeat_overtaken_by_a_newer_docker_health_status_sends_the_newer_o
 
 
 def test_a_failed_health_push_is_sent_again_by_the_next_reconcile():
-    docker, consul = FakeDocker(), FakeConsul()
-    docker.containers["web"] = web("web", name="web", health="healthy")
-    core = reconciler(docker, consul)
-    core.reconcile("web")
+    docker, consul, core = healthy_web()
     docker.containers["web"] = web("web", name="web", health="unhealthy")
     consul.failing.add("update_check")
     with pytest.raises(Exception, match="connection refused"):
@@ -55,10 +55,7 @@ def test_a_failed_health_push_is_sent_again_by_the_next_reconcile():
 
 
 def test_a_heartbeat_skips_a_check_whose_service_was_deregistered_meanwhile():
-    docker, consul = FakeDocker(), FakeConsul()
-    docker.containers["web"] = web("web", name="web", health="healthy")
-    core = reconciler(docker, consul)
-    core.reconcile("web")
+    docker, consul, core = healthy_web()
     consul.checks.pop(MIRROR)  # gone from Consul, as after a deregistration racing the heartbeat
     core.view.deregistered("h:web:80")
 
