@@ -19,7 +19,10 @@ def reconciler(docker: FakeDocker, consul: FakeConsul) -> Reconciler:
 
 def healthy_web() -> tuple[FakeDocker, FakeConsul, Reconciler]:
     """A container with a Docker HEALTHCHECK, reconciled once: registered, its health check passing."""
-    docker, consul, core = healthy_web()
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web", health="healthy")
+    core = reconciler(docker, consul)
+    core.reconcile("web")
     return docker, consul, core
 
 
