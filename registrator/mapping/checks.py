@@ -49,16 +49,56 @@ class CheckSettings:
     docker_health_ttl: float = 90.0  # seconds; the agent re-sends the status every third of it
 
 
-def is_check_key(key: str) -> bool:
-    """Whether `check_<…>` names a known check setting (numbered or not)."""
-    rest = key[len("check_"):]
-    numbered = _NUMBERED.match(rest)
-    setting = numbered.group(2) if numbered else rest
+@dataclass(frozen=True, slots=True)
+class CheckGroup:
+    """The settings of one check: the unnumbered keys (`number` "") or those of `SERVICE_CHECK_<number>_*`."""
+
+    number: str
+    settings: Mapping[str, Entry]  # setting (`http`, `interval`, `header_2`, …) → its value and source
+    rank: Mapping[str, int]  # setting → 0 protocol-scoped, 1 port-scoped, 2 generic: the most specific type wins
+
+
+@dataclass(frozen=True, slots=True)
+class CheckKeys:
+    """A port's `check_*` keys, classified once for both the checks and the Meta (which takes none of them)."""
+
+    groups: tuple[CheckGroup, ...] = ()  # the unnumbered check first, then by number
+    keys: frozenset[str] = frozenset()  # every `check_*` key, known or not
+    warnings: tuple[str, ...] = ()  # the keys that name no check setting
+
+
+def check_keys(port_meta: PortMetadata) -> CheckKeys:
+    """The checks a port's `check_*` keys form, and warnings for those that name no setting."""
+    groups: dict[str, dict[str, Entry]] = {}
+    unknown: dict[str, Entry] = {}
+    keys = [key for key in port_meta.entries if key.startswith("check_")]
+    for key in keys:
+        rest = key[len("check_"):]
+        numbered = _NUMBERED.match(rest)
+        number, setting = (numbered.group(1), numbered.group(2)) if numbered else ("", rest)
+        if _is_setting(setting):
+            groups.setdefault(number, {})[setting] = port_meta.entries[key]
+        else:
+            unknown[key] = port_meta.entries[key]
+    ordered = sorted(groups, key=lambda n: (n != "", int(n or 0)))
+    return CheckKeys(
+        groups=tuple(CheckGroup(n, MappingProxyType(groups[n]), MappingProxyType(_ranks(port_meta, n, groups[n]))) for n in ordered),
+        keys=frozenset(keys),
+        warnings=tuple(f"{entry.source}: unknown check setting {key!r}; ignored" for key, entry in sorted(unknown.items())),
+    )
+
+
+def _is_setting(setting: str) -> bool:
     return setting in TYPES or setting in SETTINGS or setting in ("header", "cmd") or setting.startswith("header_")
 
 
+def _ranks(port_meta: PortMetadata, number: str, settings: Mapping[str, Entry]) -> dict[str, int]:
+    prefix = f"check_{number}_" if number else "check_"
+    return {s: 0 if prefix + s in port_meta.protocol_scoped else 1 if prefix + s in port_meta.port_scoped else 2 for s in settings}
+
+
 def service_checks(
-    port_meta: PortMetadata,
+    groups: tuple[CheckGroup, ...],
     service_id: str,
     address: str,
     port: int,
@@ -67,20 +107,11 @@ def service_checks(
     runs_scripts: bool,
     warnings: list[str],
 ) -> tuple[CheckSpec, ...]:
-    """`runs_scripts`: the Consul agent runs script and Docker exec checks (asked at startup)."""
-    groups: dict[str, dict[str, Entry]] = {}
-    for key, entry in port_meta.entries.items():
-        if key.startswith("check_") and is_check_key(key):
-            rest = key[len("check_"):]
-            numbered = _NUMBERED.match(rest)
-            group, setting = (numbered.group(1), numbered.group(2)) if numbered else ("", rest)
-            groups.setdefault(group, {})[setting] = entry
+    """`groups` from `check_keys`; `runs_scripts`: the Consul agent runs script and Docker exec checks (asked at startup)."""
     checks = []
-    for group in sorted(groups, key=lambda g: (g != "", int(g or 0))):
-        check_id = f"service:{service_id}" if not group else f"service:{service_id}:{group}"
-        prefix = f"check_{group}_" if group else "check_"
-        rank = {s: _scope_rank(port_meta, prefix + s) for s in groups[group]}
-        check = _check(groups[group], rank, check_id, address, port, snapshot, policy, runs_scripts, warnings)
+    for group in groups:
+        check_id = f"service:{service_id}:{group.number}" if group.number else f"service:{service_id}"
+        check = _check(group, check_id, address, port, snapshot, policy, runs_scripts, warnings)
         if check is not None:
             checks.append(check)
     mirror = docker_health_check(service_id, snapshot, policy)
@@ -108,17 +139,13 @@ def mirror_status(snapshot: ContainerSnapshot, policy: CheckSettings) -> tuple[s
     return status, snapshot.health_output or f"Docker health: {snapshot.health or 'unknown'}"
 
 
-def _scope_rank(port_meta: PortMetadata, key: str) -> int:
-    """0 for a protocol-scoped key, 1 for a port-scoped one, 2 for a generic one."""
-    return 0 if key in port_meta.protocol_scoped else 1 if key in port_meta.port_scoped else 2
-
-
 def _check(
-    settings: dict[str, Entry], rank: Mapping[str, int], check_id: str, address: str, port: int,
+    group: CheckGroup, check_id: str, address: str, port: int,
     snapshot: ContainerSnapshot, policy: CheckSettings, runs_scripts: bool, warnings: list[str],
 ) -> CheckSpec | None:
     """The check of one group; the most specific scope's type wins, then registrator's precedence."""
-    present = sorted((t for t in TYPES if t in settings), key=lambda t: (rank[t], TYPES.index(t)))
+    settings = group.settings
+    present = sorted((t for t in TYPES if t in settings), key=lambda t: (group.rank[t], TYPES.index(t)))
     if "cmd" in settings:
         warnings.append(f"{settings['cmd'].source}: check_cmd needs registrator's progrium/consul helper and is not supported; use CHECK_DOCKER")
     if not present:
@@ -198,12 +225,12 @@ def _check(
     return CheckSpec(check_id, MappingProxyType(definition))
 
 
-def _value(settings: dict[str, Entry], key: str) -> str:
+def _value(settings: Mapping[str, Entry], key: str) -> str:
     entry = settings.get(key)
     return entry.value.strip() if entry else ""
 
 
-def _flag(settings: dict[str, Entry], key: str) -> bool:
+def _flag(settings: Mapping[str, Entry], key: str) -> bool:
     return truthy(_value(settings, key))
 
 
@@ -229,7 +256,7 @@ def duration_problem(text: str) -> str:
     return "" if total > 0 else "is not more than 0"
 
 
-def _duration(settings: dict[str, Entry], key: str, fallback: str, warnings: list[str]) -> str:
+def _duration(settings: Mapping[str, Entry], key: str, fallback: str, warnings: list[str]) -> str:
     value = _value(settings, key)
     problem = duration_problem(value) if value else ""
     if problem:
@@ -238,7 +265,7 @@ def _duration(settings: dict[str, Entry], key: str, fallback: str, warnings: lis
     return value
 
 
-def _status(settings: dict[str, Entry], warnings: list[str]) -> str:
+def _status(settings: Mapping[str, Entry], warnings: list[str]) -> str:
     value = _value(settings, "initial_status").lower()
     if value and value not in STATUSES:
         warnings.append(f"{settings['initial_status'].source}: {value!r} is not one of passing, warning, critical; default used")
@@ -246,7 +273,7 @@ def _status(settings: dict[str, Entry], warnings: list[str]) -> str:
     return value
 
 
-def _count(settings: dict[str, Entry], key: str, warnings: list[str]) -> int | None:
+def _count(settings: Mapping[str, Entry], key: str, warnings: list[str]) -> int | None:
     value = _value(settings, key)
     if not value:
         return None
@@ -260,7 +287,7 @@ def _count(settings: dict[str, Entry], key: str, warnings: list[str]) -> int | N
     return int(digits)
 
 
-def _headers(settings: dict[str, Entry], warnings: list[str]) -> Mapping[str, tuple[str, ...]]:
+def _headers(settings: Mapping[str, Entry], warnings: list[str]) -> Mapping[str, tuple[str, ...]]:
     """`CHECK_HEADER` (several lines allowed) and `CHECK_HEADER_<anything>`, each `Name: value`."""
     headers: dict[str, list[str]] = {}
     for key in sorted(k for k in settings if k == "header" or k.startswith("header_")):

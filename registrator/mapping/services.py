@@ -17,7 +17,7 @@ from enum import Enum
 from types import MappingProxyType
 
 from registrator.mapping.addressing import Target, port_targets
-from registrator.mapping.checks import MIRROR_SUFFIX, CheckSettings, is_check_key, mirror_status, service_checks
+from registrator.mapping.checks import MIRROR_SUFFIX, CheckKeys, CheckSettings, check_keys, mirror_status, service_checks
 from registrator.mapping.metadata import PortMetadata, container_metadata, truthy
 from registrator.mapping.template import Template, TemplateError
 from registrator.model import ContainerPort, ContainerSnapshot, ServiceSpec, plain
@@ -276,14 +276,16 @@ def _services_for_port(
     tag_reasons = [port_meta.entries["tags"].source] if own_tags else []
     tag_reasons += ["-tags"] if template_tags else []
     tag_reasons += [f"{port.protocol} port"] if protocol_tag else []
-    meta = _meta(port_meta, {**settings.meta, **ecs_meta}, warnings)
+    port_checks = check_keys(port_meta)
+    warnings += port_checks.warnings
+    meta = _meta(port_meta, {**settings.meta, **ecs_meta}, port_checks, warnings)
     meta_reasons = sorted(e.source for k, e in port_meta.entries.items() if k in meta) + (["--meta"] if settings.meta else [])
     meta_reasons += ["ECS labels"] if ecs_meta else []
     result: list[tuple[ServiceSpec, tuple[tuple[str, str], ...]]] = []
     for index, target in enumerate(targets):
         service_id = base_id if index == 0 else f"{base_id}:{target.port}"
-        checks = service_checks(port_meta, service_id, target.address, target.port, snapshot, settings.checks, settings.host.runs_scripts,
-                                warnings)
+        checks = service_checks(port_checks.groups, service_id, target.address, target.port, snapshot, settings.checks,
+                                settings.host.runs_scripts, warnings)
         tagged = (("lan_ipv4", target.ipv4, target.port), ("lan_ipv6", target.ipv6, target.ipv6_port or target.port)) \
             if target.ipv4 and target.ipv6 else ()
         spec = ServiceSpec(service_id, full_name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)
@@ -377,14 +379,10 @@ def service_id_problem(service_id: str) -> str:
     return ""
 
 
-def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], warnings: list[str]) -> dict[str, str]:
+def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], port_checks: CheckKeys, warnings: list[str]) -> dict[str, str]:
     meta = dict(defaults)
     for key, entry in sorted(port_meta.entries.items()):
-        if key in SERVICE_KEYS:
-            continue
-        if key.startswith("check_"):
-            if not is_check_key(key):
-                warnings.append(f"{entry.source}: unknown check setting {key!r}; ignored")
+        if key in SERVICE_KEYS or key in port_checks.keys:
             continue
         problem = meta_key_problem(key) or (len(entry.value) > MAX_META_VALUE and f"value longer than {MAX_META_VALUE} characters")
         if problem:

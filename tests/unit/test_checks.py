@@ -7,7 +7,8 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.mapping.checks import CheckSettings, mirror_status
+from registrator.mapping.checks import CheckGroup, CheckSettings, check_keys, mirror_status
+from registrator.mapping.metadata import Entry, PortMetadata
 from registrator.mapping.services import MappingSettings, desired_services
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, plain
 from tests.settings import mapping_settings, with_ip, with_scripts
@@ -81,6 +82,27 @@ def test_numbered_checks_each_get_their_own_id_and_settings():
     assert list(found) == ["service:h:web:80", "service:h:web:80:1", "service:h:web:80:2"]
     assert found["service:h:web:80:1"]["Interval"] == "3s"
     assert found["service:h:web:80"]["Interval"] == "10s"
+
+
+def test_check_keys_are_classified_once_into_check_groups_and_warnings():
+    entries = {
+        "check_10_ttl": Entry("1m", "env SERVICE_CHECK_10_TTL"),
+        "check_interval": Entry("5s", "env SERVICE_CHECK_INTERVAL"),
+        "check_tcp": Entry("true", "env SERVICE_80_TCP_CHECK_TCP"),
+        "check_2_http": Entry("/", "label SERVICE_80_CHECK_2_HTTP"),
+        "check_bogus": Entry("x", "env SERVICE_CHECK_BOGUS"),
+        "check_١_tcp": Entry("true", "env SERVICE_CHECK_١_TCP"),
+        "region": Entry("eu", "env SERVICE_REGION"),
+    }
+    found = check_keys(PortMetadata(entries, port_scoped=frozenset({"check_tcp", "check_2_http"}), protocol_scoped=frozenset({"check_tcp"})))
+    assert found.groups == (
+        CheckGroup("", {"interval": entries["check_interval"], "tcp": entries["check_tcp"]}, {"interval": 2, "tcp": 0}),
+        CheckGroup("2", {"http": entries["check_2_http"]}, {"http": 1}),
+        CheckGroup("10", {"ttl": entries["check_10_ttl"]}, {"ttl": 2}),
+    )
+    assert found.keys == {"check_10_ttl", "check_interval", "check_tcp", "check_2_http", "check_bogus", "check_١_tcp"}
+    assert found.warnings == ("env SERVICE_CHECK_BOGUS: unknown check setting 'check_bogus'; ignored",
+                              "env SERVICE_CHECK_١_TCP: unknown check setting 'check_١_tcp'; ignored")
 
 
 def test_one_type_per_check_in_registrator_precedence():
