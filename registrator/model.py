@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
@@ -75,12 +76,46 @@ class ContainerSnapshot:
         return tuple(n for n in self.networks if n.ip or n.ipv6)
 
 
+class CheckKind(Enum):
+    """What a check does; the Consul sink picks the check's JSON fields by it."""
+
+    HTTP = "http"
+    HTTPS = "https"
+    TCP = "tcp"
+    UDP = "udp"
+    GRPC = "grpc"
+    TTL = "ttl"
+    SCRIPT = "script"
+    DOCKER = "docker"
+    DOCKER_HEALTH = "docker-health"  # a TTL check mirroring Docker's HEALTHCHECK, kept alive by this agent
+
+
 @dataclass(frozen=True, slots=True)
 class CheckSpec:
-    """One Consul check of a service: its ID and the rest of its documented JSON definition."""
+    """One Consul check of a service, as the mapping decided it; only the Consul sink knows its JSON.
+
+    An empty string, None or () is a setting left to Consul's default.
+    """
 
     check_id: str
-    definition: Mapping[str, Any] = field(default_factory=_empty)
+    kind: CheckKind
+    name: str
+    target: str = ""  # the URL (http, https), or host:port (tcp, udp), or host:port[/service] (grpc)
+    interval: str = ""  # durations in Go's syntax (`10s`)
+    timeout: str = ""
+    ttl: str = ""
+    method: str = ""
+    headers: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (name, values), in order
+    tls_skip_verify: bool | None = None  # None: not set by the container
+    tls_server_name: str = ""
+    grpc_use_tls: bool = False
+    args: tuple[str, ...] = ()  # script and docker checks
+    docker_container_id: str = ""
+    initial_status: str = ""  # passing | warning | critical
+    deregister_critical_after: str = ""
+    success_before_passing: int | None = None
+    failures_before_critical: int | None = None
+    notes: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,7 @@ class FakeConsul(Holds):
         with self._lock:
             self.services_[spec.id] = spec
             for check in spec.checks:
-                self.checks[check.check_id] = Check(spec.id, str(check.definition.get("Status", "critical")))
+                self.checks[check.check_id] = Check(spec.id, check.initial_status or "critical")
             self.writes.append(("register", spec.id))
             self._lock.notify_all()
 

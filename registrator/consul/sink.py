@@ -23,7 +23,7 @@ import requests.adapters
 from registrator.config import ConsulEndpoint
 from registrator.docker.unix_socket import UnixSocketAdapter
 from registrator.mapping.services import META_HOST
-from registrator.model import ServiceSpec, plain
+from registrator.model import CheckKind, CheckSpec, ServiceSpec
 from registrator.ops.metrics import Metrics
 
 # python-consul2 reads these in its constructor and lets them override explicit arguments.
@@ -236,10 +236,52 @@ def service_payload(spec: ServiceSpec) -> dict[str, Any]:
         "Port": spec.port,
         "Tags": list(spec.tags),
         "Meta": dict(spec.meta),
-        "Checks": [{"CheckID": check.check_id, **plain(check.definition)} for check in spec.checks],
+        "Checks": [{"CheckID": check.check_id, **check_payload(check)} for check in spec.checks],
         **({"TaggedAddresses": {tag: {"Address": address, "Port": port} for tag, address, port in spec.tagged_addresses}}
            if spec.tagged_addresses else {}),
     }
+
+
+_TARGET_FIELD = {CheckKind.HTTP: "HTTP", CheckKind.HTTPS: "HTTP", CheckKind.TCP: "TCP", CheckKind.UDP: "UDP", CheckKind.GRPC: "GRPC"}
+
+
+def check_payload(check: CheckSpec) -> dict[str, Any]:
+    """Consul's documented JSON for a check, but its ID: the key for that depends on where it goes
+    (`CheckID` in a service registration). A setting left to Consul's default is left out."""
+    payload: dict[str, Any] = {"Name": check.name}
+    if check.kind in _TARGET_FIELD:
+        payload[_TARGET_FIELD[check.kind]] = check.target
+    if check.method:
+        payload["Method"] = check.method
+    if check.headers:
+        payload["Header"] = {name: list(values) for name, values in check.headers}
+    if check.kind is CheckKind.GRPC:
+        payload["GRPCUseTLS"] = check.grpc_use_tls
+    if check.ttl:
+        payload["TTL"] = check.ttl
+    if check.docker_container_id:
+        payload["DockerContainerID"] = check.docker_container_id
+    if check.args:
+        payload["Args"] = list(check.args)
+    if check.tls_skip_verify is not None:
+        payload["TLSSkipVerify"] = check.tls_skip_verify
+    if check.tls_server_name:
+        payload["TLSServerName"] = check.tls_server_name
+    if check.interval:
+        payload["Interval"] = check.interval
+    if check.timeout:
+        payload["Timeout"] = check.timeout
+    if check.initial_status:
+        payload["Status"] = check.initial_status
+    if check.deregister_critical_after:
+        payload["DeregisterCriticalServiceAfter"] = check.deregister_critical_after
+    if check.success_before_passing is not None:
+        payload["SuccessBeforePassing"] = check.success_before_passing
+    if check.failures_before_critical is not None:
+        payload["FailuresBeforeCritical"] = check.failures_before_critical
+    if check.notes:
+        payload["Notes"] = check.notes
+    return payload
 
 
 def service_from_agent(entry: Mapping[str, Any]) -> ServiceSpec:

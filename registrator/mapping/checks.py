@@ -7,6 +7,8 @@ its own settings. A group with several types uses the first in registrator's pre
 
 A container with a Docker HEALTHCHECK also gets a TTL check that mirrors Docker's verdict; the
 reconciler pushes the status (`mirror_status`), so status changes never re-register the service.
+
+The checks are typed values (`CheckSpec`); the Consul sink alone turns them into Consul's JSON.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
 
 from registrator.mapping.metadata import Entry, PortMetadata, truthy
-from registrator.model import CheckSpec, ContainerSnapshot, host_port
+from registrator.model import CheckKind, CheckSpec, ContainerSnapshot, host_port
 
 TYPES = ("http", "https", "script", "ttl", "tcp", "udp", "grpc", "docker")  # registrator's precedence, extended
 SETTINGS = {
@@ -123,9 +124,8 @@ def service_checks(
 def docker_health_check(service_id: str, snapshot: ContainerSnapshot, policy: CheckSettings) -> CheckSpec | None:
     if not policy.docker_health or not snapshot.has_healthcheck:
         return None
-    definition = {"Name": "Docker HEALTHCHECK", "TTL": f"{policy.docker_health_ttl:g}s", "Status": policy.initial_status or "critical",
-                  "Notes": "mirrors the container's Docker health status"}
-    return CheckSpec(mirror_check_id(service_id), MappingProxyType(definition))
+    return CheckSpec(mirror_check_id(service_id), CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl=f"{policy.docker_health_ttl:g}s",
+                     initial_status=policy.initial_status or "critical", notes="mirrors the container's Docker health status")
 
 
 def mirror_check_id(service_id: str) -> str:
@@ -152,36 +152,30 @@ def _check(
         if settings.keys() - {"cmd"}:
             warnings.append(f"{next(iter(settings.values())).source}: check settings without a check type (HTTP, HTTPS, TCP, UDP, GRPC, TTL, SCRIPT, DOCKER); ignored")
         return None
-    kind = present[0]
     for other in present[1:]:
-        warnings.append(f"{settings[other].source}: only one check type per check ({kind} is used); number them for several, e.g. SERVICE_CHECK_1_{other.upper()}")
+        warnings.append(f"{settings[other].source}: only one check type per check ({present[0]} is used); number them for several, e.g. SERVICE_CHECK_1_{other.upper()}")
+    kind = CheckKind(present[0])
     target = host_port(address, port)
-    value = settings[kind].value.strip()
-    definition: dict[str, Any] = {"Name": f"{kind.upper()} check"}
-    if kind in ("http", "https"):
+    value = settings[kind.value].value.strip()
+    check = CheckSpec(check_id, kind, f"{kind.value.upper()} check")
+    if kind in (CheckKind.HTTP, CheckKind.HTTPS):
         path = value if value.startswith("/") else f"/{value}"
-        definition["HTTP"] = f"{kind}://{target}{path}"
-        method = _value(settings, "method") or _value(settings, f"{kind}_method") or _value(settings, "http_method")
-        if method:
-            definition["Method"] = method.upper()
-        headers = _headers(settings, warnings)
-        if headers:
-            definition["Header"] = headers
-    elif kind in ("tcp", "udp"):
+        method = _value(settings, "method") or _value(settings, f"{kind.value}_method") or _value(settings, "http_method")
+        check = replace(check, target=f"{kind.value}://{target}{path}", method=method.upper(), headers=_headers(settings, warnings))
+    elif kind in (CheckKind.TCP, CheckKind.UDP):
         if value.lower() in ("false", "0", "no", "off"):
             return None
-        definition[kind.upper()] = target
-    elif kind == "grpc":
+        check = replace(check, target=target)
+    elif kind is CheckKind.GRPC:
         service = "" if truthy(value) else value
-        definition["GRPC"] = f"{target}/{service}" if service else target
-        definition["GRPCUseTLS"] = _flag(settings, "grpc_use_tls")
-    elif kind == "ttl":
+        check = replace(check, target=f"{target}/{service}" if service else target, grpc_use_tls=_flag(settings, "grpc_use_tls"))
+    elif kind is CheckKind.TTL:
         problem = duration_problem(value)
         if problem:
             warnings.append(f"{settings['ttl'].source}: {value!r} {problem}; TTL check left out")
             return None
-        definition["TTL"] = value
-    elif kind == "script":
+        check = replace(check, ttl=value)
+    elif kind is CheckKind.SCRIPT:
         if not policy.allow_scripts:
             warnings.append(f"{settings['script'].source}: script checks run on the Consul host and are refused unless the agent runs with --allow-script-checks")
             return None
@@ -191,38 +185,27 @@ def _check(
         args = _args(settings["script"], address, port, warnings)
         if not args:
             return None
-        definition["Args"] = args
-    elif kind == "docker":
+        check = replace(check, args=args)
+    elif kind is CheckKind.DOCKER:
         if not runs_scripts:
             warnings.append(f"{settings['docker'].source}: the Consul agent does not run Docker exec checks (enable_script_checks); check left out")
             return None
         args = _args(settings["docker"], address, port, warnings)
         if not args:
             return None
-        definition.update(DockerContainerID=snapshot.id, Args=args)
-    if kind in ("https", "grpc") or "tls_skip_verify" in settings:
-        if "tls_skip_verify" in settings:
-            definition["TLSSkipVerify"] = _flag(settings, "tls_skip_verify")
-        if _value(settings, "tls_server_name"):
-            definition["TLSServerName"] = _value(settings, "tls_server_name")
-    if kind != "ttl":
-        definition["Interval"] = _duration(settings, "interval", f"default {DEFAULT_INTERVAL} used", warnings) or DEFAULT_INTERVAL
-        timeout = _duration(settings, "timeout", "Consul's default used", warnings)
-        if timeout:
-            definition["Timeout"] = timeout
-    status = _status(settings, warnings) or policy.initial_status
-    if status:
-        definition["Status"] = status
+        check = replace(check, docker_container_id=snapshot.id, args=args)
+    if kind in (CheckKind.HTTPS, CheckKind.GRPC) or "tls_skip_verify" in settings:
+        skip_verify = _flag(settings, "tls_skip_verify") if "tls_skip_verify" in settings else None
+        check = replace(check, tls_skip_verify=skip_verify, tls_server_name=_value(settings, "tls_server_name"))
+    if kind is not CheckKind.TTL:
+        interval = _duration(settings, "interval", f"default {DEFAULT_INTERVAL} used", warnings) or DEFAULT_INTERVAL
+        check = replace(check, interval=interval, timeout=_duration(settings, "timeout", "Consul's default used", warnings))
+    status = _status(settings, warnings) or policy.initial_status or ""
     deregister_after = _duration(settings, "deregister_after", "not set", warnings)
-    if deregister_after:
-        definition["DeregisterCriticalServiceAfter"] = deregister_after
-    for key, field in (("success_before_passing", "SuccessBeforePassing"), ("failures_before_critical", "FailuresBeforeCritical")):
-        count = _count(settings, key, warnings)
-        if count is not None:
-            definition[field] = count
-    if _value(settings, "notes"):
-        definition["Notes"] = _value(settings, "notes")
-    return CheckSpec(check_id, MappingProxyType(definition))
+    success_before_passing = _count(settings, "success_before_passing", warnings)
+    failures_before_critical = _count(settings, "failures_before_critical", warnings)
+    return replace(check, initial_status=status, deregister_critical_after=deregister_after, success_before_passing=success_before_passing,
+                   failures_before_critical=failures_before_critical, notes=_value(settings, "notes"))
 
 
 def _value(settings: Mapping[str, Entry], key: str) -> str:
@@ -287,7 +270,7 @@ def _count(settings: Mapping[str, Entry], key: str, warnings: list[str]) -> int 
     return int(digits)
 
 
-def _headers(settings: Mapping[str, Entry], warnings: list[str]) -> Mapping[str, tuple[str, ...]]:
+def _headers(settings: Mapping[str, Entry], warnings: list[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """`CHECK_HEADER` (several lines allowed) and `CHECK_HEADER_<anything>`, each `Name: value`."""
     headers: dict[str, list[str]] = {}
     for key in sorted(k for k in settings if k == "header" or k.startswith("header_")):
@@ -299,7 +282,7 @@ def _headers(settings: Mapping[str, Entry], warnings: list[str]) -> Mapping[str,
                 warnings.append(f"{settings[key].source}: {line!r} is not 'Name: value'; ignored")
                 continue
             headers.setdefault(name.strip(), []).append(value.strip())
-    return MappingProxyType({name: tuple(values) for name, values in headers.items()})
+    return tuple((name, tuple(values)) for name, values in headers.items())
 
 
 def _args(entry: Entry, address: str, port: int, warnings: list[str]) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from registrator.mapping.addressing import Target, port_targets
 from registrator.mapping.checks import MIRROR_SUFFIX, CheckKeys, CheckSettings, check_keys, mirror_status, service_checks
 from registrator.mapping.metadata import PortMetadata, container_metadata, truthy
 from registrator.mapping.template import Template, TemplateError
-from registrator.model import ContainerPort, ContainerSnapshot, ServiceSpec, plain
+from registrator.model import CheckSpec, ContainerPort, ContainerSnapshot, ServiceSpec, plain
 
 # Ownership lives in Meta: it is how this agent finds its own services again, never the ID.
 META_HOST = "registrator-host"
@@ -217,9 +217,19 @@ def spec_hash(spec: ServiceSpec) -> str:
     Consul's service listing does not return checks, so this is how a changed check is noticed.
     """
     meta = {k: v for k, v in spec.meta.items() if k != META_HASH}
-    checks = [[c.check_id, plain(c.definition)] for c in spec.checks]
+    checks = [_canonical(c) for c in spec.checks]
     body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks, list(spec.tagged_addresses)]
     return hashlib.sha256(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _canonical(check: CheckSpec) -> dict[str, object]:
+    """A check as JSON: its fields that differ from their defaults, so two checks hash alike only when equal.
+
+    Consul's JSON is a function of the check, so whatever is sent changes, this changes with it; a
+    field added later with a default changes no hash.
+    """
+    body = {f.name: plain(getattr(check, f.name)) for f in fields(check) if getattr(check, f.name) != f.default}
+    return {**body, "kind": check.kind.value}
 
 
 def _retains_after_exit(snapshot: ContainerSnapshot, policy: DeregisterPolicy) -> bool:

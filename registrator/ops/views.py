@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
-from registrator.consul.sink import ConsulSink
+from registrator.consul.sink import ConsulSink, check_payload
 from registrator.mapping.services import META_CONTAINER, Desired
-from registrator.model import ContainerSnapshot, ServiceSpec, host_port, plain
+from registrator.model import CheckSpec, ContainerSnapshot, ServiceSpec, host_port
 
 
 def service_rows(sink: ConsulSink, hostname: str, name: str = "") -> list[dict[str, Any]]:
@@ -63,7 +64,7 @@ def explain_text(snapshot: ContainerSnapshot, desired: Desired) -> str:
             f"  tags     {', '.join(spec.tags) or '-'}    <- {reasons.get('tags', '')}",
             f"  meta     {meta}    <- {reasons.get('meta', '')}",
         ]
-        lines += [f"  check    {c.check_id}: {_check_summary(plain(c.definition))}" for c in spec.checks] or ["  checks   none"]
+        lines += [f"  check    {c.check_id}: {_check_summary(c)}" for c in spec.checks] or ["  checks   none"]
     if not desired.services and not desired.retain:
         lines.append("no services")
     lines += [f"warning: {w}" for w in desired.warnings]
@@ -74,10 +75,11 @@ def explain_text(snapshot: ContainerSnapshot, desired: Desired) -> str:
 def _service_json(spec: ServiceSpec, reasons: dict[str, str]) -> dict[str, Any]:
     return {"id": spec.id, "name": spec.name, "address": spec.address, "port": spec.port, "tags": list(spec.tags),
             "meta": dict(spec.meta), "tagged_addresses": {tag: {"address": a, "port": p} for tag, a, p in spec.tagged_addresses},
-            "checks": [{"id": c.check_id, **plain(c.definition)} for c in spec.checks], "why": reasons}
+            "checks": [{"id": c.check_id, **check_payload(c)} for c in spec.checks], "why": reasons}
 
 
-def _check_summary(definition: dict[str, Any]) -> str:
-    target = next((f"{k} {definition[k]}" for k in ("HTTP", "TCP", "UDP", "GRPC", "TTL", "Args") if k in definition), "")
-    every = f" every {definition['Interval']}" if "Interval" in definition else ""
-    return f"{target}{every}"
+def _check_summary(check: CheckSpec) -> str:
+    """What a check probes and how often: `tcp 10.0.0.5:32000 every 10s`, `ttl 30s`, `docker /probe check every 10s`."""
+    what = check.target or shlex.join(check.args) or check.ttl
+    every = f" every {check.interval}" if check.interval else ""
+    return f"{check.kind.value} {what}{every}"

@@ -1,4 +1,4 @@
-"""Every check key, as a table: SERVICE_*CHECK_* metadata → the Consul check definitions."""
+"""Every check key, as a table: SERVICE_*CHECK_* metadata → the typed checks a service gets."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 from registrator.mapping.checks import CheckGroup, CheckSettings, check_keys, mirror_status
 from registrator.mapping.metadata import Entry, PortMetadata
 from registrator.mapping.services import MappingSettings, desired_services
-from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, plain
+from registrator.model import CheckKind, CheckSpec, ContainerPort, ContainerSnapshot, PortBinding
 from tests.settings import mapping_settings, with_ip, with_scripts
 
 SETTINGS = mapping_settings(runs_scripts=True)
 CID = "c" * 64
+ID = "service:h:web:80"
 
 
 def container(env: dict[str, str], *, port: int = 80, protocol: str = "tcp", **fields: object) -> ContainerSnapshot:
@@ -22,14 +23,14 @@ def container(env: dict[str, str], *, port: int = 80, protocol: str = "tcp", **f
                              ports=(ContainerPort(port, protocol, (PortBinding("0.0.0.0", 32000),)),), **fields)
 
 
-def definitions(env: dict[str, str], settings: MappingSettings = SETTINGS, **fields: object) -> dict[str, dict]:
+def checks(env: dict[str, str], settings: MappingSettings = SETTINGS, **fields: object) -> dict[str, CheckSpec]:
     [spec] = desired_services(container(env, **fields), settings).services.values()
-    return {c.check_id: plain(c.definition) for c in spec.checks}
+    return {c.check_id: c for c in spec.checks}
 
 
-def only(env: dict[str, str], settings: MappingSettings = SETTINGS, **fields: object) -> dict:
-    [definition] = definitions(env, settings, **fields).values()
-    return {k: v for k, v in definition.items() if k != "Name"}
+def only(env: dict[str, str], settings: MappingSettings = SETTINGS, **fields: object) -> CheckSpec:
+    [check] = checks(env, settings, **fields).values()
+    return check
 
 
 def warnings(env: dict[str, str], settings: MappingSettings = SETTINGS) -> str:
@@ -37,51 +38,58 @@ def warnings(env: dict[str, str], settings: MappingSettings = SETTINGS) -> str:
 
 
 @pytest.mark.parametrize(
-    ("env", "definition"),
+    ("env", "check"),
     [
-        ({"SERVICE_CHECK_HTTP": "/health"}, {"HTTP": "http://10.0.0.5:32000/health", "Interval": "10s"}),
+        ({"SERVICE_CHECK_HTTP": "/health"}, CheckSpec(ID, CheckKind.HTTP, "HTTP check", target="http://10.0.0.5:32000/health", interval="10s")),
         ({"SERVICE_CHECK_HTTP": "health", "SERVICE_CHECK_HTTP_METHOD": "head"},
-         {"HTTP": "http://10.0.0.5:32000/health", "Method": "HEAD", "Interval": "10s"}),
+         CheckSpec(ID, CheckKind.HTTP, "HTTP check", target="http://10.0.0.5:32000/health", method="HEAD", interval="10s")),
         ({"SERVICE_CHECK_HTTPS": "/h", "SERVICE_CHECK_HTTPS_METHOD": "POST", "SERVICE_CHECK_TLS_SKIP_VERIFY": "true",
           "SERVICE_CHECK_TLS_SERVER_NAME": "web.internal"},
-         {"HTTP": "https://10.0.0.5:32000/h", "Method": "POST", "TLSSkipVerify": True, "TLSServerName": "web.internal", "Interval": "10s"}),
+         CheckSpec(ID, CheckKind.HTTPS, "HTTPS check", target="https://10.0.0.5:32000/h", method="POST", tls_skip_verify=True,
+                   tls_server_name="web.internal", interval="10s")),
+        ({"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_TLS_SERVER_NAME": "web.internal"},
+         CheckSpec(ID, CheckKind.HTTP, "HTTP check", target="http://10.0.0.5:32000/", interval="10s")),
         ({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_TIMEOUT": "2s", "SERVICE_CHECK_INTERVAL": "5s"},
-         {"TCP": "10.0.0.5:32000", "Interval": "5s", "Timeout": "2s"}),
-        ({"SERVICE_CHECK_UDP": "1"}, {"UDP": "10.0.0.5:32000", "Interval": "10s"}),
-        ({"SERVICE_CHECK_GRPC": "true"}, {"GRPC": "10.0.0.5:32000", "GRPCUseTLS": False, "Interval": "10s"}),
+         CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="5s", timeout="2s")),
+        ({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_TLS_SKIP_VERIFY": "no"},
+         CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", tls_skip_verify=False, interval="10s")),
+        ({"SERVICE_CHECK_UDP": "1"}, CheckSpec(ID, CheckKind.UDP, "UDP check", target="10.0.0.5:32000", interval="10s")),
+        ({"SERVICE_CHECK_GRPC": "true"}, CheckSpec(ID, CheckKind.GRPC, "GRPC check", target="10.0.0.5:32000", interval="10s")),
         ({"SERVICE_CHECK_GRPC": "my.Service", "SERVICE_CHECK_GRPC_USE_TLS": "yes", "SERVICE_CHECK_TLS_SKIP_VERIFY": "1"},
-         {"GRPC": "10.0.0.5:32000/my.Service", "GRPCUseTLS": True, "TLSSkipVerify": True, "Interval": "10s"}),
-        ({"SERVICE_CHECK_TTL": "30s"}, {"TTL": "30s"}),
+         CheckSpec(ID, CheckKind.GRPC, "GRPC check", target="10.0.0.5:32000/my.Service", grpc_use_tls=True, tls_skip_verify=True,
+                   interval="10s")),
+        ({"SERVICE_CHECK_TTL": "30s"}, CheckSpec(ID, CheckKind.TTL, "TTL check", ttl="30s")),
         ({"SERVICE_CHECK_DOCKER": "/bin/check --deep 'a b'"},
-         {"DockerContainerID": CID, "Args": ["/bin/check", "--deep", "a b"], "Interval": "10s"}),
+         CheckSpec(ID, CheckKind.DOCKER, "DOCKER check", docker_container_id=CID, args=("/bin/check", "--deep", "a b"), interval="10s")),
         ({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INITIAL_STATUS": "Passing", "SERVICE_CHECK_DEREGISTER_AFTER": "90m",
-          "SERVICE_CHECK_SUCCESS_BEFORE_PASSING": "2", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "3", "SERVICE_CHECK_NOTES": "n"},
-         {"TCP": "10.0.0.5:32000", "Interval": "10s", "Status": "passing", "DeregisterCriticalServiceAfter": "90m",
-          "SuccessBeforePassing": 2, "FailuresBeforeCritical": 3, "Notes": "n"}),
+          "SERVICE_CHECK_SUCCESS_BEFORE_PASSING": "2", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "0", "SERVICE_CHECK_NOTES": "n"},
+         CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="10s", initial_status="passing",
+                   deregister_critical_after="90m", success_before_passing=2, failures_before_critical=0, notes="n")),
     ],
-    ids=["http", "http-method", "https-tls", "tcp-timeout", "udp", "grpc", "grpc-service-tls", "ttl", "docker", "common-settings"],
+    ids=["http", "http-method", "https-tls", "http-has-no-tls-server-name", "tcp-timeout", "tcp-skip-verify-set-false", "udp", "grpc",
+         "grpc-service-tls", "ttl", "docker", "common-settings"],
 )
-def test_check_definitions(env, definition):
-    assert only(env) == definition
+def test_check_settings(env, check):
+    assert only(env) == check
 
 
 def test_headers_from_several_lines_and_keys():
     env = {"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "Authorization: Bearer x\nX-A: 1", "SERVICE_CHECK_HEADER_2": "X-A: 2"}
-    assert only(env)["Header"] == {"Authorization": ["Bearer x"], "X-A": ["1", "2"]}
+    assert only(env).headers == (("Authorization", ("Bearer x",)), ("X-A", ("1", "2")))
 
 
 def test_port_and_protocol_scoped_checks():
     env = {"SERVICE_53_UDP_CHECK_UDP": "true", "SERVICE_53_CHECK_TCP": "true"}
-    assert "UDP" in only(env, port=53, protocol="udp")
-    assert "TCP" in only(env, port=53, protocol="tcp")
+    assert only(env, port=53, protocol="udp").kind is CheckKind.UDP
+    assert only(env, port=53, protocol="tcp").kind is CheckKind.TCP
 
 
 def test_numbered_checks_each_get_their_own_id_and_settings():
     env = {"SERVICE_CHECK_HTTP": "/a", "SERVICE_CHECK_1_TCP": "true", "SERVICE_CHECK_1_INTERVAL": "3s", "SERVICE_CHECK_2_TTL": "1m"}
-    found = definitions(env)
+    found = checks(env)
     assert list(found) == ["service:h:web:80", "service:h:web:80:1", "service:h:web:80:2"]
-    assert found["service:h:web:80:1"]["Interval"] == "3s"
-    assert found["service:h:web:80"]["Interval"] == "10s"
+    assert found["service:h:web:80:1"].interval == "3s"
+    assert found["service:h:web:80"].interval == "10s"
 
 
 def test_check_keys_are_classified_once_into_check_groups_and_warnings():
@@ -106,48 +114,48 @@ def test_check_keys_are_classified_once_into_check_groups_and_warnings():
 
 
 def test_one_type_per_check_in_registrator_precedence():
-    assert "HTTP" in only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_HTTP": "/"})
+    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_HTTP": "/"}).kind is CheckKind.HTTP
     assert "only one check type per check (http is used)" in warnings({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_HTTP": "/"})
 
 
 def test_ipv6_targets_are_bracketed():
-    assert only({"SERVICE_CHECK_TCP": "true"}, with_ip(SETTINGS, "2001:db8::5"))["TCP"] == "[2001:db8::5]:32000"
+    assert only({"SERVICE_CHECK_TCP": "true"}, with_ip(SETTINGS, "2001:db8::5")).target == "[2001:db8::5]:32000"
 
 
 @pytest.mark.parametrize("value", ["false", "0", "no"])
 def test_tcp_false_means_no_check(value):
-    assert definitions({"SERVICE_CHECK_TCP": value}) == {}
+    assert checks({"SERVICE_CHECK_TCP": value}) == {}
 
 
 def test_script_checks_need_the_flag_and_the_agent():
     env = {"SERVICE_CHECK_SCRIPT": 'sh -c "nc -z $SERVICE_IP $SERVICE_PORT"'}
-    assert definitions(env) == {}
+    assert checks(env) == {}
     assert "refused unless the agent runs with --allow-script-checks" in warnings(env)
     allowed = replace(SETTINGS, checks=CheckSettings(allow_scripts=True))
-    assert only(env, allowed)["Args"] == ["sh", "-c", "nc -z 10.0.0.5 32000"]
+    assert only(env, allowed) == CheckSpec(ID, CheckKind.SCRIPT, "SCRIPT check", args=("sh", "-c", "nc -z 10.0.0.5 32000"), interval="10s")
     unable = with_scripts(replace(SETTINGS, checks=CheckSettings(allow_scripts=True)), False)
-    assert definitions(env, unable) == {}
+    assert checks(env, unable) == {}
     assert "does not run script checks" in warnings(env, unable)
 
 
 def test_docker_checks_need_the_agent_to_run_scripts():
     settings = with_scripts(SETTINGS, False)
-    assert definitions({"SERVICE_CHECK_DOCKER": "true"}, settings) == {}
+    assert checks({"SERVICE_CHECK_DOCKER": "true"}, settings) == {}
 
 
 def test_global_initial_status_applies_unless_the_check_sets_one():
     settings = replace(SETTINGS, checks=CheckSettings(initial_status="passing"))
-    assert only({"SERVICE_CHECK_TCP": "true"}, settings)["Status"] == "passing"
-    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INITIAL_STATUS": "warning"}, settings)["Status"] == "warning"
+    assert only({"SERVICE_CHECK_TCP": "true"}, settings).initial_status == "passing"
+    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INITIAL_STATUS": "warning"}, settings).initial_status == "warning"
 
 
 @pytest.mark.parametrize(
     ("env", "warning", "kept"),
     [
-        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INTERVAL": "10 seconds"}, "SERVICE_CHECK_INTERVAL: '10 seconds' is not a duration", {"Interval": "10s"}),
-        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INITIAL_STATUS": "ok"}, "'ok' is not one of passing, warning, critical", {}),
-        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "x"}, "'x' is not a whole number", {}),
-        ({"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "no colon"}, "'no colon' is not 'Name: value'", {}),
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INTERVAL": "10 seconds"}, "SERVICE_CHECK_INTERVAL: '10 seconds' is not a duration", {"interval": "10s"}),
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INITIAL_STATUS": "ok"}, "'ok' is not one of passing, warning, critical", {"initial_status": ""}),
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "x"}, "'x' is not a whole number", {"failures_before_critical": None}),
+        ({"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "no colon"}, "'no colon' is not 'Name: value'", {"headers": ()}),
         ({"SERVICE_CHECK_DOCKER": "it's"}, "cannot split", None),
         ({"SERVICE_CHECK_TTL": "soon"}, "'soon' is not a duration", None),
         ({"SERVICE_CHECK_INTERVAL": "5s"}, "check settings without a check type", None),
@@ -156,19 +164,20 @@ def test_global_initial_status_applies_unless_the_check_sets_one():
 )
 def test_bad_check_settings_warn_and_keep_what_is_valid(env, warning, kept):
     assert warning in warnings(env)
-    found = definitions(env)
+    found = checks(env)
     if kept is None:
         assert found == {}
     else:
-        [definition] = found.values()
-        assert kept.items() <= definition.items()
+        [check] = found.values()
+        assert {name: getattr(check, name) for name in kept} == kept
 
 
 def test_docker_healthcheck_gets_a_mirror_ttl_check_and_status():
     snapshot = {"has_healthcheck": True, "health": "unhealthy", "health_output": "boom"}
-    found = definitions({}, **snapshot)
-    assert found == {"service:h:web:80:docker-health": {"Name": "Docker HEALTHCHECK", "TTL": "90s", "Status": "critical",
-                                                        "Notes": "mirrors the container's Docker health status"}}
+    found = checks({}, **snapshot)
+    assert found == {"service:h:web:80:docker-health": CheckSpec(
+        "service:h:web:80:docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical",
+        notes="mirrors the container's Docker health status")}
     desired = desired_services(container({}, **snapshot), SETTINGS)
     assert dict(desired.check_status) == {"service:h:web:80:docker-health": ("critical", "boom")}
 
@@ -184,7 +193,7 @@ def test_mirror_status(health, initial, expected):
 
 def test_mirroring_can_be_turned_off():
     settings = replace(SETTINGS, checks=CheckSettings(docker_health=False))
-    assert definitions({}, settings, has_healthcheck=True, health="healthy") == {}
+    assert checks({}, settings, has_healthcheck=True, health="healthy") == {}
 
 
 def test_a_changed_check_changes_the_registration_hash():
@@ -215,18 +224,18 @@ def test_a_changed_check_changes_the_registration_hash():
 def test_durations_consul_would_refuse_warn_and_fall_back(setting, value, warning):
     env = {"SERVICE_CHECK_TCP": "true", f"SERVICE_CHECK_{setting}": value}
     assert warning in warnings(env)
-    assert only(env) == {"TCP": "10.0.0.5:32000", "Interval": "10s"}
+    assert only(env) == CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="10s")
 
 
 @pytest.mark.parametrize("value", ["1m30s", "1.5h", "500ms", "250us", "250µs", "250μs", "2562047h"])
 def test_durations_in_gos_syntax_are_passed_on(value):
-    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INTERVAL": value})["Interval"] == value
+    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INTERVAL": value}).interval == value
 
 
 @pytest.mark.parametrize("value", ["0s", "0", "99999999999999h", "３０s"])
 def test_a_ttl_consul_would_refuse_leaves_the_ttl_check_out(value):
     env = {"SERVICE_CHECK_TTL": value}
-    assert definitions(env) == {}
+    assert checks(env) == {}
     assert f"env SERVICE_CHECK_TTL: {value!r} " in warnings(env) and "; TTL check left out" in warnings(env)
 
 
@@ -240,16 +249,16 @@ def test_a_ttl_consul_would_refuse_leaves_the_ttl_check_out(value):
 def test_check_counts_are_ascii_digits_within_consuls_int(value, warning):
     env = {"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_SUCCESS_BEFORE_PASSING": value}
     assert warning in warnings(env)
-    assert only(env) == {"TCP": "10.0.0.5:32000", "Interval": "10s"}
+    assert only(env) == CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="10s")
 
 
 @pytest.mark.parametrize(("value", "count"), [("2147483647", 2147483647), ("0" * 5000 + "3", 3)], ids=["largest", "5000-leading-zeros"])
 def test_counts_in_range_are_passed_on(value, count):
-    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": value})["FailuresBeforeCritical"] == count
+    assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": value}).failures_before_critical == count
 
 
 @pytest.mark.parametrize("number", ["١", "9" * 5000], ids=["arabic-indic-digit", "5000-digits"])
 def test_check_numbers_are_a_few_ascii_digits(number):
     env = {f"SERVICE_CHECK_{number}_TCP": "true"}
-    assert definitions(env) == {}
+    assert checks(env) == {}
     assert f"env SERVICE_CHECK_{number}_TCP: unknown check setting 'check_{number.lower()}_tcp'; ignored" in warnings(env)

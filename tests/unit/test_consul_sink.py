@@ -8,14 +8,63 @@ import pytest
 import requests
 
 from registrator.config import ConsulEndpoint
-from registrator.consul.sink import ConsulError, ConsulSink, path_segment, service_from_agent, service_payload
-from registrator.model import ServiceSpec
+from registrator.consul.sink import ConsulError, ConsulSink, check_payload, path_segment, service_from_agent, service_payload
+from registrator.model import CheckKind, CheckSpec, ServiceSpec
+
+CID = "c" * 64
 
 
 def test_a_registered_payload_reads_back_as_the_same_spec():
     spec = ServiceSpec(id="h:web:80", name="web", address="10.0.0.5", port=1, tags=("a", "b"), meta=MappingProxyType({"k": "v"}))
     agent_entry = {**{"Service": spec.name}, **service_payload(spec), "Weights": {"Passing": 1, "Warning": 1}}
     assert service_from_agent(agent_entry) == spec
+
+
+@pytest.mark.parametrize(
+    ("check", "payload"),
+    [
+        (CheckSpec("c", CheckKind.HTTP, "HTTP check", target="http://10.0.0.5:80/h", interval="10s", method="HEAD",
+                   headers=(("Authorization", ("Bearer x",)), ("X-A", ("1", "2")))),
+         {"Name": "HTTP check", "HTTP": "http://10.0.0.5:80/h", "Method": "HEAD", "Header": {"Authorization": ["Bearer x"], "X-A": ["1", "2"]},
+          "Interval": "10s"}),
+        (CheckSpec("c", CheckKind.HTTPS, "HTTPS check", target="https://10.0.0.5:80/h", interval="10s", timeout="2s", tls_skip_verify=False,
+                   tls_server_name="web.internal"),
+         {"Name": "HTTPS check", "HTTP": "https://10.0.0.5:80/h", "TLSSkipVerify": False, "TLSServerName": "web.internal", "Interval": "10s",
+          "Timeout": "2s"}),
+        (CheckSpec("c", CheckKind.TCP, "TCP check", target="10.0.0.5:80", interval="10s"),
+         {"Name": "TCP check", "TCP": "10.0.0.5:80", "Interval": "10s"}),
+        (CheckSpec("c", CheckKind.UDP, "UDP check", target="[2001:db8::5]:53", interval="5s"),
+         {"Name": "UDP check", "UDP": "[2001:db8::5]:53", "Interval": "5s"}),
+        (CheckSpec("c", CheckKind.GRPC, "GRPC check", target="10.0.0.5:80", interval="10s"),
+         {"Name": "GRPC check", "GRPC": "10.0.0.5:80", "GRPCUseTLS": False, "Interval": "10s"}),
+        (CheckSpec("c", CheckKind.GRPC, "GRPC check", target="10.0.0.5:80/my.Service", interval="10s", grpc_use_tls=True, tls_skip_verify=True),
+         {"Name": "GRPC check", "GRPC": "10.0.0.5:80/my.Service", "GRPCUseTLS": True, "TLSSkipVerify": True, "Interval": "10s"}),
+        (CheckSpec("c", CheckKind.TTL, "TTL check", ttl="30s"), {"Name": "TTL check", "TTL": "30s"}),
+        (CheckSpec("c", CheckKind.SCRIPT, "SCRIPT check", args=("sh", "-c", "nc -z 10.0.0.5 80"), interval="10s"),
+         {"Name": "SCRIPT check", "Args": ["sh", "-c", "nc -z 10.0.0.5 80"], "Interval": "10s"}),
+        (CheckSpec("c", CheckKind.DOCKER, "DOCKER check", docker_container_id=CID, args=("/probe", "check"), interval="10s"),
+         {"Name": "DOCKER check", "DockerContainerID": CID, "Args": ["/probe", "check"], "Interval": "10s"}),
+        (CheckSpec("c", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical", notes="mirrors it"),
+         {"Name": "Docker HEALTHCHECK", "TTL": "90s", "Status": "critical", "Notes": "mirrors it"}),
+        (CheckSpec("c", CheckKind.TCP, "TCP check", target="10.0.0.5:80", interval="10s", initial_status="passing",
+                   deregister_critical_after="90m", success_before_passing=0, failures_before_critical=3, notes="n"),
+         {"Name": "TCP check", "TCP": "10.0.0.5:80", "Interval": "10s", "Status": "passing", "DeregisterCriticalServiceAfter": "90m",
+          "SuccessBeforePassing": 0, "FailuresBeforeCritical": 3, "Notes": "n"}),
+    ],
+    ids=["http", "https", "tcp", "udp", "grpc", "grpc-tls", "ttl", "script", "docker", "docker-health", "common-settings"],
+)
+def test_check_payload_is_consuls_json_for_each_kind(check, payload):
+    assert check_payload(check) == payload
+
+
+def test_a_registration_carries_its_checks_under_their_ids():
+    checks = (CheckSpec("service:h:web:80", CheckKind.TCP, "TCP check", target="10.0.0.5:80", interval="10s"),
+              CheckSpec("service:h:web:80:docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical"))
+    spec = ServiceSpec(id="h:web:80", name="web", address="10.0.0.5", port=80, checks=checks)
+    assert service_payload(spec)["Checks"] == [
+        {"CheckID": "service:h:web:80", "Name": "TCP check", "TCP": "10.0.0.5:80", "Interval": "10s"},
+        {"CheckID": "service:h:web:80:docker-health", "Name": "Docker HEALTHCHECK", "TTL": "90s", "Status": "critical"},
+    ]
 
 
 def test_agent_entries_with_null_fields_normalise():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from dataclasses import fields, replace
 from types import MappingProxyType
 
 import pytest
@@ -20,9 +20,10 @@ from registrator.mapping.services import (
     drained,
     image_basename,
     parse_tags,
+    spec_hash,
 )
 from registrator.mapping.template import parse
-from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
+from registrator.model import CheckKind, CheckSpec, ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
 from tests.settings import mapping_settings, with_ip
 
 SETTINGS = mapping_settings("host1")
@@ -373,11 +374,30 @@ def test_ownership_meta_and_a_hash_of_every_field_registered():
     registered = (
         '["host1:app.1:80","app","10.0.0.5",32768,["a"],'
         f'[["region","eu"],["registrator-container","{CID}"],["registrator-host","host1"]],'
-        '[["service:host1:app.1:80",{"Interval":"10s","Name":"TCP check","TCP":"10.0.0.5:32768"}]],'
+        '[{"check_id":"service:host1:app.1:80","interval":"10s","kind":"tcp","name":"TCP check","target":"10.0.0.5:32768"}],'
         '[["lan_ipv4","10.0.0.5",32768],["lan_ipv6","2001:db8::5",32768]]]'
     )
     assert dict(spec.meta) == {"region": "eu", META_HOST: "host1", META_CONTAINER: CID,
                                META_HASH: hashlib.sha256(registered.encode()).hexdigest()[:16]}
+
+
+CHECK_CHANGES = {
+    "check_id": "service:web:1", "kind": CheckKind.UDP, "name": "UDP check", "target": "10.0.0.5:81", "interval": "5s",
+    "timeout": "1s", "ttl": "30s", "method": "HEAD", "headers": (("X-A", ("1",)),), "tls_skip_verify": False,
+    "tls_server_name": "web.internal", "grpc_use_tls": True, "args": ("true",), "docker_container_id": CID, "initial_status": "passing",
+    "deregister_critical_after": "90m", "success_before_passing": 0, "failures_before_critical": 0, "notes": "n",
+}
+
+
+def test_every_check_field_is_changed_by_the_hash_test():
+    assert set(CHECK_CHANGES) == {f.name for f in fields(CheckSpec)}
+
+
+@pytest.mark.parametrize(("name", "value"), CHECK_CHANGES.items(), ids=list(CHECK_CHANGES))
+def test_any_change_to_a_check_changes_the_hash(name, value):
+    spec = ServiceSpec("web", "web", "10.0.0.5", 80, checks=(CheckSpec("service:web", CheckKind.TCP, "TCP check", target="10.0.0.5:80"),))
+    changed = replace(spec, checks=(replace(spec.checks[0], **{name: value}),))
+    assert spec_hash(changed) != spec_hash(spec)
 
 
 @pytest.mark.parametrize("order", ["as-captured", "every-object-reversed"])

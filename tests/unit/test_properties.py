@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from registrator.consul.sink import service_payload
 from registrator.docker.snapshot import snapshot_from_inspect
 from registrator.mapping.checks import CheckSettings
 from registrator.mapping.services import DeregisterPolicy, PortSuffix, desired_services
@@ -73,4 +75,5 @@ def test_parsing_and_mapping_never_raise(document, mapping, draining):
         for path_segment in (spec.id, *(c.check_id for c in spec.checks)):
             assert not set(path_segment) & set("/\\?#") and path_segment not in (".", "..")
             assert all(" " <= c <= "~" or c > "\x9f" for c in path_segment)
+        json.dumps(service_payload(spec))  # every check the mapping makes has Consul JSON
     assert all(isinstance(w, str) for w in desired.warnings)
