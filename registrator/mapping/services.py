@@ -17,10 +17,10 @@ from enum import Enum
 from types import MappingProxyType
 
 from registrator.mapping.addressing import Target, port_targets
-from registrator.mapping.checks import MIRROR_SUFFIX, CheckKeys, CheckSettings, check_keys, mirror_status, service_checks
+from registrator.mapping.checks import CheckKeys, CheckSettings, check_keys, mirror_status, service_checks
 from registrator.mapping.metadata import PortMetadata, container_metadata, truthy
 from registrator.mapping.template import Template, TemplateError
-from registrator.model import CheckSpec, ContainerPort, ContainerSnapshot, ServiceSpec, plain
+from registrator.model import CheckKind, CheckSpec, ContainerPort, ContainerSnapshot, ServiceSpec, plain
 
 # Ownership lives in Meta: it is how this agent finds its own services again, never the ID.
 META_HOST = "registrator-host"
@@ -122,8 +122,9 @@ class Desired:
     """What a container should have registered.
 
     `retain` means: keep whatever is registered now and write nothing (a stopped container whose
-    services the deregister policy keeps). `check_status` is the (status, output) each Docker-health
-    mirror check should show. `warnings` name the offending key; the caller logs them.
+    services the deregister policy keeps). `check_status` is, by service ID, the (status, output)
+    its Docker-health mirror check should show (a service has one at most). `warnings` name the
+    offending key; the caller logs them.
     """
 
     services: Mapping[str, ServiceSpec] = field(default_factory=lambda: MappingProxyType({}))
@@ -173,7 +174,7 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
                 services[spec.id] = spec
                 reasons[spec.id] = why
     status = mirror_status(snapshot, settings.checks)
-    check_status = {c.check_id: status for spec in services.values() for c in spec.checks if c.check_id.endswith(f":{MIRROR_SUFFIX}")}
+    check_status = {sid: status for sid, spec in services.items() if any(c.kind is CheckKind.DOCKER_HEALTH for c in spec.checks)}
     return Desired(services=MappingProxyType(services), check_status=MappingProxyType(check_status),
                    warnings=tuple(dict.fromkeys(warnings)), notes=tuple(notes), maintenance=draining,
                    reasons=MappingProxyType(reasons))

@@ -257,9 +257,9 @@ class Reconciler:
                      registered: set[str]) -> None:
         """Bring each Docker-health check to Docker's verdict; a fresh registration starts from scratch."""
         for service_id in sorted(services):
-            check_id = mirror_check_id(service_id)
-            if (state := check_status.get(check_id)) is None:
+            if (state := check_status.get(service_id)) is None:
                 continue
+            check_id = mirror_check_id(service_id)
             known = self.view.mirror(service_id)
             if service_id in registered or known is None or (known.status, known.output) != state:
                 self.view.mirror_intended(service_id, *state)

@@ -172,14 +172,20 @@ def test_bad_check_settings_warn_and_keep_what_is_valid(env, warning, kept):
         assert {name: getattr(check, name) for name in kept} == kept
 
 
-def test_docker_healthcheck_gets_a_mirror_ttl_check_and_status():
+def test_docker_healthcheck_gets_a_mirror_ttl_check_and_its_service_a_status():
     snapshot = {"has_healthcheck": True, "health": "unhealthy", "health_output": "boom"}
     found = checks({}, **snapshot)
     assert found == {"service:h:web:80:docker-health": CheckSpec(
         "service:h:web:80:docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical",
         notes="mirrors the container's Docker health status")}
     desired = desired_services(container({}, **snapshot), SETTINGS)
-    assert dict(desired.check_status) == {"service:h:web:80:docker-health": ("critical", "boom")}
+    assert dict(desired.check_status) == {"h:web:80": ("critical", "boom")}
+
+
+def test_a_check_is_a_mirror_by_its_kind_not_its_id():
+    desired = desired_services(container({"SERVICE_ID": "web:docker-health", "SERVICE_CHECK_TCP": "true"}), SETTINGS)
+    assert [c.check_id for spec in desired.services.values() for c in spec.checks] == ["service:web:docker-health"]
+    assert dict(desired.check_status) == {}
 
 
 @pytest.mark.parametrize(
