@@ -237,8 +237,9 @@ def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str
 def explain(container: str, uri: str | None, as_json: bool, **flags: Any) -> None:
     """Show what would be registered for CONTAINER (name or ID), and which key or rule decided it.
 
-    Writes nothing and needs no Consul. Takes the same flags as `run` and settles them the same way,
-    so pass the agent's flags to see exactly what it would register.
+    Writes nothing. Takes the same flags as `run` and settles them the same way (asking Consul, when
+    it answers, whether it runs script checks), so pass the agent's flags and URI to see exactly what
+    it would register.
 
     \b
     Examples:
@@ -247,14 +248,22 @@ def explain(container: str, uri: str | None, as_json: bool, **flags: Any) -> Non
     """
     configure_logging("error", "text")
     options = _options(uri, {**flags, "retry_attempts": 0})
-    docker_source, _ = _edges(options, flags, Metrics())
+    docker_source, sink = _edges(options, flags, Metrics())
+    consul: ConsulSink | None = sink
     try:
-        settings = resolve_settings(options, docker_source, None, threading.Event())
+        sink.leader()
+    except ConsulError as exc:
+        consul, unreachable = None, exc
+    try:
+        settings = resolve_settings(options, docker_source, consul, threading.Event())
         snapshot = docker_source.inspect(container)
     except (StartupError, DockerUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     if snapshot is None:
         raise click.ClickException(f"no container {container!r}")
+    if consul is None:
+        click.echo(f"note: {unreachable}; script and Docker exec checks are shown as a Consul agent that runs them would get them",
+                   err=True)
     desired = desired_services(snapshot, settings.mapping)
     click.echo(json.dumps(explain_json(snapshot, desired), indent=2) if as_json else explain_text(snapshot, desired))
 

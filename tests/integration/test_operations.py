@@ -170,3 +170,14 @@ def test_help_everywhere_and_one_line_errors():
     bad = run_registrator("run", "--listen", "nonsense")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == "Error: --listen 'nonsense': expected HOST:PORT"
     assert run_registrator("--version").stdout.startswith("registrator, version ")
+
+
+def test_explain_asks_consul_about_script_checks_like_run_and_says_when_it_cannot(agent, workload):
+    web = workload("http", env={"SERVICE_NAME": "web", "SERVICE_CHECK_SCRIPT": "true"}, ports={80: None})
+    found = explain(agent, web, "--allow-script-checks")
+    assert found["services"][0]["checks"][0]["Args"] == ["true"]
+
+    unreachable = run_registrator("explain", "--hostname", "h", "-ip", "10.0.0.5", "--allow-script-checks",
+                                  web.get_wrapped_container().name, f"consul://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 0, unreachable.stderr
+    assert "note: Consul" in unreachable.stderr and "shown as a Consul agent that runs them would get them" in unreachable.stderr
