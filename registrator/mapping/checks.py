@@ -31,6 +31,11 @@ SETTINGS = {
 STATUSES = ("passing", "warning", "critical")
 DEFAULT_INTERVAL = "10s"
 MIRROR_SUFFIX = "docker-health"
+# Check IDs share one namespace on the Consul agent. `service:<service ID>` is the single check
+# (registrator's), and further checks append `#<number>` or `#docker-health`: '#' is refused in
+# service IDs, so no two services can have a check ID in common and no container can take over
+# another service's check by choosing its SERVICE_ID.
+CHECK_SEPARATOR = "#"
 DOCKER_TO_CONSUL = {"healthy": "passing", "unhealthy": "critical"}
 _UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 _DURATION_PART = r"([0-9]+)(?:\.([0-9]+))?(ns|us|µs|μs|ms|s|m|h)"
@@ -111,7 +116,7 @@ def service_checks(
     """`groups` from `check_keys`; `runs_scripts`: the Consul agent runs script and Docker exec checks (asked at startup)."""
     checks = []
     for group in groups:
-        check_id = f"service:{service_id}:{group.number}" if group.number else f"service:{service_id}"
+        check_id = f"service:{service_id}{CHECK_SEPARATOR}{group.number}" if group.number else f"service:{service_id}"
         check = _check(group, check_id, address, port, snapshot, policy, runs_scripts, warnings)
         if check is not None:
             checks.append(check)
@@ -130,7 +135,7 @@ def docker_health_check(service_id: str, snapshot: ContainerSnapshot, policy: Ch
 
 def mirror_check_id(service_id: str) -> str:
     """The ID of a service's Docker-health check: always built from the service ID, never parsed back."""
-    return f"service:{service_id}:{MIRROR_SUFFIX}"
+    return f"service:{service_id}{CHECK_SEPARATOR}{MIRROR_SUFFIX}"
 
 
 def mirror_status(snapshot: ContainerSnapshot, policy: CheckSettings) -> tuple[str, str]:

@@ -88,9 +88,9 @@ def test_several_checks_per_service_all_must_pass(agent, workload, consul, resol
            "SERVICE_CHECK_2_TCP": "true", "SERVICE_CHECK_2_INTERVAL": "1s", "SERVICE_CHECK_2_INITIAL_STATUS": "passing"}
     probe = workload("probe", env=env, ports={80: None})
     sid = service_id(agent, probe, 80)
-    eventually(lambda: {f"service:{sid}", f"service:{sid}:1", f"service:{sid}:2"} <= set(checks(consul)), what="three checks")
+    eventually(lambda: {f"service:{sid}", f"service:{sid}#1", f"service:{sid}#2"} <= set(checks(consul)), what="three checks")
     assert checks(consul)[f"service:{sid}"]["Type"] == "ttl"
-    assert checks(consul)[f"service:{sid}:2"]["Type"] == "tcp"
+    assert checks(consul)[f"service:{sid}#2"]["Type"] == "tcp"
 
     consul.put(f"/v1/agent/check/pass/service:{sid}")
     eventually(lambda: resolve("multi.service.consul"), timeout=8, what="all checks passing")
@@ -126,7 +126,7 @@ def test_invalid_check_settings_are_warned_about_and_the_rest_registered(agent, 
     probe = workload("probe", env=env, ports={80: None})
     sid = service_id(agent, probe, 80)
 
-    eventually(lambda: {f"service:{sid}", f"service:{sid}:2"} == {c for c, v in checks(consul).items() if v["ServiceID"] == sid},
+    eventually(lambda: {f"service:{sid}", f"service:{sid}#2"} == {c for c, v in checks(consul).items() if v["ServiceID"] == sid},
                what="the valid checks")
     assert checks(consul)[f"service:{sid}"]["Interval"] == "10s"
     name = probe.get_wrapped_container().name
@@ -140,7 +140,7 @@ def test_docker_healthcheck_is_mirrored_into_consul(agent, workload, consul, res
                    "start_period": 60 * SECOND}
     probe = workload("probe", env={"SERVICE_NAME": "mirrored", "PROBE_START_UNHEALTHY": "1"}, ports={80: None},
                      healthcheck=healthcheck)
-    check_id = f"service:{service_id(agent, probe, 80)}:docker-health"
+    check_id = f"service:{service_id(agent, probe, 80)}#docker-health"
 
     def docker_health() -> str:
         return docker_client.api.inspect_container(probe.get_wrapped_container().id)["State"]["Health"]["Status"]
@@ -160,7 +160,7 @@ def test_docker_health_ttl_keeps_a_live_agent_passing_and_expires_for_a_dead_one
     agent.start("--docker-health-ttl", "3")
     healthcheck = {"test": ["CMD", "/probe", "check"], "interval": SECOND // 2, "timeout": SECOND, "retries": 1}
     probe = workload("probe", env={"SERVICE_NAME": "mirrored"}, ports={80: None}, healthcheck=healthcheck)
-    check_id = f"service:{service_id(agent, probe, 80)}:docker-health"
+    check_id = f"service:{service_id(agent, probe, 80)}#docker-health"
     eventually(lambda: status(consul, check_id) == "passing", timeout=10, what="passing")
 
     time.sleep(7)  # more than two TTLs
@@ -184,7 +184,7 @@ def test_restarting_the_agent_neither_rewrites_nor_flaps_checks(agent, workload,
     env = {"SERVICE_NAME": "web", "SERVICE_CHECK_HTTP": "/health", "SERVICE_CHECK_INTERVAL": "1s"}
     probe = workload("probe", env=env, ports={80: None}, healthcheck={"test": ["CMD", "/probe", "check"], "interval": SECOND})
     sid = service_id(agent, probe, 80)
-    eventually(lambda: all(status(consul, c) == "passing" for c in (f"service:{sid}", f"service:{sid}:docker-health")),
+    eventually(lambda: all(status(consul, c) == "passing" for c in (f"service:{sid}", f"service:{sid}#docker-health")),
                timeout=10, what="both checks passing")
     before = {c["CheckID"]: c["ModifyIndex"] for c in json.loads(consul.get("/v1/health/checks/web"))}
     writes = consul.writes()

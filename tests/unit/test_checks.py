@@ -87,8 +87,8 @@ def test_port_and_protocol_scoped_checks():
 def test_numbered_checks_each_get_their_own_id_and_settings():
     env = {"SERVICE_CHECK_HTTP": "/a", "SERVICE_CHECK_1_TCP": "true", "SERVICE_CHECK_1_INTERVAL": "3s", "SERVICE_CHECK_2_TTL": "1m"}
     found = checks(env)
-    assert list(found) == ["service:h:web:80", "service:h:web:80:1", "service:h:web:80:2"]
-    assert found["service:h:web:80:1"].interval == "3s"
+    assert list(found) == ["service:h:web:80", "service:h:web:80#1", "service:h:web:80#2"]
+    assert found["service:h:web:80#1"].interval == "3s"
     assert found["service:h:web:80"].interval == "10s"
 
 
@@ -175,8 +175,8 @@ def test_bad_check_settings_warn_and_keep_what_is_valid(env, warning, kept):
 def test_docker_healthcheck_gets_a_mirror_ttl_check_and_its_service_a_status():
     snapshot = {"has_healthcheck": True, "health": "unhealthy", "health_output": "boom"}
     found = checks({}, **snapshot)
-    assert found == {"service:h:web:80:docker-health": CheckSpec(
-        "service:h:web:80:docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical",
+    assert found == {"service:h:web:80#docker-health": CheckSpec(
+        "service:h:web:80#docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical",
         notes="mirrors the container's Docker health status")}
     desired = desired_services(container({}, **snapshot), SETTINGS)
     assert dict(desired.check_status) == {"h:web:80": ("critical", "boom")}
@@ -268,3 +268,19 @@ def test_check_numbers_are_a_few_ascii_digits(number):
     env = {f"SERVICE_CHECK_{number}_TCP": "true"}
     assert checks(env) == {}
     assert f"env SERVICE_CHECK_{number}_TCP: unknown check setting 'check_{number.lower()}_tcp'; ignored" in warnings(env)
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ({"SERVICE_ID": "a", "SERVICE_CHECK_1_TCP": "true"}, {"SERVICE_ID": "a:1", "SERVICE_CHECK_TCP": "true"}),
+    ({"SERVICE_ID": "a"}, {"SERVICE_ID": "a:docker-health", "SERVICE_CHECK_TCP": "true"}),
+], ids=["numbered-vs-unnumbered", "mirror-vs-unnumbered"])
+def test_no_two_services_can_have_a_check_id_in_common(first, second):
+    """A check ID is the agent's, not the service's: a container could otherwise take over another's check."""
+    ids_first = set(checks(first, has_healthcheck=True))
+    ids_second = set(checks(second, has_healthcheck=True))
+    assert ids_first and ids_second and not ids_first & ids_second
+
+
+def test_check_ids_separate_the_service_id_with_a_character_service_ids_cannot_hold():
+    assert set(checks({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_2_HTTP": "/"}, has_healthcheck=True)) == {
+        "service:h:web:80", "service:h:web:80#2", "service:h:web:80#docker-health"}

@@ -59,11 +59,11 @@ def test_check_payload_is_consuls_json_for_each_kind(check, payload):
 
 def test_a_registration_carries_its_checks_under_their_ids():
     checks = (CheckSpec("service:h:web:80", CheckKind.TCP, "TCP check", target="10.0.0.5:80", interval="10s"),
-              CheckSpec("service:h:web:80:docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical"))
+              CheckSpec("service:h:web:80#docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical"))
     spec = ServiceSpec(id="h:web:80", name="web", address="10.0.0.5", port=80, checks=checks)
     assert service_payload(spec)["Checks"] == [
         {"CheckID": "service:h:web:80", "Name": "TCP check", "TCP": "10.0.0.5:80", "Interval": "10s"},
-        {"CheckID": "service:h:web:80:docker-health", "Name": "Docker HEALTHCHECK", "TTL": "90s", "Status": "critical"},
+        {"CheckID": "service:h:web:80#docker-health", "Name": "Docker HEALTHCHECK", "TTL": "90s", "Status": "critical"},
     ]
 
 
@@ -83,7 +83,7 @@ def test_library_environment_cannot_override_the_resolved_endpoint(monkeypatch):
     assert os.environ["CONSUL_HTTP_ADDR"] == "[::1]:8500"
 
 
-@pytest.mark.parametrize("service_id", ["h:web:80", "a b?c#d%2F", "x\\..\\victim", "..victim", "%2e%2e", "service:h:web:80:docker-health"])
+@pytest.mark.parametrize("service_id", ["h:web:80", "a b?c#d%2F", "x\\..\\victim", "..victim", "%2e%2e", "service:h:web:80#docker-health"])
 def test_the_request_sent_names_exactly_the_id(service_id):
     sink = ConsulSink(ConsulEndpoint(host="127.0.0.1", port=8500))
     uri = sink._client.http.uri(f"/v1/agent/service/deregister/{path_segment(service_id)}")

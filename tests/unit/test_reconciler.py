@@ -10,7 +10,7 @@ from registrator.reconcile.kills import KillLog
 from registrator.reconcile.reconciler import Closed, Reconciler
 from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, web
 
-MIRROR = "service:h:web:80:docker-health"
+MIRROR = "service:h:web:80#docker-health"
 
 
 def reconciler(docker: FakeDocker, consul: FakeConsul) -> Reconciler:

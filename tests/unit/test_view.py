@@ -17,8 +17,8 @@ def test_a_refresh_keeps_this_hosts_services_their_health_and_maintenance():
     view = LocalView("h")
     view.begin_refresh()
     view.finish_refresh([spec("a", "c1"), spec("b", "c2", host="other"), spec("c", "c1")],
-                        {"service:a:docker-health": ("passing", "ok"), "_service_maintenance:c": ("critical", "stopping"),
-                         "service:b:docker-health": ("passing", "ok")})
+                        {"service:a#docker-health": ("passing", "ok"), "_service_maintenance:c": ("critical", "stopping"),
+                         "service:b#docker-health": ("passing", "ok")})
     assert set(view.owned()) == {"a", "c"}
     assert view.containers() == {"c1"}
     assert view.services_of("c1") == {"a": spec("a", "c1"), "c": spec("c", "c1")}
