@@ -78,7 +78,7 @@ class Controller:
         self._docker = docker
         self._consul = consul
         self._queue = queue if queue is not None else WorkQueue()
-        self.stop = stop or threading.Event()
+        self.stop = stop if stop is not None else threading.Event()
         self.ready = threading.Event()
         self._since: str | None = None
         self._kills = KillLog(settings.options.drain_timeout)
