@@ -286,8 +286,9 @@ def sync(uri: str | None, once: bool, dry_run: bool, **flags: Any) -> None:
     docker_source, sink = _edges(options, flags, Metrics())
     try:
         settings = resolve_settings(options, docker_source, sink, threading.Event())
-        reconciler = Reconciler(docker_source, sink, settings.mapping, KillLog(options.drain_timeout))
-        containers = reconciler.refresh().containers | set(docker_source.running())
+        woken: set[str] = set()
+        reconciler = Reconciler(docker_source, sink, settings.mapping, KillLog(options.drain_timeout), wake=woken.update)
+        containers = reconciler.refresh() | set(docker_source.running())
         changes = 0
         for container_id in sorted(containers):
             label, ops = reconciler.plan(container_id)
@@ -297,9 +298,9 @@ def sync(uri: str | None, once: bool, dry_run: bool, **flags: Any) -> None:
                         click.echo(f"register    {spec.id} ({spec.name} at {spec.address}:{spec.port}) for {label}")
                     case Deregister(service_id):
                         click.echo(f"deregister  {service_id} of {label}")
-            changes += len(ops)
-            if not dry_run and ops:
-                reconciler.reconcile(container_id)
+            changes += len(ops) if dry_run else reconciler.reconcile(container_id).writes
+        if not dry_run:  # containers that were refused an ID another one released in this pass
+            changes += sum(reconciler.reconcile(container_id).writes for container_id in sorted(woken))
     except (StartupError, ConsulError, DockerUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     verb = "would change" if dry_run else "changed"

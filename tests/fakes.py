@@ -13,13 +13,18 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from tenacity import wait_fixed
+
 from registrator.config import ConsulEndpoint, Options, Settings
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent, DockerUnavailable, Listed
 from registrator.mapping.services import HostFacts, MappingPolicy, MappingSettings
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
+from registrator.reconcile.controller import Controller
+from registrator.reconcile.queue import WorkQueue
 
 WAIT = 10.0  # seconds a test waits for something that must happen; only reached when it does not
+BACKOFF = 5.0  # a failed key's backoff in the controller harness
 
 
 class Hold:
@@ -129,6 +134,8 @@ class FakeConsul(Holds):
     checks: dict[str, Check] = field(default_factory=dict)
     writes: list[tuple[str, str]] = field(default_factory=list)  # (call, ID) in the order Consul applied them
     failing: set[str] = field(default_factory=set)  # calls that raise a transient ConsulError
+    fail_once: set[tuple[str, str]] = field(default_factory=set)  # (call, ID): the next such call fails, transiently
+    denied: set[tuple[str, str]] = field(default_factory=set)  # (call, ID): refused for good, like an ACL denial
     endpoint: ConsulEndpoint = field(default_factory=ConsulEndpoint)
     scripts: bool | None = False  # what the agent says of enable_script_checks; None: ACL denies reading it
 
@@ -205,7 +212,10 @@ class FakeConsul(Holds):
 
     def _call(self, call: str, key: str) -> None:
         self.pause(call, key)
-        if call in self.failing:
+        if (call, key) in self.denied:
+            raise ConsulError(f"Consul {call} {key}: permission denied by ACL", transient=False)
+        if call in self.failing or (call, key) in self.fail_once:
+            self.fail_once.discard((call, key))
             raise ConsulError(f"Consul {call} {key}: connection refused", transient=True)
 
 
@@ -227,3 +237,39 @@ def agent_settings(host: str = "h", *, drain: str = "deregister", drain_timeout:
     policy = MappingPolicy(drain=drain)
     return Settings(Options(consul=ConsulEndpoint(), mapping=policy, drain_timeout=drain_timeout, **options),
                     MappingSettings.of(policy, HostFacts(host, "10.0.0.5")))
+
+
+class Agent:
+    """A controller over fakes, with its queue and clock at hand; `settle` handles every key due now."""
+
+    def __init__(self, consul: FakeConsul | None = None, docker: FakeDocker | None = None, **options: Any) -> None:
+        self.docker = docker if docker is not None else FakeDocker()
+        self.consul = consul if consul is not None else FakeConsul()
+        self.clock = Clock()
+        self.queue = WorkQueue(backoff=wait_fixed(BACKOFF), clock=self.clock)
+        self.background = WorkQueue(backoff=wait_fixed(BACKOFF), clock=self.clock)
+        self.controller = Controller(agent_settings(**options), self.docker, self.consul, queue=self.queue,
+                                     background=self.background, clock=self.clock)
+
+    def start(self, container_id: str, **kwargs: Any) -> None:
+        self.docker.containers[container_id] = web(container_id, **{"name": container_id, **kwargs})
+        self.event(container_id, "start")
+
+    def event(self, container_id: str, action: str, signal: int | None = None) -> None:
+        self.controller.on_event(ContainerEvent(container_id, action, int(self.clock() * 10**9), signal))
+
+    def settle(self) -> None:
+        """Handle every key due now, resyncs and heartbeats included."""
+        while len(self.queue) or len(self.background):
+            self.controller.process((self.queue if len(self.queue) else self.background).get() or "")
+
+    def take(self) -> str:
+        key = self.queue.get()
+        assert key is not None
+        return key
+
+
+def in_thread(target: Callable[..., Any], *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread

@@ -72,17 +72,19 @@ class LoopState:
 
 class Controller:
     def __init__(self, settings: Settings, docker: DockerEngine, consul: ConsulAgent, metrics: Metrics | None = None,
-                 queue: WorkQueue | None = None, clock: Callable[[], float] = time.time, stop: threading.Event | None = None) -> None:
+                 queue: WorkQueue | None = None, background: WorkQueue | None = None, clock: Callable[[], float] = time.time,
+                 stop: threading.Event | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._docker = docker
         self._consul = consul
         self._queue = queue if queue is not None else WorkQueue()
+        self._background = background if background is not None else WorkQueue()  # RESYNC and HEARTBEAT, one worker
         self.stop = stop if stop is not None else threading.Event()
         self.ready = threading.Event()
         self._since: str | None = None
         self._kills = KillLog(settings.options.drain_timeout)
-        self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, clock=clock, metrics=self.metrics)
+        self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, clock=clock, metrics=self.metrics)
         self._resyncs = 0
         self.loops: dict[str, LoopState] = {}
         self.restart_backoff: wait_base = wait_random_exponential(multiplier=0.5, max=30)
@@ -94,12 +96,14 @@ class Controller:
         threads = [threading.Thread(target=self.supervise, args=(name, loop), name=name, daemon=True) for name, loop in loops.items()]
         threads += [threading.Thread(target=self.work, name=f"worker-{n}", daemon=True) for n in range(self.settings.options.workers)]
         threads.append(threading.Thread(target=self.work, args=(True,), name="worker-urgent", daemon=True))
+        threads.append(threading.Thread(target=self.work_background, name="worker-background", daemon=True))
         for thread in threads:
             thread.start()
         self.stop.wait()
         log.info("stopping")
         self._docker.close_events()
         self._queue.shutdown()
+        self._background.shutdown()
         deadline = time.monotonic() + self.settings.options.docker_timeout
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -129,15 +133,21 @@ class Controller:
         Writes are closed first and those in flight waited for, so no reconcile can register again
         after this (thread joins can time out; the close cannot be overtaken).
         """
-        if not self.reconciler.close(self.settings.options.consul_timeout):
+        if not self.reconciler.close(2 * self.settings.options.consul_timeout):  # connect and read each have the timeout
             log.warning("deregistering on exit while a Consul write is still in flight")
         try:
             owned = sorted(sid for sid, spec in self._consul.services().items() if spec.meta.get(META_HOST) == self.settings.mapping.host.name)
-            for service_id in owned:
-                self._consul.deregister(service_id)
-            log.info("deregistered %d services on exit", len(owned))
         except ConsulError as exc:
-            log.error("deregistering on exit: %s", exc)
+            owned = sorted(self.reconciler.view.owned())
+            log.error("deregistering on exit: %s; removing the %d services the agent knows of", exc, len(owned))
+        left = []
+        for service_id in owned:
+            try:
+                self._consul.deregister(service_id)
+            except ConsulError as exc:
+                left.append(service_id)
+                log.error("deregistering on exit: %s", exc)
+        log.info("deregistered %d services on exit%s", len(owned) - len(left), f"; {len(left)} left: {', '.join(left)}" if left else "")
 
     # -- background loops ---------------------------------------------------------------------------
 
@@ -169,7 +179,7 @@ class Controller:
 
     def follow_events(self) -> None:
         events = self._docker.events(since=self._since)
-        self._queue.add(RESYNC)
+        self._background.add(RESYNC)
         if not self.ready.is_set():
             log.info("ready: following Docker events, resync every %ss", self.settings.options.resync_seconds)
             self.ready.set()
@@ -193,7 +203,7 @@ class Controller:
         if period <= 0:
             return
         while not self.stop.wait(period * random.uniform(0.9, 1.1)):
-            self._queue.add(RESYNC)
+            self._background.add(RESYNC)
 
     def _watch_consul(self) -> None:
         """Notice quickly when the Consul agent lost what we registered (a restarted dev agent, a wiped
@@ -210,14 +220,14 @@ class Controller:
                 continue
             if unreachable or not present:
                 log.warning("Consul agent %s; resyncing", "is back" if unreachable else f"lost service {sentinel}")
-                self._queue.add(RESYNC)
+                self._background.add(RESYNC)
             unreachable = False
 
     def _heartbeat_loop(self) -> None:
         checks = self.settings.mapping.checks
         if checks.docker_health:
             while not self.stop.wait(checks.docker_health_ttl / 3):
-                self._queue.add(HEARTBEAT)
+                self._background.add(HEARTBEAT)
 
     # -- work ---------------------------------------------------------------------------------------
 
@@ -225,14 +235,14 @@ class Controller:
         """Refresh the view, and queue every container that may differ from what Consul holds."""
         self.metrics.inc("registrator_resyncs_total")
         running = self._docker.running()
-        refreshed = self.reconciler.refresh()
+        owned = self.reconciler.refresh()
         if self.settings.options.cleanup:
             self.reconciler.sweep_legacy({listed.name for listed in running.values()})
         self.reconciler.forget_containers_except(set(running))
         self._resyncs += 1
         full = self._resyncs % FULL_RESYNC_EVERY == 1
         stale = {cid for cid, listed in running.items() if self.reconciler.needs_look(cid, listed.fingerprint) or full}
-        containers = (refreshed.containers - set(running)) | stale | refreshed.woken
+        containers = (owned - set(running)) | stale
         log.debug("resync: %d containers to look at, %d unchanged", len(containers), len(running) - len(stale))
         for container_id in sorted(containers):
             self._queue.add(container_id)
@@ -245,36 +255,45 @@ class Controller:
         else:
             self._follow_up(key, self.reconciler.reconcile(key))
 
+    def _wake(self, containers: set[str]) -> None:
+        for container_id in sorted(containers):
+            self._queue.add(container_id)
+
     def _follow_up(self, container_id: str, outcome: Outcome) -> None:
-        for woken in sorted(outcome.woken):
-            self._queue.add(woken)
         if outcome.look_again_in is not None:
             self._queue.add_after(container_id, outcome.look_again_in + DRAIN_MARGIN)
 
     def work(self, urgent_only: bool = False) -> None:
-        """A worker: one key at a time until the queue shuts down."""
+        """A container worker: one key at a time until the queue shuts down."""
         while (key := self._queue.get(urgent_only)) is not None:
             self.process(key)
 
+    def work_background(self) -> None:
+        """The one worker for resyncs and heartbeats: however long Consul takes to answer them, the
+        container workers go on handling events."""
+        while (key := self._background.get()) is not None:
+            self.process(key)
+
     def process(self, key: str) -> None:
-        """Handle a key taken from the queue; a failed one goes back after its own backoff."""
+        """Handle a key taken from its queue; a failed one goes back after its own backoff."""
+        queue = self._background if key in (RESYNC, HEARTBEAT) else self._queue
         try:
             self.handle(key)
-            self._queue.forget(key)
+            queue.forget(key)
         except Closed:
             pass
         except Exception as exc:
-            self._failed(key, exc)
+            self._failed(queue, key, exc)
         finally:
-            self._queue.done(key)
+            queue.done(key)
 
-    def _failed(self, key: str, exc: Exception) -> None:
+    def _failed(self, queue: WorkQueue, key: str, exc: Exception) -> None:
         label = key if key in (RESYNC, HEARTBEAT) else f"container {key[:12]}"
         if isinstance(exc, ConsulError) and not exc.transient:
-            self._queue.forget(key)
+            queue.forget(key)
             log.error("%s: %s", label, exc)
             return
-        delay = self._queue.retry(key)
+        delay = queue.retry(key)
         if transient(exc):
             log.warning("%s: %s; trying again in %.1fs", label, exc, delay)
         else:

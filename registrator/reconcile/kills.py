@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from registrator.model import ContainerSnapshot
 
-SIGKILL = 9
+SIGKILL, SIGTERM = 9, 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,19 @@ class KillLog:
                 self._unseen.discard(container_id)
                 return True
             return False
+
+    def usual_stop(self, container_id: str) -> bool:
+        """For a container not inspected yet: its stop began with SIGTERM or SIGKILL, the signals
+        `docker stop` and ECS send unless the image says otherwise."""
+        with self._lock:
+            kill = self._kills.get(container_id)
+            return kill is not None and kill.signal in (SIGTERM, SIGKILL)
+
+    def look_failed(self, container_id: str) -> None:
+        """A look at a stopping container failed: the next one is a first look again (no inspect)."""
+        with self._lock:
+            if container_id in self._kills:
+                self._unseen.add(container_id)
 
     def pending(self, container_id: str) -> bool:
         """A stop signal was seen and the container has not been seen stopped yet."""

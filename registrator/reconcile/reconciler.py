@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from registrator.consul.sink import ConsulError
@@ -24,7 +24,7 @@ from registrator.model import ContainerSnapshot, Deregister, Op, Register, Servi
 from registrator.ops.metrics import Metrics
 from registrator.reconcile.diff import plan
 from registrator.reconcile.kills import KillLog
-from registrator.reconcile.view import LocalView, Mirror
+from registrator.reconcile.view import FOREIGN, LocalView, Mirror
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +48,29 @@ class Closed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a reconcile did, and what the caller should queue because of it."""
+    """What a reconcile did, and when to look at the container again by itself."""
 
-    writes: int = 0
-    woken: frozenset[str] = frozenset()  # containers refused a service ID that is free now
+    writes: int = 0  # Consul writes: registrations, deregistrations, maintenance and health updates
     look_again_in: float | None = None  # a drain in progress: when it times out
-
-
-@dataclass(frozen=True, slots=True)
-class Refresh:
-    containers: frozenset[str]  # containers this host has services for
-    woken: frozenset[str] = field(default_factory=frozenset)
 
 
 class Reconciler:
     """`reconcile` is safe from several threads for different containers (the queue never hands
-    one container to two workers); `refresh`, `heartbeat` and `needs_look` may run beside it."""
+    one container to two workers); `refresh`, `heartbeat` and `needs_look` may run beside it.
+
+    `wake` is handed containers to look at again (see `LocalView`); the controller queues them.
+    """
 
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog,
-                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+                 wake: Callable[[set[str]], None] = lambda _: None, clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
         self._metrics = metrics or Metrics()
         self._docker = docker
         self._consul = consul
         self._settings = settings
         self._kills = kills
         self._clock = clock
-        self.view = LocalView(settings.hostname)
+        self.view = LocalView(settings.hostname, wake)
         self._lock = threading.Lock()  # the per-container tables below
         self._warned: dict[str, tuple[str, ...]] = {}
         self._verified: dict[str, dict[str, ServiceSpec]] = {}  # what the last successful reconcile left in Consul
@@ -84,18 +81,22 @@ class Reconciler:
         self._writes_in_flight = 0
         self._closed = False
 
-    def refresh(self) -> Refresh:
-        """Re-read the Consul agent's services into the view."""
+    def refresh(self) -> set[str]:
+        """Re-read the Consul agent's services into the view; returns the containers this host has services for."""
         self.view.begin_refresh()
-        services = self._consul.services()
-        states = self._consul.check_states()
-        woken = self.view.finish_refresh(services.values(), states)
+        try:
+            services = self._consul.services()
+            states = self._consul.check_states()
+        except BaseException:
+            self.view.abort_refresh()
+            raise
         legacy = {sid: match.group(1) for sid, spec in services.items()
                   if META_HOST not in spec.meta and (match := self._legacy_id.match(sid))}
+        self.view.finish_refresh(services.values(), states, adoptable=legacy)
         with self._lock:
             self._legacy = legacy
         self._metrics.set("registrator_services_owned", len(self.view))
-        return Refresh(frozenset(self.view.containers()), frozenset(woken))
+        return self.view.containers()
 
     def needs_look(self, container_id: str, fingerprint: str) -> bool:
         """For a resync: whether a running container must be inspected again. Not when its `docker ps`
@@ -148,6 +149,8 @@ class Reconciler:
         with self._lock:
             stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names)
         for service_id in stale:
+            if self.view.owns(service_id):  # adopted meanwhile by a container that started after the listing
+                continue
             self._write(self._consul.deregister, service_id)
             with self._lock:
                 self._legacy.pop(service_id, None)
@@ -184,6 +187,8 @@ class Reconciler:
             desired = drained(actual, self._settings)
             return stopping, desired, dict(desired.services), actual
         snapshot = self._docker.inspect(container_id)
+        if snapshot is None:
+            self._forget_container(container_id)
         self._kills.observe(snapshot, container_id)
         label = snapshot.name if snapshot else container_id[:12]
         draining = self._kills.draining(container_id, self._kills.running(container_id), self._clock())
@@ -196,8 +201,8 @@ class Reconciler:
             return label, desired, None, actual
         held = self.view.claim(container_id, desired.services) if claim else {}
         for service_id, holder in sorted(held.items()):
-            log.warning("container %s: service ID %s is registered for container %s; waiting for it to be released",
-                        label, service_id, holder[:12])
+            owner = holder if holder == FOREIGN else f"container {holder[:12]}"
+            log.warning("container %s: service ID %s is held by %s; waiting for it to be released", label, service_id, owner)
         return label, desired, {sid: spec for sid, spec in desired.services.items() if sid not in held}, actual
 
     def _stopping(self, container_id: str) -> str | None:
@@ -206,57 +211,87 @@ class Reconciler:
 
         A container that ends on its stop signal is torn down at once, and Docker answers an inspect
         only when that is done (hundreds of ms, seconds under load), while the service should leave
-        DNS now. The drain needs no fresh data; the next event inspects again.
+        DNS now. The drain needs no fresh data; the next look inspects again. A container this
+        process has not inspected yet (the agent just started) drains on SIGTERM or SIGKILL, and is
+        looked at again at once to learn whether that was its stop signal.
         """
         if not self._kills.first_look(container_id):
             return None
         known = self._kills.running(container_id)
-        if known is None or not self._kills.draining(container_id, known, self._clock()):
-            return None
-        return known.name
+        if known is None:  # not inspected by this process yet (it just started): a usual stop signal counts
+            return container_id[:12] if self._kills.usual_stop(container_id) and self.view.services_of(container_id) else None
+        return known.name if self._kills.draining(container_id, known, self._clock()) else None
 
     def _reconcile(self, container_id: str) -> Outcome:
         with self._lock:
             self._verified.pop(container_id, None)
-        label, desired, wanted, actual = self._desired(container_id)
-        look_again_in = self._kills.drain_ends_in(container_id, self._clock())  # still draining after this look
-        if wanted is None:
-            return Outcome(look_again_in=look_again_in)
-        ops = plan(wanted, actual)
-        woken: set[str] = set()
-        for op in ops:
-            match op:
-                case Register(spec):
-                    self._write(self._consul.register, spec)
-                    self.view.registered(spec)
-                    self._metrics.inc("registrator_registrations_total")
-                    verb = "updated" if spec.id in actual else "registered"
-                    log.info("container %s: %s %s (%s at %s:%d)", label, verb, spec.id, spec.name, spec.address, spec.port)
-                case Deregister(service_id):
-                    self._write(self._consul.deregister, service_id)
-                    woken |= self.view.deregistered(service_id)
-                    self._metrics.inc("registrator_deregistrations_total")
-                    log.info("container %s: deregistered %s", label, service_id)
-        self._metrics.inc("registrator_reconcile_writes_total", len(ops))
-        self._set_maintenance(label, set(wanted), desired.maintenance)
-        self._push_health(label, wanted, desired.check_status, registered={op.spec.id for op in ops if isinstance(op, Register)})
-        if not ops:
+        try:
+            label, desired, wanted, actual = self._desired(container_id)
+            look_again_in = self._kills.drain_ends_in(container_id, self._clock())  # still draining after this look
+            if look_again_in is not None and self._kills.running(container_id) is None:
+                look_again_in = 0.0  # drained without knowing its stop signal: the next look inspects and tells
+            if wanted is None:
+                return Outcome(look_again_in=look_again_in)
+            written, refused = self._apply(label, wanted, actual)
+            in_place = set(wanted) - refused
+            writes = len(written) + self._set_maintenance(label, in_place, desired.maintenance)
+            writes += self._push_health(label, in_place, desired.check_status, registered=written)
+        except BaseException:
+            self._kills.look_failed(container_id)
+            raise
+        finally:
+            self.view.end_claims(container_id)
+        self._metrics.inc("registrator_reconcile_writes_total", writes)
+        if not writes:
             log.debug("container %s: in sync (%d services)", label, len(wanted))
-        with self._lock:
-            self._verified[container_id] = wanted
-        return Outcome(len(ops), frozenset(woken - {container_id}), look_again_in)
+        if not refused and self._kills.running(container_id) is not None:  # a resync may skip it while unchanged
+            with self._lock:
+                self._verified[container_id] = wanted
+        return Outcome(writes, look_again_in)
 
-    def _set_maintenance(self, label: str, service_ids: set[str], enable: bool) -> None:
-        for service_id in sorted(service_ids):
-            if self.view.in_maintenance(service_id) != enable:
-                self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
-                self.view.maintenance_set(service_id, enable)
-                log.info("container %s: %s %s maintenance mode", label, service_id, "entered" if enable else "left")
+    def _apply(self, label: str, wanted: dict[str, ServiceSpec], actual: dict[str, ServiceSpec]) -> tuple[set[str], set[str]]:
+        """Register and deregister what differs; returns the service IDs written and those Consul refused.
 
-    def _push_health(self, label: str, services: Mapping[str, ServiceSpec], check_status: Mapping[str, tuple[str, str]],
-                     registered: set[str]) -> None:
+        A refusal for good (an ACL denial, a registration Consul rejects) is logged and the rest of
+        the plan still goes through; a transient failure ends the reconcile, to be retried whole.
+        """
+        written: set[str] = set()
+        refused: set[str] = set()
+        for op in plan(wanted, actual):
+            try:
+                match op:
+                    case Register(spec):
+                        self._write(self._consul.register, spec)
+                        self.view.registered(spec)
+                        self._metrics.inc("registrator_registrations_total")
+                        verb = "updated" if spec.id in actual else "registered"
+                        log.info("container %s: %s %s (%s at %s:%d)", label, verb, spec.id, spec.name, spec.address, spec.port)
+                        written.add(spec.id)
+                    case Deregister(service_id):
+                        self._write(self._consul.deregister, service_id)
+                        self.view.deregistered(service_id)
+                        self._metrics.inc("registrator_deregistrations_total")
+                        log.info("container %s: deregistered %s", label, service_id)
+                        written.add(service_id)
+            except ConsulError as exc:
+                if exc.transient:
+                    raise
+                log.error("container %s: %s", label, exc)
+                refused.add(op.spec.id if isinstance(op, Register) else op.service_id)
+        return written, refused
+
+    def _set_maintenance(self, label: str, service_ids: set[str], enable: bool) -> int:
+        changed = [sid for sid in sorted(service_ids) if self.view.in_maintenance(sid) != enable]
+        for service_id in changed:
+            self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
+            self.view.maintenance_set(service_id, enable)
+            log.info("container %s: %s %s maintenance mode", label, service_id, "entered" if enable else "left")
+        return len(changed)
+
+    def _push_health(self, label: str, service_ids: set[str], check_status: Mapping[str, tuple[str, str]], registered: set[str]) -> int:
         """Bring each Docker-health check to Docker's verdict; a fresh registration starts from scratch."""
-        for service_id in sorted(services):
+        sent = 0
+        for service_id in sorted(service_ids):
             if (state := check_status.get(service_id)) is None:
                 continue
             check_id = mirror_check_id(service_id)
@@ -269,6 +304,8 @@ class Reconciler:
                     self.view.mirror_unknown(service_id)
                     raise
                 log.info("container %s: %s is %s (Docker health)", label, check_id, state[0])
+                sent += 1
+        return sent
 
     def _write(self, call: Callable[..., None], *args: object) -> None:
         """Every Consul write goes through here, so that `close` can wait for the last one."""
@@ -282,6 +319,12 @@ class Reconciler:
             with self._writes:
                 self._writes_in_flight -= 1
                 self._writes.notify_all()
+
+    def _forget_container(self, container_id: str) -> None:
+        """A container that is gone needs no memory (without a resync, nothing else would prune it)."""
+        with self._lock:
+            for table in (self._fingerprints, self._verified, self._warned):
+                table.pop(container_id, None)
 
     def _report(self, container_id: str, label: str, warnings: tuple[str, ...], *, gone: bool) -> None:
         """Log a container's metadata warnings once, and again only when they change."""

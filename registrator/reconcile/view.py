@@ -23,6 +23,7 @@ from registrator.mapping.services import META_CONTAINER, META_HOST
 from registrator.model import ServiceSpec
 
 MAINTENANCE_PREFIX = "_service_maintenance:"  # Consul's check ID for a service in maintenance mode
+FOREIGN = "a service this host does not own"  # the holder of an ID registered by another owner
 
 # Check IDs are only ever built from a service ID (never parsed back): Consul's own maintenance
 # check, and the Docker-health mirror the mapping gives a service.
@@ -45,15 +46,15 @@ class _Tables:
     maintenance: set[str] = field(default_factory=set)  # services this agent put in maintenance mode
 
     def put(self, spec: ServiceSpec) -> None:
-        self.drop(spec.id, keep_checks=True)
+        """A registration replaces the service's checks: their status and maintenance mode start over."""
+        self.drop(spec.id)
         self.services[spec.id] = spec
         self.by_container.setdefault(spec.meta.get(META_CONTAINER, ""), {})[spec.id] = spec
 
-    def drop(self, service_id: str, keep_checks: bool = False) -> None:
+    def drop(self, service_id: str) -> None:
         old = self.services.pop(service_id, None)
-        if not keep_checks:
-            self.maintenance.discard(service_id)
-            self.mirrors.pop(service_id, None)
+        self.maintenance.discard(service_id)
+        self.mirrors.pop(service_id, None)
         if old is not None:
             container_id = old.meta.get(META_CONTAINER, "")
             services = self.by_container.get(container_id, {})
@@ -75,11 +76,18 @@ Change = Callable[[_Tables], None]
 
 
 class LocalView:
-    def __init__(self, hostname: str) -> None:
+    """`wake` is called (outside the view's lock) with containers that should be looked at again:
+    they were refused a service ID that is free now, or Consul's health status for one of their
+    services is not the one the agent last sent."""
+
+    def __init__(self, hostname: str, wake: Callable[[set[str]], None]) -> None:
         self._hostname = hostname
+        self._wake = wake
         self._lock = threading.Lock()
         self._tables = _Tables()
         self._journal: list[Change] | None = None  # changes made while a refresh is under way
+        self._foreign: frozenset[str] = frozenset()  # IDs on the Consul agent that this host does not own
+        self._reserved: dict[str, str] = {}  # service ID → the container whose reconcile is about to register it
         self._refused: dict[str, set[str]] = {}  # service ID → containers refused it
         self._versions = itertools.count(1)
 
@@ -90,23 +98,43 @@ class LocalView:
         with self._lock:
             self._journal = []
 
-    def finish_refresh(self, services: Iterable[ServiceSpec], check_states: Mapping[str, tuple[str, str]]) -> set[str]:
-        """Swap in the view built from Consul's answer; returns the containers to look at again
-        because a service ID they were refused is no longer held."""
-        tables = _Tables()
+    def abort_refresh(self) -> None:
+        """Asking Consul failed: keep the view as it is, and stop journalling."""
+        with self._lock:
+            self._journal = None
+
+    def finish_refresh(self, services: Iterable[ServiceSpec], check_states: Mapping[str, tuple[str, str]],
+                       adoptable: Iterable[str] = ()) -> None:
+        """Swap in the view built from Consul's answer.
+
+        Services of other owners are remembered as foreign: no container may take their IDs, except
+        `adoptable` ones (gliderlabs/registrator's entries for this host). A Docker-health status
+        that Consul shows differently from what the agent last sent (a TTL that ran out while
+        Consul was unreachable) is taken as unknown, so the container's next look sends it again.
+        """
+        tables, foreign = _Tables(), set()
         for spec in services:
             if spec.meta.get(META_HOST) == self._hostname:
                 tables.put(spec)
+            else:
+                foreign.add(spec.id)
         with self._lock:
-            for service_id in tables.services:
+            woken = set()
+            for service_id, spec in tables.services.items():
                 if MAINTENANCE_PREFIX + service_id in check_states:
                     tables.maintenance.add(service_id)
-                if (state := check_states.get(mirror_check_id(service_id))) is not None:
-                    tables.mirrors[service_id] = Mirror(*state, next(self._versions))
+                state = check_states.get(mirror_check_id(service_id))
+                sent = self._tables.mirrors.get(service_id)
+                if state is not None and (sent is None or sent.status == state[0]):
+                    tables.mirrors[service_id] = sent or Mirror(*state, next(self._versions))
+                elif sent is not None:
+                    woken.add(spec.meta.get(META_CONTAINER, ""))
             for change in self._journal or ():
                 change(tables)
             self._tables, self._journal = tables, None
-            return self._release(set(self._refused) - set(tables.services))
+            self._foreign = frozenset(foreign - set(adoptable))
+            woken |= self._release({sid for sid in self._refused if self._holder(sid) is None})
+        self._wake(woken - {""})
 
     # -- reads (copies) -----------------------------------------------------------------------------
 
@@ -151,31 +179,44 @@ class LocalView:
     # -- claims --------------------------------------------------------------------------------------
 
     def claim(self, container_id: str, service_ids: Iterable[str]) -> dict[str, str]:
-        """Which of these IDs another container holds (ID → holder). The container is remembered
-        as refused them, in the same step, so a release after this call always wakes it."""
+        """The IDs another owner holds (ID → the holding container, or FOREIGN); the others are
+        reserved for this container until `end_claims`, so two containers never both register one.
+        The container is remembered as refused the held ones in the same step, so their release
+        always wakes it."""
         with self._lock:
             for waiting in self._refused.values():
                 waiting.discard(container_id)
             held = {}
             for service_id in service_ids:
-                holder = self._tables.services.get(service_id)
-                holder_container = holder.meta.get(META_CONTAINER, "") if holder is not None else container_id
-                if holder_container != container_id:
-                    held[service_id] = holder_container
+                holder = self._holder(service_id)
+                if holder is None or holder == container_id:
+                    self._reserved[service_id] = container_id
+                else:
+                    held[service_id] = holder
                     self._refused.setdefault(service_id, set()).add(container_id)
             self._refused = {sid: waiting for sid, waiting in self._refused.items() if waiting}
             return held
+
+    def end_claims(self, container_id: str) -> None:
+        """The container's reconcile is over: IDs it reserved but did not register are free again."""
+        with self._lock:
+            ended = [sid for sid, holder in self._reserved.items() if holder == container_id]
+            for service_id in ended:
+                del self._reserved[service_id]
+            woken = self._release({sid for sid in ended if self._holder(sid) is None})
+        self._wake(woken)
 
     # -- writes (after Consul accepted them) --------------------------------------------------------
 
     def registered(self, spec: ServiceSpec) -> None:
         self._change(lambda tables: tables.put(spec))
 
-    def deregistered(self, service_id: str) -> set[str]:
-        """Returns the containers that were refused this ID: they may have it now."""
+    def deregistered(self, service_id: str) -> None:
+        """The containers refused this ID are woken: they may have it now."""
         with self._lock:
             self._change_locked(lambda tables: tables.drop(service_id))
-            return self._release({service_id})
+            woken = self._release({service_id} if self._holder(service_id) is None else set())
+        self._wake(woken)
 
     def maintenance_set(self, service_id: str, enabled: bool) -> None:
         self._change(lambda tables: tables.set_maintenance(service_id, enabled))
@@ -199,9 +240,17 @@ class LocalView:
         if self._journal is not None:
             self._journal.append(change)
 
+    def _holder(self, service_id: str) -> str | None:
+        """Who has this ID now: the owning container, the one about to register it, FOREIGN, or None."""
+        spec = self._tables.services.get(service_id)
+        if spec is not None:
+            return spec.meta.get(META_CONTAINER, "")
+        if service_id in self._reserved:
+            return self._reserved[service_id]
+        return FOREIGN if service_id in self._foreign else None
+
     def _release(self, service_ids: set[str]) -> set[str]:
         woken: set[str] = set()
         for service_id in service_ids:
             woken |= self._refused.pop(service_id, set())
         return woken
-

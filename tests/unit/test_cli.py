@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from tests.fakes import Check, FakeConsul, FakeDocker, web
 from tests.settings import cli_options
 
 
@@ -22,3 +24,23 @@ def test_defaults_are_the_documented_ones():
     options = cli_options(["run"])
     assert (options.resync_seconds, options.workers, options.drain_timeout, options.consul.timeout, options.ip_from) == (
         60.0, 4, 120.0, 5.0, "route")
+
+
+def test_sync_once_takes_a_running_container_out_of_a_leftover_maintenance_mode(monkeypatch):
+    """`sync --once` writes only when `plan` shows register/deregister ops, so what the reconcile
+    would also fix (a maintenance mode left over from a drain, a stale Docker-health mirror) is
+    reported as "in sync" and left: the service stays out of DNS."""
+
+    import cli
+
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web")
+    monkeypatch.setattr(cli, "_edges", lambda options, flags, metrics: (docker, consul))
+    args = ["sync", "--once", "--hostname", "h", "--ip", "10.0.0.5", "consul://127.0.0.1:8500"]
+    assert CliRunner().invoke(cli.main, args).exit_code == 0
+    assert "h:web:80" in consul.services_
+
+    consul.checks["_service_maintenance:h:web:80"] = Check("h:web:80", "critical", "container is stopping (registrator)")
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    assert "_service_maintenance:h:web:80" not in consul.checks, result.output

@@ -3,49 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
+import pytest
 from tenacity import wait_fixed
 
+from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent
-from registrator.reconcile.controller import HEARTBEAT, RESYNC, Controller
-from registrator.reconcile.queue import WorkQueue
-from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, web
+from registrator.model import ContainerPort, PortBinding, ServiceSpec
+from registrator.reconcile.controller import HEARTBEAT, RESYNC
+from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, in_thread, web
 
 SIGHUP, SIGTERM = 1, 15
-BACKOFF = 5.0
-
-
-class Agent:
-    """A controller over fakes, with its queue and clock at hand; `settle` handles every key due now."""
-
-    def __init__(self, **options: Any) -> None:
-        self.docker, self.consul, self.clock = FakeDocker(), FakeConsul(), Clock()
-        self.queue = WorkQueue(backoff=wait_fixed(BACKOFF), clock=self.clock)
-        self.controller = Controller(agent_settings(**options), self.docker, self.consul, queue=self.queue, clock=self.clock)
-
-    def start(self, container_id: str, **kwargs: Any) -> None:
-        self.docker.containers[container_id] = web(container_id, **{"name": container_id, **kwargs})
-        self.event(container_id, "start")
-
-    def event(self, container_id: str, action: str, signal: int | None = None) -> None:
-        self.controller.on_event(ContainerEvent(container_id, action, int(self.clock() * 10**9), signal))
-
-    def settle(self) -> None:
-        while len(self.queue):
-            self.controller.process(self.queue.get() or "")
-
-    def take(self) -> str:
-        key = self.queue.get()
-        assert key is not None
-        return key
-
-
-def in_thread(target: Callable[..., Any], *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_a_container_recreated_under_the_same_name_gets_its_service_back():
@@ -85,27 +56,27 @@ def test_two_containers_asking_for_one_id_the_second_gets_it_when_the_first_goes
     assert (agent.consul.holder("shared"), agent.consul.services_["shared"].port) == ("b", 9090)
 
 
-def test_a_stop_signal_leaves_dns_while_a_reconcile_a_resync_and_a_heartbeat_are_in_flight():
+@pytest.mark.parametrize(("background", "slow_call"), [(RESYNC, "services"), (HEARTBEAT, "update_check")])
+def test_a_stop_signal_leaves_dns_while_a_reconcile_and_a_resync_or_heartbeat_wait_on_docker_and_consul(background, slow_call):
     agent = Agent()
     agent.start("stopping", health="healthy")
     agent.start("slow", host_port=8081)
     agent.settle()
     slow_inspect = agent.docker.hold("inspect", "slow")
-    slow_listing = agent.consul.hold("services")
-    slow_heartbeat = agent.consul.hold("update_check")
+    slow_consul = agent.consul.hold(slow_call)
     agent.event("slow", "update")
-    agent.queue.add(RESYNC)
-    agent.queue.add(HEARTBEAT)
-    workers = [in_thread(agent.controller.work) for _ in range(3)]
-    assert slow_inspect.reached() and slow_listing.reached() and slow_heartbeat.reached()
+    agent.background.add(background)
+    workers = [in_thread(agent.controller.work), in_thread(agent.controller.work_background)]
+    assert slow_inspect.reached() and slow_consul.reached()
 
     agent.event("stopping", "kill", SIGTERM)
     urgent = in_thread(agent.controller.work, True)
 
     assert agent.consul.wait_until(lambda consul: "h:stopping:80" not in consul.services_)
-    for hold in (slow_inspect, slow_listing, slow_heartbeat):
+    for hold in (slow_inspect, slow_consul):
         hold.release()
     agent.queue.shutdown()
+    agent.background.shutdown()
     for thread in (*workers, urgent):
         thread.join(WAIT)
 
@@ -238,3 +209,275 @@ def test_a_resync_while_reconciles_write_loses_none_of_their_writes():
     agent.event("b", "update")
     agent.settle()
     assert len(agent.consul.writes) == writes
+
+
+MIRROR = "service:h:web:80#docker-health"
+
+
+def two_ports(container_id: str, env: dict[str, str]) -> Any:
+    """A running container publishing ports 80 and 81."""
+    one = web(container_id, name=container_id, env=env)
+    return replace(one, ports=(ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 8080),)),
+                               ContainerPort(81, "tcp", (PortBinding("0.0.0.0", 8081),))))
+
+
+# -- Docker-health mirror ---------------------------------------------------------------------------
+
+
+def test_after_consul_expired_a_ttl_the_heartbeat_sends_dockers_verdict_not_consuls():
+    """The Consul agent was unreachable for longer than the TTL (restarted with its data dir): the
+    mirror check is critical, "TTL expired". The probe's resync refreshes the view from Consul, the
+    view's mirror becomes Consul's "critical", the container is unchanged so it is not looked at,
+    and from then on the heartbeat keeps re-sending "critical" for a healthy container: its service
+    stays out of DNS until its Docker health changes or a full resync (every 10th; never again
+    under `-resync 0`)."""
+    agent = Agent()
+    agent.start("web", health="healthy")
+    agent.settle()
+    agent.controller.resync()  # the first resync (a full one)
+    agent.settle()
+    assert agent.consul.checks[MIRROR].status == "passing"
+
+    agent.consul.checks[MIRROR] = Check("h:web:80", "critical", "TTL expired")
+    agent.controller.resync()  # Consul is back: the probe's resync
+    agent.settle()
+    agent.controller.process(HEARTBEAT)
+    assert agent.consul.checks[MIRROR].status == "passing"
+
+
+# -- claims -----------------------------------------------------------------------------------------
+
+
+def test_two_new_containers_racing_for_one_service_id_the_loser_gets_it_when_the_winner_goes():
+    """A claim is checked against the view, not reserved: while a's registration of `shared` is in
+    flight b's claim finds it free, so both register, the last write wins, and b is never
+    remembered as refused. When a goes, nothing wakes b: its service is missing while it runs
+    (for good under `-resync 0`)."""
+    agent = Agent(resync_seconds=0)
+    agent.docker.containers["a"] = web("a", name="a", env={"SERVICE_ID": "shared"})
+    agent.docker.containers["b"] = web("b", name="b", host_port=9090, env={"SERVICE_ID": "shared"})
+    a_registers = agent.consul.hold("register", "shared")
+    agent.event("a", "start")
+    agent.event("b", "start")
+    worker_a = in_thread(agent.controller.process, agent.take())
+    assert a_registers.reached()
+    agent.controller.process(agent.take())  # b: its claim passes, it registers `shared`
+    a_registers.release()
+    worker_a.join(WAIT)
+
+    del agent.docker.containers["a"]
+    agent.event("a", "die")
+    agent.settle()
+    assert agent.consul.holder("shared") == "b"
+
+
+def test_a_wake_is_not_lost_when_the_reconcile_that_released_the_id_fails_afterwards():
+    """a holds `shared` (and `zzz`), b was refused `shared`. a dies; its reconcile deregisters
+    `shared` (the view pops b from the refused, the wake is in a local variable) and then fails on
+    `zzz`: the wake is lost, the retry has nothing to release, and b's `_verified` (which left out
+    the refused ID) tells every non-full resync that b is in sync."""
+    consul = FakeConsul()
+    agent = Agent(consul)
+    agent.docker.containers["a"] = two_ports("a", {"SERVICE_80_ID": "shared", "SERVICE_81_ID": "zzz"})
+    agent.event("a", "start")
+    agent.settle()
+    agent.start("b", host_port=9090, env={"SERVICE_ID": "shared"})
+    agent.settle()
+    agent.controller.resync()  # the first (full) resync; later ones look only at what changed
+    agent.settle()
+    assert agent.consul.holder("shared") == "a"
+
+    consul.fail_once.add(("deregister", "zzz"))
+    del agent.docker.containers["a"]
+    agent.event("a", "die")
+    agent.settle()
+    agent.clock.advance(BACKOFF)
+    agent.settle()  # a's retry deregisters zzz
+    assert "zzz" not in agent.consul.services_
+    agent.controller.resync()  # a periodic resync does not repair it either
+    agent.settle()
+    assert agent.consul.holder("shared") == "b"
+
+
+# -- ownership --------------------------------------------------------------------------------------
+
+
+def test_a_container_cannot_take_over_and_then_remove_a_service_this_host_does_not_own():
+    """SERVICE_ID is container-supplied. A service another registrator (another host sharing the
+    agent) registered is invisible to the claim, which only looks at this host's view: the
+    container's registration overwrites it, and its stop deregisters it."""
+    agent = Agent()
+    theirs = ServiceSpec("db", "db", "10.0.0.9", 5432, meta=MappingProxyType({"registrator-host": "h2",
+                                                                            "registrator-container": "x"}))
+    agent.consul.services_["db"] = theirs
+    agent.controller.resync()
+    agent.settle()
+
+    agent.start("web", env={"SERVICE_ID": "db"})
+    agent.settle()
+    del agent.docker.containers["web"]
+    agent.event("web", "die")
+    agent.settle()
+    assert agent.consul.services_.get("db") == theirs
+
+
+def test_cleanup_does_not_remove_a_registration_adopted_while_the_resync_listed_consul():
+    """-cleanup: the legacy entry h:web:80 (no Meta) is swept when `web` is not in the `docker ps`
+    listing taken at the start of the resync. `web` starts meanwhile and its reconcile adopts the ID
+    (registers it with Meta) before the sweep: the sweep, working from the stale listing, deletes
+    the fresh registration, and the view (which it does not update) still says it is there, so no
+    reconcile writes it again."""
+    agent = Agent(cleanup=True)
+    agent.consul.services_["h:web:80"] = ServiceSpec("h:web:80", "web", "10.0.0.5", 8080)  # gliderlabs/registrator's
+    listing = agent.consul.hold("services")
+    resync = in_thread(agent.controller.process, RESYNC)
+    assert listing.reached()  # `docker ps` is taken (no web), Consul's answer is on its way
+
+    agent.start("web")
+    agent.controller.process(agent.take())  # web adopts h:web:80
+    assert agent.consul.holder("h:web:80") == "web"
+    listing.release()
+    resync.join(WAIT)
+    agent.settle()
+    assert agent.consul.holder("h:web:80") == "web"
+
+
+# -- partial failures -------------------------------------------------------------------------------
+
+
+def test_a_service_consul_refuses_does_not_keep_the_containers_other_service_out():
+    """One of a container's services is refused for good (ACL denies its name, or Consul rejects a
+    container-supplied check): the reconcile stops at that op, the key is forgotten, and the
+    container's other, acceptable service is never registered."""
+    consul = FakeConsul()
+    consul.denied.add(("register", "h:web:80"))
+    agent = Agent(consul)
+    agent.docker.containers["web"] = two_ports("web", {})
+    agent.event("web", "start")
+    agent.settle()
+    agent.controller.resync()
+    agent.settle()
+    assert "h:web:81" in agent.consul.services_
+
+
+def test_deregister_on_exit_removes_every_service_even_if_one_call_fails():
+    consul = FakeConsul()
+    agent = Agent(consul, deregister_on_exit=True)
+    agent.start("a")
+    agent.start("b", host_port=8081)
+    agent.settle()
+    consul.fail_once.add(("deregister", "h:a:80"))
+    agent.controller.deregister_all()
+    assert "h:b:80" not in agent.consul.services_
+
+
+# -- memory -----------------------------------------------------------------------------------------
+
+
+def test_under_resync_0_a_removed_containers_tables_are_pruned():
+    """`_verified` is pruned only by a resync: under `-resync 0` every container ever seen leaves an
+    entry behind (a CI host running thousands of short-lived containers)."""
+    agent = Agent(resync_seconds=0)
+    for n in range(3):
+        agent.start(f"c{n}")
+        agent.settle()
+        del agent.docker.containers[f"c{n}"]
+        agent.event(f"c{n}", "destroy")
+        agent.settle()
+    assert agent.consul.services_ == {}
+    assert agent.controller.reconciler._verified == {}
+
+
+class ChecksFail(FakeConsul):
+    def check_states(self) -> dict[str, tuple[str, str]]:
+        raise ConsulError("Consul agent/checks: rejected: 403", transient=False)
+
+
+def test_a_failed_refresh_stops_journalling_writes():
+    """A refresh that fails between `begin_refresh` and `finish_refresh` leaves the journal on:
+    every later write appends a closure until a refresh succeeds (never, for a refusal for good
+    under `-resync 0`)."""
+    agent = Agent(ChecksFail(), resync_seconds=0)
+    agent.controller.process(RESYNC)
+    for n in range(3):
+        agent.start(f"c{n}")
+        agent.settle()
+    assert not agent.controller.reconciler.view._journal
+
+
+# -- the worker pool --------------------------------------------------------------------------------
+
+
+class SlowListing(FakeConsul):
+    """Consul's service listing stalls until the test lets it go (longer than WAIT, so that the wait
+    for the registration below cannot be ended by a held call timing out)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.listing, self.go = threading.Event(), threading.Event()
+
+    def services(self) -> dict[str, ServiceSpec]:
+        self.listing.set()
+        self.go.wait(3 * WAIT)
+        return super().services()
+
+
+def test_with_one_worker_a_resync_waiting_on_consul_does_not_stop_event_handling():
+    """`--workers 1` is allowed; the one worker takes RESYNC and waits on Consul's listing, and a
+    container that starts meanwhile is not registered until the listing comes back (the urgent
+    worker takes only first stop signals)."""
+    consul = SlowListing()
+    agent = Agent(consul, workers=1, resync_seconds=0)
+    running = in_thread(agent.controller.run)
+    try:
+        assert consul.listing.wait(WAIT)  # the worker took the RESYNC queued when the events stream opened
+        agent.docker.containers["web"] = web("web", name="web")
+        agent.docker.event_stream.put(ContainerEvent("web", "start", int(agent.clock() * 10**9), None))
+        assert agent.consul.wait_until(lambda consul: "h:web:80" in consul.services_)
+    finally:
+        consul.go.set()
+        agent.controller.stop.set()
+        running.join(WAIT)
+
+
+# -- the urgent lane --------------------------------------------------------------------------------
+
+
+class TearingDown(FakeDocker):
+    """Docker answers an inspect of a container being torn down only once it is done (here: when
+    the test says so, later than WAIT, so no held call times out first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tearing_down: set[str] = set()
+        self.done = threading.Event()
+
+    def inspect(self, container_id: str) -> Any:
+        if container_id in self.tearing_down:
+            self.done.wait(3 * WAIT)
+        return super().inspect(container_id)
+
+
+def test_after_a_restart_of_the_agent_a_stop_signal_leaves_dns_without_waiting_for_dockers_teardown():
+    """The agent restarted: web's service is in Consul (the view has it after the first refresh),
+    but web was not inspected yet in this process when `docker stop` sends SIGTERM. The kill is
+    urgent, but `_stopping` needs a `Running` entry, so the urgent worker inspects a container
+    Docker is tearing down: the service stays in DNS for the whole graceful stop, and every other
+    container's first stop signal waits behind it."""
+    first = Agent()
+    first.start("web")
+    first.settle()
+
+    docker = TearingDown()
+    docker.containers = first.docker.containers
+    restarted = Agent(consul=first.consul, docker=docker)
+    restarted.controller.resync()  # web is queued (plain) for its first look
+    docker.tearing_down.add("web")
+    restarted.event("web", "kill", SIGTERM)
+    urgent = in_thread(restarted.controller.work, True)
+    try:
+        assert first.consul.wait_until(lambda consul: "h:web:80" not in consul.services_)
+    finally:
+        docker.done.set()
+        restarted.queue.shutdown()
+        urgent.join(WAIT)

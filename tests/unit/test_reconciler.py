@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -13,8 +14,8 @@ from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, web
 MIRROR = "service:h:web:80#docker-health"
 
 
-def reconciler(docker: FakeDocker, consul: FakeConsul) -> Reconciler:
-    return Reconciler(docker, consul, agent_settings().mapping, KillLog(timeout=120), clock=Clock())
+def reconciler(docker: FakeDocker, consul: FakeConsul, wake: Callable[[set[str]], None] = lambda _: None) -> Reconciler:
+    return Reconciler(docker, consul, agent_settings().mapping, KillLog(timeout=120), wake=wake, clock=Clock())
 
 
 def healthy_web() -> tuple[FakeDocker, FakeConsul, Reconciler]:
@@ -89,13 +90,13 @@ def test_a_refresh_keeps_only_this_hosts_services_and_wakes_containers_refused_a
     docker, consul = FakeDocker(), FakeConsul()
     docker.containers["a"] = web("a", name="a", env={"SERVICE_ID": "shared"})
     docker.containers["b"] = web("b", name="b", env={"SERVICE_ID": "shared"})
-    core = reconciler(docker, consul)
+    woken: set[str] = set()
+    core = reconciler(docker, consul, woken.update)
     core.reconcile("a")
     core.reconcile("b")  # refused: a holds it
     theirs = consul.services_["shared"]
     consul.services_ = {"other": type(theirs)("other", "x", "10.0.0.9", 1, meta={"registrator-host": "h2"})}
 
-    refreshed = core.refresh()
-    assert refreshed.containers == frozenset()
-    assert refreshed.woken == frozenset({"b"})
+    assert core.refresh() == set()
+    assert woken == {"b"}
     assert not core.view.owns("other")
