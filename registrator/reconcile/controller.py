@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, retry_if_exception_type, stop_when_event_set, wait_random_exponential
 from tenacity.wait import wait_base
 
 from registrator.config import Settings
@@ -43,6 +43,11 @@ DRAIN_MARGIN = 0.05  # seconds past a drain's end before looking again, so the l
 def _report_reconnect(state: Any) -> None:
     failure = state.outcome.exception() if state.outcome else None
     log.warning("Docker events: %s; reconnecting in %.1fs", failure, state.upcoming_sleep)
+
+
+def _report_retry(state: Any) -> None:
+    failure = state.outcome.exception() if state.outcome else None
+    log.warning("%s; retrying in %.1fs", failure, state.upcoming_sleep)
 
 
 class EventStreamEnded(Exception):
@@ -90,7 +95,15 @@ class Controller:
         self.restart_backoff: wait_base = wait_random_exponential(multiplier=0.5, max=30)
 
     def run(self) -> None:
-        """Run until `stop` is set."""
+        """Run until `stop` is set.
+
+        The view is read from Consul before anything else starts, so the first reconciles compare
+        with what Consul holds (an unchanged service is not written again after a restart) and know
+        the IDs of other owners.
+        """
+        Retrying(retry=retry_if_exception(transient), wait=wait_random_exponential(multiplier=0.5, max=10),
+                 stop=stop_when_event_set(self.stop), sleep=sleeper(self.stop), retry_error_callback=lambda _: None,
+                 before_sleep=_report_retry)(self.reconciler.refresh)
         loops = {"events": self.pump, "consul-probe": self._watch_consul, "resync": self._resync_loop,
                  "heartbeat": self._heartbeat_loop}
         threads = [threading.Thread(target=self.supervise, args=(name, loop), name=name, daemon=True) for name, loop in loops.items()]

@@ -415,10 +415,13 @@ class SlowListing(FakeConsul):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.listing, self.go = threading.Event(), threading.Event()
+        self.calls = 0
 
     def services(self) -> dict[str, ServiceSpec]:
-        self.listing.set()
-        self.go.wait(3 * WAIT)
+        self.calls += 1
+        if self.calls > 1:  # the resyncs, not the read before events are followed
+            self.listing.set()
+            self.go.wait(3 * WAIT)
         return super().services()
 
 
@@ -481,3 +484,17 @@ def test_after_a_restart_of_the_agent_a_stop_signal_leaves_dns_without_waiting_f
         docker.done.set()
         restarted.queue.shutdown()
         urgent.join(WAIT)
+
+
+def test_the_view_is_read_from_consul_before_events_are_followed():
+    """Reconciles that ran before the first refresh compared with an empty view: after a restart
+    they wrote every unchanged service again (and knew no other owner's IDs)."""
+    agent = Agent()
+    listing = agent.consul.hold("services")
+    running = in_thread(agent.controller.run)
+    assert listing.reached()
+    assert agent.docker.events_calls == 0
+    listing.release()
+    assert agent.controller.ready.wait(WAIT)
+    agent.controller.stop.set()
+    running.join(WAIT)
