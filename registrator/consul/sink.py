@@ -245,42 +245,29 @@ def service_payload(spec: ServiceSpec) -> dict[str, Any]:
 _TARGET_FIELD = {CheckKind.HTTP: "HTTP", CheckKind.HTTPS: "HTTP", CheckKind.TCP: "TCP", CheckKind.UDP: "UDP", CheckKind.GRPC: "GRPC"}
 
 
+# Sent when the check sets them (False and 0 included), in Consul's documented order.
+_OPTIONAL_FIELDS = (
+    ("Method", "method"), ("TTL", "ttl"), ("DockerContainerID", "docker_container_id"), ("Args", "args"),
+    ("TLSSkipVerify", "tls_skip_verify"), ("TLSServerName", "tls_server_name"), ("Interval", "interval"), ("Timeout", "timeout"),
+    ("Status", "initial_status"), ("DeregisterCriticalServiceAfter", "deregister_critical_after"),
+    ("SuccessBeforePassing", "success_before_passing"), ("FailuresBeforeCritical", "failures_before_critical"), ("Notes", "notes"),
+)
+
+
 def check_payload(check: CheckSpec) -> dict[str, Any]:
     """Consul's documented JSON for a check, but its ID: the key for that depends on where it goes
     (`CheckID` in a service registration). A setting left to Consul's default is left out."""
     payload: dict[str, Any] = {"Name": check.name}
     if check.kind in _TARGET_FIELD:
         payload[_TARGET_FIELD[check.kind]] = check.target
-    if check.method:
-        payload["Method"] = check.method
     if check.headers:
         payload["Header"] = {name: list(values) for name, values in check.headers}
     if check.kind is CheckKind.GRPC:
         payload["GRPCUseTLS"] = check.grpc_use_tls
-    if check.ttl:
-        payload["TTL"] = check.ttl
-    if check.docker_container_id:
-        payload["DockerContainerID"] = check.docker_container_id
-    if check.args:
-        payload["Args"] = list(check.args)
-    if check.tls_skip_verify is not None:
-        payload["TLSSkipVerify"] = check.tls_skip_verify
-    if check.tls_server_name:
-        payload["TLSServerName"] = check.tls_server_name
-    if check.interval:
-        payload["Interval"] = check.interval
-    if check.timeout:
-        payload["Timeout"] = check.timeout
-    if check.initial_status:
-        payload["Status"] = check.initial_status
-    if check.deregister_critical_after:
-        payload["DeregisterCriticalServiceAfter"] = check.deregister_critical_after
-    if check.success_before_passing is not None:
-        payload["SuccessBeforePassing"] = check.success_before_passing
-    if check.failures_before_critical is not None:
-        payload["FailuresBeforeCritical"] = check.failures_before_critical
-    if check.notes:
-        payload["Notes"] = check.notes
+    for field, attribute in _OPTIONAL_FIELDS:
+        value = getattr(check, attribute)
+        if value not in ("", None, ()):
+            payload[field] = list(value) if isinstance(value, tuple) else value
     return payload
 
 
