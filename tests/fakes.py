@@ -96,7 +96,9 @@ class FakeDocker(Holds):
         return self.containers.get(container_id)
 
     def running(self) -> dict[str, Listed]:
-        return {cid: Listed(c.name, repr(c)) for cid, c in self.containers.items() if c.running}
+        listing = {cid: Listed(c.name, repr(c)) for cid, c in self.containers.items() if c.running}
+        self.pause("running", "")  # the listing is on its way while containers start
+        return listing
 
     def events(self, since: str | None) -> Iterator[ContainerEvent]:
         self.events_calls += 1

@@ -247,11 +247,12 @@ class Controller:
     def resync(self) -> None:
         """Refresh the view, and queue every container that may differ from what Consul holds."""
         self.metrics.inc("registrator_resyncs_total")
+        mark = self._kills.mark()
         running = self._docker.running()
         owned = self.reconciler.refresh()
         if self.settings.options.cleanup:
             self.reconciler.sweep_legacy({listed.name for listed in running.values()})
-        self.reconciler.forget_containers_except(set(running))
+        self.reconciler.forget_containers_except(set(running), mark)
         self._resyncs += 1
         full = self._resyncs % FULL_RESYNC_EVERY == 1
         stale = {cid for cid, listed in running.items() if self.reconciler.needs_look(cid, listed.fingerprint) or full}

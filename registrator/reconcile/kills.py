@@ -33,6 +33,7 @@ class Running:
     name: str
     started_at: float
     stop_signal: int
+    seen: int = 0  # when it was observed, by `mark`'s count
 
 
 class KillLog:
@@ -41,6 +42,7 @@ class KillLog:
         self._kills: dict[str, Kill] = {}
         self._unseen: set[str] = set()  # stops that no reconcile has looked at yet
         self._running: dict[str, Running] = {}
+        self._observations = 0
         self._lock = threading.Lock()
 
     def record(self, container_id: str, signal: int, at: float) -> bool:
@@ -63,7 +65,8 @@ class KillLog:
         """Remember what an inspect said; a container that is gone or stopped ends its stop."""
         with self._lock:
             if snapshot is not None and snapshot.running:
-                self._running[container_id] = Running(snapshot.name, snapshot.started_at, snapshot.stop_signal)
+                self._observations += 1
+                self._running[container_id] = Running(snapshot.name, snapshot.started_at, snapshot.stop_signal, self._observations)
             else:
                 self._running.pop(container_id, None)
                 self._end(container_id)
@@ -123,11 +126,18 @@ class KillLog:
             kill = self._kills.get(container_id)
         return None if kill is None else max(0.0, kill.at + self._timeout - now)
 
-    def forget_except(self, running: set[str]) -> None:
-        """After a resync: containers not running any more need no memory."""
+    def mark(self) -> int:
+        """Taken before listing the running containers, for `forget_except`."""
+        with self._lock:
+            return self._observations
+
+    def forget_except(self, running: set[str], mark: int) -> None:
+        """After a resync: containers not in its listing need no memory, unless they were observed
+        after the listing was taken (started meanwhile)."""
         with self._lock:
             for container_id in set(self._running) - running:
-                del self._running[container_id]
+                if self._running[container_id].seen <= mark:
+                    del self._running[container_id]
 
     def _end(self, container_id: str) -> None:
         self._kills.pop(container_id, None)

@@ -108,12 +108,13 @@ class Reconciler:
         unchanged = previous == fingerprint and verified is not None and not plan(verified, self.view.services_of(container_id))
         return not unchanged or self._kills.pending(container_id)
 
-    def forget_containers_except(self, running: set[str]) -> None:
+    def forget_containers_except(self, running: set[str], mark: int) -> None:
+        """After a resync whose listing was taken at `mark` (`KillLog.mark`)."""
         with self._lock:
             for table in (self._fingerprints, self._verified):
                 for container_id in set(table) - running:
                     del table[container_id]
-        self._kills.forget_except(running)
+        self._kills.forget_except(running, mark)
 
     def heartbeat(self) -> int:
         """Re-send every Docker-health check's status, so its TTL never runs out while we live.

@@ -498,3 +498,22 @@ def test_the_view_is_read_from_consul_before_events_are_followed():
     assert agent.controller.ready.wait(WAIT)
     agent.controller.stop.set()
     running.join(WAIT)
+
+
+def test_a_container_started_while_a_resync_listed_docker_still_drains_without_an_inspect():
+    agent = Agent()
+    listing = agent.docker.hold("running")
+    resync = in_thread(agent.controller.process, RESYNC)
+    assert listing.reached()  # `docker ps` was taken without `late`
+
+    agent.start("late", stop_signal=3)  # STOPSIGNAL SIGQUIT: only its inspect tells it is a stop signal
+    agent.settle()
+    listing.release()
+    resync.join(WAIT)
+    agent.settle()
+    inspects = len(agent.docker.inspected)
+
+    agent.event("late", "kill", 3)
+    agent.controller.process(agent.take())
+    assert "h:late:80" not in agent.consul.services_
+    assert len(agent.docker.inspected) == inspects
