@@ -509,8 +509,7 @@ def test_a_container_started_while_a_resync_listed_docker_still_drains_without_a
     agent.start("late", stop_signal=3)  # STOPSIGNAL SIGQUIT: only its inspect tells it is a stop signal
     agent.settle()
     listing.release()
-    resync.join(WAIT)
-    agent.settle()
+    resync.join(WAIT)  # it queued `late` for a look (it has services and was not listed): that look comes after the kill
     inspects = len(agent.docker.inspected)
 
     agent.event("late", "kill", 3)
