@@ -18,7 +18,7 @@ from tenacity import wait_fixed
 from registrator.config import ConsulEndpoint, Options, Settings
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent, DockerUnavailable, Listed
-from registrator.mapping.services import HostFacts, MappingPolicy, MappingSettings
+from registrator.mapping.services import DeregisterPolicy, HostFacts, MappingPolicy, MappingSettings
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
 from registrator.reconcile.controller import Controller
 from registrator.reconcile.queue import WorkQueue
@@ -234,9 +234,10 @@ class Clock:
         self.now += seconds
 
 
-def agent_settings(host: str = "h", *, drain: str = "deregister", drain_timeout: float = 120.0, **options: Any) -> Settings:
+def agent_settings(host: str = "h", *, drain: str = "deregister", deregister: str = "always", drain_timeout: float = 120.0,
+                   **options: Any) -> Settings:
     """Settings as `startup.resolve` would settle them for an agent run with `-ip 10.0.0.5`."""
-    policy = MappingPolicy(drain=drain)
+    policy = MappingPolicy(drain=drain, deregister=DeregisterPolicy(deregister))
     return Settings(Options(consul=ConsulEndpoint(), mapping=policy, drain_timeout=drain_timeout, **options),
                     MappingSettings.of(policy, HostFacts(host, "10.0.0.5")))
 

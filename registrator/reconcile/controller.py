@@ -205,11 +205,25 @@ class Controller:
         self._since = f"{event.time_nano // 10**9}.{event.time_nano % 10**9:09d}"
         log.debug("event %s for %s", event.action, event.container_id[:12])
         self.metrics.inc("registrator_events_total", action=event.action.split(":")[0])
+        if not self._may_matter(event):
+            return
         # The first stop signal of a stop is urgent (drain now); the SIGKILL that may follow is not: by
         # then Docker is tearing the container down and answers its inspect only when done.
         urgent = event.action == "kill" and event.signal is not None and self._kills.record(event.container_id, event.signal,
                                                                                             event.time_nano / 10**9)
         self._queue.add(event.container_id, urgent=urgent)
+
+    def _may_matter(self, event: ContainerEvent) -> bool:
+        """Whether the event can change what the container registers. `docker run` sends create,
+        network connect and start: a container that is not running has nothing to register, so
+        only its start is worth an inspect. A network change or removal matters only for a
+        container known to run or to have services (resyncs catch anything missed)."""
+        if event.action == "create":
+            return False
+        if event.action in ("connect", "disconnect", "destroy"):
+            container_id = event.container_id
+            return self._kills.running(container_id) is not None or bool(self.reconciler.view.services_of(container_id))
+        return True
 
     def _resync_loop(self) -> None:
         period = self.settings.options.resync_seconds

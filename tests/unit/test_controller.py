@@ -516,3 +516,31 @@ def test_a_container_started_while_a_resync_listed_docker_still_drains_without_a
     agent.controller.process(agent.take())
     assert "h:late:80" not in agent.consul.services_
     assert len(agent.docker.inspected) == inspects
+
+
+def test_docker_run_costs_one_inspect_not_one_per_event():
+    """`docker run` sends create, network connect and start: only the start can change what a
+    container registers (a created container is not running)."""
+    agent = Agent()
+    agent.docker.containers["web"] = web("web", name="web")
+    for action in ("create", "connect", "start"):
+        agent.event("web", action)
+        agent.settle()
+    assert agent.docker.inspected == ["web"]
+
+
+def test_network_changes_and_removal_of_a_running_or_registered_container_are_looked_at():
+    agent = Agent(deregister="never")
+    agent.start("web")
+    agent.settle()
+    agent.event("web", "disconnect")
+    agent.settle()
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"], running=False)
+    agent.event("web", "die")
+    agent.settle()
+    assert "h:web:80" in agent.consul.services_  # kept by -deregister never
+    del agent.docker.containers["web"]
+    agent.event("web", "destroy")
+    agent.settle()
+    assert agent.docker.inspected == ["web"] * 4
+    assert agent.consul.services_ == {}
