@@ -40,14 +40,12 @@ FULL_RESYNC_EVERY = 10  # every 10th resync (and the first) inspects every conta
 DRAIN_MARGIN = 0.05  # seconds past a drain's end before looking again, so the look sees it ended
 
 
-def _report_reconnect(state: Any) -> None:
-    failure = state.outcome.exception() if state.outcome else None
-    log.warning("Docker events: %s; reconnecting in %.1fs", failure, state.upcoming_sleep)
-
-
-def _report_retry(state: Any) -> None:
-    failure = state.outcome.exception() if state.outcome else None
-    log.warning("%s; retrying in %.1fs", failure, state.upcoming_sleep)
+def _report(what: str) -> Callable[[Any], None]:
+    """tenacity's before_sleep: one warning line naming what failed and when it is tried again."""
+    def report(state: Any) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        log.warning("%s: %s; trying again in %.1fs", what, failure, state.upcoming_sleep)
+    return report
 
 
 class EventStreamEnded(Exception):
@@ -101,9 +99,8 @@ class Controller:
         with what Consul holds (an unchanged service is not written again after a restart) and know
         the IDs of other owners.
         """
-        Retrying(retry=retry_if_exception(transient), wait=wait_random_exponential(multiplier=0.5, max=10),
-                 stop=stop_when_event_set(self.stop), sleep=sleeper(self.stop), retry_error_callback=lambda _: None,
-                 before_sleep=_report_retry)(self.reconciler.refresh)
+        self._until_stopped(retry_if_exception(transient), wait_random_exponential(multiplier=0.5, max=10),
+                            _report("reading Consul's services"))(self.reconciler.refresh)
         loops = {"events": self.pump, "consul-probe": self._watch_consul, "resync": self._resync_loop,
                  "heartbeat": self._heartbeat_loop}
         threads = [threading.Thread(target=self.supervise, args=(name, loop), name=name, daemon=True) for name, loop in loops.items()]
@@ -180,15 +177,17 @@ class Controller:
             state.failing = False
             loop()
 
-        Retrying(retry=retry_if_exception_type(Exception), wait=self.restart_backoff,
-                 stop=stop_when_event_set(self.stop), sleep=sleeper(self.stop), before_sleep=report,
-                 retry_error_callback=lambda _: None)(run_once)
+        self._until_stopped(retry_if_exception_type(Exception), self.restart_backoff, report)(run_once)
 
     def pump(self) -> None:
         """Follow Docker events; reconnect with `since` after a closed stream or an unreachable daemon."""
-        Retrying(retry=retry_if_exception_type((DockerUnavailable, EventStreamEnded)), wait=wait_random_exponential(multiplier=0.5, max=10),
-                 stop=stop_when_event_set(self.stop), sleep=sleeper(self.stop), retry_error_callback=lambda _: None,
-                 before_sleep=_report_reconnect)(self.follow_events)
+        self._until_stopped(retry_if_exception_type((DockerUnavailable, EventStreamEnded)), wait_random_exponential(multiplier=0.5, max=10),
+                            _report("Docker events"))(self.follow_events)
+
+    def _until_stopped(self, retry: Any, wait: wait_base, report: Callable[[Any], None]) -> Retrying:
+        """Retry with backoff until success or `stop`; a stop ends the call with None, at once."""
+        return Retrying(retry=retry, wait=wait, stop=stop_when_event_set(self.stop), sleep=sleeper(self.stop), before_sleep=report,
+                        retry_error_callback=lambda _: None)
 
     def follow_events(self) -> None:
         events = self._docker.events(since=self._since)

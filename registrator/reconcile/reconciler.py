@@ -149,15 +149,17 @@ class Reconciler:
         """
         with self._lock:
             stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names)
+        removed = 0
         for service_id in stale:
             if self.view.owns(service_id):  # adopted meanwhile by a container that started after the listing
                 continue
             self._write(self._consul.deregister, service_id)
             with self._lock:
                 self._legacy.pop(service_id, None)
+            removed += 1
             log.info("cleanup: deregistered %s left by registrator for a container that is gone", service_id)
-        self._metrics.inc("registrator_deregistrations_total", len(stale))
-        return len(stale)
+        self._metrics.inc("registrator_deregistrations_total", removed)
+        return removed
 
     def close(self, timeout: float) -> bool:
         """No write starts after this; waits up to `timeout` for those in flight. False if some still are."""
@@ -188,13 +190,14 @@ class Reconciler:
             desired = drained(actual, self._settings)
             return stopping, desired, dict(desired.services), actual
         snapshot = self._docker.inspect(container_id)
-        if snapshot is None:
-            self._forget_container(container_id)
         self._kills.observe(snapshot, container_id)
         label = snapshot.name if snapshot else container_id[:12]
         draining = self._kills.draining(container_id, self._kills.running(container_id), self._clock())
         desired = desired_services(snapshot, self._settings, draining)
-        self._report(container_id, label, desired.warnings, gone=snapshot is None)
+        if snapshot is None:
+            self._forget_container(container_id)
+        else:
+            self._report(container_id, label, desired.warnings)
         for note in desired.notes:
             log.debug("container %s: %s", label, note)
         actual = self.view.services_of(container_id)
@@ -327,12 +330,9 @@ class Reconciler:
             for table in (self._fingerprints, self._verified, self._warned):
                 table.pop(container_id, None)
 
-    def _report(self, container_id: str, label: str, warnings: tuple[str, ...], *, gone: bool) -> None:
+    def _report(self, container_id: str, label: str, warnings: tuple[str, ...]) -> None:
         """Log a container's metadata warnings once, and again only when they change."""
         with self._lock:
-            if gone:
-                self._warned.pop(container_id, None)
-                return
             if self._warned.get(container_id) == warnings:
                 return
             self._warned[container_id] = warnings
