@@ -15,4 +15,8 @@ from docker.transport import UnixHTTPAdapter
 
 class UnixSocketAdapter(UnixHTTPAdapter):  # type: ignore[misc]
     def get_connection(self, url: str, proxies: Any = None) -> Any:
-        return super().get_connection(f"http+unix://{self.socket_path}", proxies)
+        return self.pool()
+
+    def pool(self) -> Any:
+        """The socket's one urllib3 connection pool (a hot call may use it without requests)."""
+        return super().get_connection(f"http+unix://{self.socket_path}")

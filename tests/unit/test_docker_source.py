@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from registrator.docker.source import ContainerEvent, container_event
+from registrator.docker.source import ContainerEvent, DockerSource, DockerUnavailable, container_event
+from tests.unit.http_stub import serving
 
 
 @pytest.mark.parametrize(
@@ -22,3 +25,38 @@ from registrator.docker.source import ContainerEvent, container_event
 )
 def test_events_point_at_a_container(raw, expected):
     assert container_event(raw) == expected
+
+
+@pytest.fixture
+def engine(tmp_path, monkeypatch):
+    """A stub engine on a unix socket, found the way the agent finds Docker (DOCKER_HOST)."""
+    socket_path = str(tmp_path / "docker.sock")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{socket_path}")
+    with serving(socket_path) as stub:
+        stub.answer("/version", 200, json.dumps({"ApiVersion": "1.41"}).encode())
+        yield stub
+
+
+def test_an_inspect_over_the_socket_reads_the_container(engine):
+    engine.answer("/v1.41/containers/abc/json", 200, json.dumps({"Id": "abc", "Name": "/web", "State": {"Running": True}}).encode())
+    snapshot = DockerSource(timeout=2).inspect("abc")
+    assert snapshot is not None and (snapshot.id, snapshot.name, snapshot.running) == ("abc", "web", True)
+    assert [seen.path for seen in engine.seen][-1] == "/v1.41/containers/abc/json"
+
+
+def test_a_container_docker_does_not_know_is_gone(engine):
+    assert DockerSource(timeout=2).inspect("gone") is None
+
+
+@pytest.mark.parametrize(("status", "body"), [(500, b"boom"), (200, b"<html>"), (200, b"[1]")], ids=["server-error", "not-json", "not-an-object"])
+def test_an_engine_answering_otherwise_is_unavailable(engine, status, body):
+    engine.answer("/v1.41/containers/abc/json", status, body)
+    with pytest.raises(DockerUnavailable, match="docker inspect abc"):
+        DockerSource(timeout=2).inspect("abc")
+
+
+def test_an_engine_that_is_not_there_is_unavailable(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/absent.sock")
+    source = DockerSource(timeout=2)
+    with pytest.raises(DockerUnavailable):
+        source.inspect("abc")
