@@ -2,7 +2,8 @@
 
 Transport, auth and TLS come from python-consul2. Its `agent.service.register` helper lacks fields
 we need (several checks, meta, `replace-existing-checks`), so registrations send the documented
-JSON through the library's own HTTP client. Every call has a timeout.
+JSON through the library's own HTTP client. Every call has a timeout. Writes over plain HTTP or
+the unix socket skip requests' per-call work (see `_put`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -19,6 +21,7 @@ from typing import Any
 import consul
 import requests
 import requests.adapters
+import urllib3
 
 from registrator.config import ConsulEndpoint
 from registrator.docker.unix_socket import UnixSocketAdapter
@@ -66,6 +69,7 @@ class ConsulSink:
             self._client.http.session.mount(f"{_UNIX_SCHEME}://", UnixSocketAdapter(f"http+unix://{endpoint.socket}"))
         if endpoint.server_name:
             self._client.http.session.mount("https://", _ServerNameAdapter(endpoint.server_name))
+        self._timeout = urllib3.Timeout(connect=endpoint.timeout, read=endpoint.timeout)
 
     def leader(self) -> str:
         """The cluster leader's address; empty while the cluster has none."""
@@ -84,23 +88,13 @@ class ConsulSink:
 
     def register(self, spec: ServiceSpec) -> None:
         with self._errors("agent/service/register", spec.id):
-            self._client.http.put(
-                consul.base.CB.bool(),
-                "/v1/agent/service/register",
-                params={"replace-existing-checks": "true"},
-                data=json.dumps(service_payload(spec)),
-                headers=self._headers(),
-            )
+            self._put("/v1/agent/service/register", {"replace-existing-checks": "true"}, json.dumps(service_payload(spec)))
 
     def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
         """Consul maintenance mode: a critical check that hides the service from DNS while it stays registered."""
         with self._errors("agent/service/maintenance", service_id):
-            self._client.http.put(
-                consul.base.CB.bool(),
-                f"/v1/agent/service/maintenance/{path_segment(service_id)}",
-                params={"enable": "true" if enable else "false", "reason": reason},
-                headers=self._headers(),
-            )
+            self._put(f"/v1/agent/service/maintenance/{path_segment(service_id)}",
+                      {"enable": "true" if enable else "false", "reason": reason})
 
     def has_service(self, service_id: str) -> bool:
         """Whether the local agent still knows this service (False on 404)."""
@@ -111,12 +105,7 @@ class ConsulSink:
     def update_check(self, check_id: str, status: str, output: str) -> None:
         """Set a TTL check's status and output (also resets its TTL)."""
         with self._errors("agent/check/update", check_id):
-            self._client.http.put(
-                consul.base.CB.bool(),
-                f"/v1/agent/check/update/{path_segment(check_id)}",
-                data=json.dumps({"Status": status, "Output": output}),
-                headers=self._headers(),
-            )
+            self._put(f"/v1/agent/check/update/{path_segment(check_id)}", None, json.dumps({"Status": status, "Output": output}))
 
     def service_health(self) -> dict[str, str]:
         """The worst check status of each local service (services without checks are left out)."""
@@ -159,8 +148,39 @@ class ConsulSink:
     def deregister(self, service_id: str) -> None:
         """Idempotent: an unknown service counts as removed."""
         with self._errors("agent/service/deregister", service_id):
-            self._client.http.put(consul.base.CB.bool(), f"/v1/agent/service/deregister/{path_segment(service_id)}",
-                                  headers=self._headers())
+            self._put(f"/v1/agent/service/deregister/{path_segment(service_id)}")
+
+    def _put(self, path: str, params: dict[str, str] | None = None, body: str = "") -> None:
+        """A write, answered through python-consul2's status rules (404 is not an error: a deregistration is idempotent).
+
+        Every start and stop costs at least one write. Through requests a write cost about 1 ms of
+        CPU, three quarters of it requests' per-call work (hooks, cookies, settings merges); on the
+        same connection pool it is 0.3 ms (issue 13's profiles). So over plain HTTP and the unix
+        socket the request goes straight to the pool requests itself uses: python-consul2 still
+        builds the URL and judges the answer. HTTPS keeps the library's whole path, where its TLS
+        settings live.
+        """
+        pool = self._write_pool()
+        if pool is None:
+            self._client.http.put(consul.base.CB.bool(), path, params=params, data=body, headers=self._headers())
+            return
+        target = urllib.parse.urlsplit(self._client.http.uri(path, params))
+        response = pool.urlopen("PUT", f"{target.path}?{target.query}" if target.query else target.path, body=body.encode(),
+                                headers=self._headers(), retries=False, redirect=False, timeout=self._timeout)
+        if 300 <= response.status < 400:  # never followed: see the redirect note in __init__
+            raise ConsulError(f"Consul answered {path} with a redirect (HTTP {response.status}); not followed", transient=False)
+        consul.base.CB.bool()(consul.base.Response(response.status, response.headers, response.data.decode("utf-8", "replace"),
+                                                   response.data))
+
+    def _write_pool(self) -> Any:
+        """The urllib3 pool requests would send a plain-HTTP or unix-socket request through; None for HTTPS."""
+        base = self._client.http.base_uri
+        adapter = self._client.http.session.get_adapter(base)
+        if isinstance(adapter, UnixSocketAdapter):
+            return adapter.pool()
+        if self.endpoint.scheme == "http":
+            return adapter.poolmanager.connection_from_url(base)
+        return None
 
     def _headers(self) -> dict[str, str]:
         return {"X-Consul-Token": self.endpoint.token} if self.endpoint.token else {}
@@ -176,7 +196,7 @@ class ConsulSink:
             outcome = "ok"
         except requests.exceptions.SSLError as exc:
             raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: TLS failed: {_reason(exc)}", transient=True) from exc
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
         except (consul.ACLPermissionDenied, consul.ACLDisabled) as exc:
             raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc

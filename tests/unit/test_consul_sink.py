@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from types import MappingProxyType
 from urllib.parse import unquote, urlsplit
@@ -10,6 +11,7 @@ import requests
 from registrator.config import ConsulEndpoint
 from registrator.consul.sink import ConsulError, ConsulSink, check_payload, path_segment, service_from_agent, service_payload
 from registrator.model import CheckKind, CheckSpec, ServiceSpec
+from tests.unit.http_stub import Stub, serving
 
 CID = "c" * 64
 
@@ -99,3 +101,76 @@ def test_ids_that_no_escaping_keeps_in_one_segment_are_refused(service_id):
 
 def test_the_consul_client_never_follows_a_redirect():
     assert ConsulSink(ConsulEndpoint())._client.http.session.max_redirects == 0
+
+
+def _sink(stub: Stub, **endpoint: object) -> ConsulSink:
+    host, port = stub.address.rsplit(":", 1)
+    return ConsulSink(ConsulEndpoint(host=host, port=int(port), timeout=2, **endpoint))  # type: ignore[arg-type]
+
+
+SPEC = ServiceSpec(id="h:web:80", name="web", address="10.0.0.1", port=80, tags=("a",), meta=MappingProxyType({"registrator-host": "h"}))
+
+
+@pytest.mark.parametrize("service_id", ["h:web:80", "a b?c#d%2F", "x\\..\\victim", "..victim", "%2e%2e", "service:h:web:80#docker-health"])
+def test_a_write_over_plain_http_names_exactly_the_id_on_the_wire(service_id):
+    with serving() as stub:
+        stub.answer("/v1/agent/service/deregister/", 200)
+        _sink(stub).deregister(service_id)
+    (seen,) = stub.seen
+    assert (seen.method, unquote(seen.path.removeprefix("/v1/agent/service/deregister/"))) == ("PUT", service_id)
+
+
+def test_a_registration_sends_the_payload_the_token_and_replace_existing_checks():
+    with serving() as stub:
+        stub.answer("/v1/agent/service/register", 200)
+        _sink(stub, token="secret").register(SPEC)
+    (seen,) = stub.seen
+    assert seen.path == "/v1/agent/service/register?replace-existing-checks=true"
+    assert seen.headers["X-Consul-Token"] == "secret"
+    assert json.loads(seen.body) == service_payload(SPEC)
+
+
+def test_a_redirected_write_is_an_error_and_is_not_followed():
+    with serving() as stub:
+        stub.answer("/v1/agent/service/deregister/", 301, Location="/v1/agent/service/deregister/victim")
+        with pytest.raises(ConsulError, match="redirect") as raised:
+            _sink(stub).deregister("x")
+    assert [seen.path for seen in stub.seen] == ["/v1/agent/service/deregister/x"]
+    assert not raised.value.transient
+
+
+@pytest.mark.parametrize(("status", "transient"), [(400, False), (403, False), (500, True)])
+def test_a_refused_write_keeps_the_library_meaning_of_its_status(status, transient):
+    with serving() as stub:
+        stub.answer("/v1/agent/service/register", status, b"no")
+        with pytest.raises(ConsulError) as raised:
+            _sink(stub).register(SPEC)
+    assert raised.value.transient is transient
+
+
+def test_deregistering_an_unknown_service_counts_as_done():
+    with serving() as stub:
+        stub.answer("/v1/agent/service/deregister/", 404, b"Unknown service ID")
+        _sink(stub).deregister("gone")
+    assert len(stub.seen) == 1
+
+
+def test_a_write_to_a_consul_that_is_not_there_is_transient():
+    with serving() as stub:
+        sink = _sink(stub)
+    with pytest.raises(ConsulError) as raised:
+        sink.update_check("service:x", "passing", "")
+    assert raised.value.transient
+
+
+def test_writes_over_the_unix_socket_take_the_same_path(tmp_path):
+    socket_path = str(tmp_path / "consul.sock")
+    with serving(socket_path) as stub:
+        stub.answer("/v1/agent/service/maintenance/", 200)
+        ConsulSink(ConsulEndpoint(socket=socket_path, timeout=2)).maintenance("h:web:80", True, "stopping")
+    (seen,) = stub.seen
+    assert seen.path == "/v1/agent/service/maintenance/h:web:80?enable=true&reason=stopping"
+
+
+def test_https_writes_stay_on_the_library_path_where_tls_is_configured():
+    assert ConsulSink(ConsulEndpoint(scheme="https"))._write_pool() is None
