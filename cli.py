@@ -31,7 +31,6 @@ from registrator.mapping.template import TemplateError, parse
 from registrator.model import Deregister, Register, host_port
 from registrator.ops.logs import configure_logging
 from registrator.ops.metrics import Metrics
-from registrator.ops.resolve import ResolveError, resolve_service
 from registrator.ops.status_server import StatusServer, parse_listen
 from registrator.ops.views import explain_json, explain_text, service_rows, table
 from registrator.reconcile.controller import Controller
@@ -347,6 +346,8 @@ def resolve(name: str, tag: str, dns: str, domain: str) -> None:
       registrator resolve web
       registrator resolve nsqlookupd --tag tcp --dns 10.0.0.5:8600
     """
+    from registrator.ops.resolve import ResolveError, resolve_service  # dnspython: 20 ms of every start, for this command only
+
     try:
         endpoints = resolve_service(name, tag, dns, domain)
     except ResolveError as exc:
