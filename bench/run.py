@@ -338,7 +338,8 @@ def consul_floor(consul: ConsulAgent, count: int, workers: int = 4) -> float:
         assert response.status == 200, response.status
 
     def register(i: int) -> None:
-        service = {"ID": f"floor-{i}", "Name": "floor", "Address": "10.0.0.1", "Port": 80, "Tags": [], "Checks": [],
+        # Each its own port, as published ports are: DNS answers identical SRV records once.
+        service = {"ID": f"floor-{i}", "Name": "floor", "Address": IP, "Port": 20000 + i, "Tags": [], "Checks": [],
                    "Meta": {"registrator-host": "floor", "registrator-container": f"{i:064x}", "registrator-hash": "0" * 16}}
         call("PUT", "/v1/agent/service/register?replace-existing-checks=true", json.dumps(service).encode())
 
