@@ -1,82 +1,74 @@
-"""Counters, gauges and summaries in the Prometheus text format, without a client library.
+"""The agent's Prometheus metrics, through prometheus_client.
 
-Thread-safe: the event pump, the workers and the HTTP server touch it concurrently.
+Each `Metrics` owns its registry (commands and tests make several in one process), with the
+standard process, platform and garbage-collector collectors beside the agent's own families.
+Callers name a family and its labels; the names and labels are the exposition's.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from typing import TypeVar
 
-Labels = tuple[tuple[str, str], ...]
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, PlatformCollector, ProcessCollector, Summary
 
-# name: (type, help); families listed in LABELLED have labels and start empty, the rest start at 0.
-FAMILIES: dict[str, tuple[str, str]] = {
-    "registrator_events_total": ("counter", "Docker events received, by action."),
-    "registrator_registrations_total": ("counter", "Services registered or updated in Consul."),
-    "registrator_deregistrations_total": ("counter", "Services deregistered from Consul."),
-    "registrator_reconciles_total": ("counter", "Per-container reconciles run."),
-    "registrator_reconcile_duration_seconds": ("summary", "Time to reconcile one container."),
-    "registrator_reconcile_writes_total": ("counter", "Consul writes made by reconciles (registrations and deregistrations)."),
-    "registrator_resyncs_total": ("counter", "Full comparisons of Docker and Consul."),
-    "registrator_docker_requests_total": ("counter", "Docker API calls, by call (inspect, list, events)."),
-    "registrator_consul_requests_total": ("counter", "Consul HTTP calls, by call and outcome (ok or error)."),
-    "registrator_consul_request_duration_seconds": ("summary", "Consul HTTP call latency, by call."),
-    "registrator_services_owned": ("gauge", "Services this host has registered in Consul."),
-    "registrator_last_reconcile_timestamp_seconds": ("gauge", "Unix time of the last finished reconcile."),
+# `*_created` series double every counter and summary for a timestamp no dashboard of ours reads.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+
+# name: (help, label names)
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "registrator_events_total": ("Docker events received, by action.", ("action",)),
+    "registrator_registrations_total": ("Services registered or updated in Consul.", ()),
+    "registrator_deregistrations_total": ("Services deregistered from Consul.", ()),
+    "registrator_reconciles_total": ("Per-container reconciles run.", ()),
+    "registrator_reconcile_writes_total": ("Consul writes made by reconciles (registrations and deregistrations).", ()),
+    "registrator_resyncs_total": ("Full comparisons of Docker and Consul.", ()),
+    "registrator_docker_requests_total": ("Docker API calls, by call (inspect, list, events).", ("call",)),
+    "registrator_consul_requests_total": ("Consul HTTP calls, by call and outcome (ok or error).", ("call", "outcome")),
 }
-LABELLED = {"registrator_events_total", "registrator_docker_requests_total", "registrator_consul_requests_total",
-            "registrator_consul_request_duration_seconds"}
+SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "registrator_reconcile_duration_seconds": ("Time to reconcile one container.", ()),
+    "registrator_consul_request_duration_seconds": ("Consul HTTP call latency, by call.", ("call",)),
+}
+GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "registrator_services_owned": ("Services this host has registered in Consul.", ()),
+    "registrator_last_reconcile_timestamp_seconds": ("Unix time of the last finished reconcile.", ()),
+}
+
+Family = TypeVar("Family", Counter, Gauge, Summary)
 
 
 class Metrics:
+    """Thread-safe (prometheus_client's own locks): the event pump, the workers and the HTTP server share it."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
-        self._sums: dict[str, dict[Labels, float]] = defaultdict(dict)
-        for name, (kind, _) in FAMILIES.items():
-            if kind != "summary" and name not in LABELLED:
-                self._values[name][()] = 0.0
+        self.registry = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.registry)
+        self._counters = {name: Counter(name, text, labels, registry=self.registry) for name, (text, labels) in COUNTERS.items()}
+        self._summaries = {name: Summary(name, text, labels, registry=self.registry) for name, (text, labels) in SUMMARIES.items()}
+        self._gauges = {name: Gauge(name, text, labels, registry=self.registry) for name, (text, labels) in GAUGES.items()}
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = _labels(labels)
-        with self._lock:
-            self._values[name][key] = self._values[name].get(key, 0.0) + amount
+        _series(self._counters[name], labels).inc(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[name][_labels(labels)] = value
+        _series(self._gauges[name], labels).set(value)
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
-        key = _labels(labels)
-        with self._lock:
-            self._values[name][key] = self._values[name].get(key, 0.0) + 1
-            self._sums[name][key] = self._sums[name].get(key, 0.0) + seconds
+        _series(self._summaries[name], labels).observe(seconds)
 
     def value(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._values[name].get(_labels(labels), 0.0)
+        """A counter's or gauge's value, a summary's count; 0 for a series not seen yet."""
+        sample = f"{name}_count" if name in SUMMARIES else name
+        return self.registry.get_sample_value(sample, {k: str(v) for k, v in labels.items()}) or 0.0
 
-    def render(self) -> str:
-        lines = []
-        with self._lock:
-            for name, (kind, help_text) in FAMILIES.items():
-                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-                for labels, value in sorted(self._values.get(name, {}).items()):
-                    if kind == "summary":
-                        lines.append(f"{name}_count{_format(labels)} {value:g}")
-                        lines.append(f"{name}_sum{_format(labels)} {self._sums[name].get(labels, 0.0):.6f}")
-                    else:
-                        lines.append(f"{name}{_format(labels)} {value:g}")
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The Prometheus text exposition (CONTENT_TYPE)."""
+        return prometheus_client.generate_latest(self.registry)
 
 
-def _labels(labels: dict[str, str]) -> Labels:
-    return tuple(sorted((k, str(v)) for k, v in labels.items()))
-
-
-def _format(labels: Labels) -> str:
-    if not labels:
-        return ""
-    escaped = (v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for _, v in labels)
-    return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(labels, escaped, strict=True)) + "}"
+def _series(family: Family, labels: dict[str, str]) -> Family:
+    return family.labels(**{k: str(v) for k, v in labels.items()}) if labels else family

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from registrator.ops.metrics import Metrics
+from registrator.ops.metrics import CONTENT_TYPE, Metrics
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -26,15 +26,14 @@ class StatusServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 if self.path == "/metrics":
-                    self._send(200, metrics.render(), "text/plain; version=0.0.4")
+                    self._send(200, metrics.render(), CONTENT_TYPE)
                 elif self.path == "/healthz":
                     ok, details = health()
-                    self._send(200 if ok else 503, json.dumps(details), "application/json")
+                    self._send(200 if ok else 503, json.dumps(details).encode(), "application/json")
                 else:
-                    self._send(404, "not found\n", "text/plain")
+                    self._send(404, b"not found\n", "text/plain")
 
-            def _send(self, status: int, body: str, content_type: str) -> None:
-                payload = body.encode()
+            def _send(self, status: int, payload: bytes, content_type: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
