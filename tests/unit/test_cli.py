@@ -44,3 +44,23 @@ def test_sync_once_takes_a_running_container_out_of_a_leftover_maintenance_mode(
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
     assert "_service_maintenance:h:web:80" not in consul.checks, result.output
+
+
+@pytest.mark.parametrize(("words", "expected"), [
+    ("registrator ru", ["plain,run"]),
+    ("registrator run --ip-f", ["plain,--ip-from", "plain,--ip-family"]),
+    ("registrator run --ip-family ", ["plain,ipv4", "plain,ipv6"]),
+])
+def test_shell_completion_is_clicks_own(words, expected):
+    import cli
+
+    env = {"COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1), "_REGISTRATOR_COMPLETE": "bash_complete"}
+    result = CliRunner().invoke(cli.main, [], prog_name="registrator", env=env)
+    assert result.output.split() == expected
+
+
+def test_the_completion_script_comes_from_the_command():
+    import cli
+
+    result = CliRunner().invoke(cli.main, [], prog_name="registrator", env={"_REGISTRATOR_COMPLETE": "bash_source"})
+    assert "complete -o nosort -F _registrator_completion registrator" in result.output
