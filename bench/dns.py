@@ -1,5 +1,12 @@
 """A minimal DNS SRV client on the standard library, so polling Consul DNS costs microseconds,
-not a `dig` process per poll (the benchmark confirms its results with `dig`)."""
+not a `dig` process per poll (the benchmark confirms its results with `dig`).
+
+Not dnspython, though the project depends on it: measured against Consul 1.16.2 on the 2-core CI
+machine (2026-11-29, 200 queries each), one SRV record over UDP costs 0.95 ms of CPU and 1.35 ms
+of wall time with dnspython against 0.11 and 0.42 ms here, and an answer of 500 records over TCP
+60 and 74 ms against 0.8 and 14 ms. A 1 ms poll would become a 2–3 ms one that takes a core of
+the two the agent, Docker and Consul share, and whole-answer polls would cost more than what
+they time: it changes the figures, so the bench keeps this client."""
 
 from __future__ import annotations
 
