@@ -29,6 +29,7 @@ from registrator.mapping.checks import CheckSettings
 from registrator.mapping.services import DeregisterPolicy, MappingPolicy, PortSuffix, desired_services
 from registrator.mapping.template import TemplateError, parse
 from registrator.model import Deregister, Register, host_port
+from registrator.ops import doctor as checks
 from registrator.ops.logs import configure_logging
 from registrator.ops.metrics import Metrics
 from registrator.ops.status_server import StatusServer, parse_listen
@@ -164,6 +165,7 @@ def main() -> None:
       registrator explain web-1
       registrator sync --once --dry-run
       registrator resolve nsqlookupd --tag tcp
+      registrator doctor consul://127.0.0.1:8500
     """
 
 
@@ -304,6 +306,33 @@ def sync(uri: str | None, once: bool, dry_run: bool, **flags: Any) -> None:
         raise click.ClickException(str(exc)) from None
     verb = "would change" if dry_run else "changed"
     click.echo(f"{changes} services {verb}" if changes else "in sync: nothing to change")
+
+
+@main.command(cls=RunCommand)
+@URI
+@MAPPING_OPTIONS
+@click.option("--dns", default="", metavar="HOST:PORT", help="Consul's DNS interface.  [default: the Consul host, port 8600]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def doctor(uri: str | None, dns: str, as_json: bool, **flags: Any) -> None:
+    """Check what the agent needs, in the order it needs it: Docker, the host identity and IP, Consul
+    and its leader, the ACL token's rights, script checks, Consul DNS and the ECS agent.
+
+    One ✓/✗ line each with the reason, and the fix under each failure. Writes nothing, and tries each
+    call once with a timeout of a few seconds. Takes the same flags as `run`: pass the agent's flags
+    and URI. Exits 0 only when every required check passes (those not marked optional).
+
+    \b
+    Examples:
+      registrator doctor consul://127.0.0.1:8500
+      registrator doctor --ip-from ec2 --dns 10.0.0.5:8600 --json
+    """
+    configure_logging("error", "text")
+    options = _options(uri, flags)
+    results = checks.diagnose(options, DockerSource(timeout=checks.DOCKER_TIMEOUT), ConsulSink(options.consul),
+                              ecs_url=flags["ecs_agent_url"] if flags["ecs"] else None, dns=dns or checks.default_dns(options.consul))
+    click.echo(json.dumps(checks.as_json(results), indent=2) if as_json else checks.render(results))
+    if not checks.healthy(results):
+        click.get_current_context().exit(1)
 
 
 @main.command(name="list")

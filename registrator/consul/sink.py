@@ -145,6 +145,31 @@ class ConsulSink:
                 return None
         return bool((me.get("DebugConfig") or {}).get("EnableRemoteScriptChecks"))
 
+    def version(self) -> str:
+        """The Consul agent's version (`/v1/agent/self` Config.Version); reading it needs agent:read."""
+        with self._errors("agent/self"):
+            me = self._client.agent.self() or {}
+        return str((me.get("Config") or {}).get("Version") or "")
+
+    def authorize(self, rights: list[tuple[str, str, str]]) -> list[bool] | None:
+        """Whether the token has each (resource, segment, access) right, asked without using it; None
+        when the agent has ACLs disabled, so every call is allowed.
+
+        Consul's internal `/v1/internal/acl/authorize` (its UI uses it) answers the same list, in
+        order, each with `Allow`; it takes at most 64 at once, and answers 401 when ACLs are disabled.
+        """
+        body = json.dumps([{"Resource": resource, "Segment": segment, "Access": access} for resource, segment, access in rights])
+        with self._errors("internal/acl/authorize"):
+            try:
+                answer = self._client.http.post(consul.base.CB.json(allow_404=False), "/v1/internal/acl/authorize", data=body,
+                                                headers=self._headers())
+            except consul.ACLDisabled:
+                return None
+        if not (isinstance(answer, list) and len(answer) == len(rights)
+                and all(isinstance(entry, dict) and isinstance(entry.get("Allow"), bool) for entry in answer)):
+            raise ConsulError(f"Consul internal/acl/authorize: unexpected answer {str(answer)[:200]}", transient=False)
+        return [entry["Allow"] for entry in answer]
+
     def deregister(self, service_id: str) -> None:
         """Idempotent: an unknown service counts as removed."""
         with self._errors("agent/service/deregister", service_id):
