@@ -8,9 +8,7 @@ by a timeout of a few seconds and tried once, where startup waits for its depend
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -267,29 +265,10 @@ def check_dns(server: str) -> Result:
 
     fix = "pass --dns HOST:PORT where the Consul agent serves DNS (its ports.dns, 8600 by default)"
     try:
-        endpoints = resolve_service("consul", "", dns_address(server), timeout=DNS_TIMEOUT)
+        endpoints = resolve_service("consul", "", server, timeout=DNS_TIMEOUT)
     except ResolveError as exc:
         return Result(DNS, False, False, str(exc), fix=fix)
-    except OSError as exc:  # the host in --dns is a name that does not resolve
-        return Result(DNS, False, False, f"--dns {server}: {exc}", fix=fix)
     return dns_result(server, endpoints)
-
-
-def dns_address(server: str) -> str:
-    """HOST:PORT with HOST an IP address, which dnspython needs: a name (consul://localhost) is looked up."""
-    host, _, port = server.rpartition(":")
-    host = host.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-        return server
-    except ValueError:
-        pass
-    if not host or not port.isdecimal():
-        return server  # resolve_service says what is wrong with it
-    found = socket.getaddrinfo(host, int(port), type=socket.SOCK_DGRAM)
-    # IPv4 first: Consul listens on 127.0.0.1 by default, and "localhost" often gives ::1 first.
-    address = min(found, key=lambda entry: entry[0] != socket.AF_INET)[4][0]
-    return host_port(str(address), int(port))
 
 
 def dns_result(server: str, endpoints: list[tuple[str, int]]) -> Result:

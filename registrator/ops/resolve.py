@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+
 import dns.exception
 import dns.message
 import dns.query
@@ -18,7 +21,7 @@ def resolve_service(name: str, tag: str, server: str, domain: str = "consul", ti
     host, _, port = server.rpartition(":")
     if not host or not port.isdecimal():
         raise ResolveError(f"--dns {server!r}: expected HOST:PORT")
-    host = host.strip("[]")
+    host = _address(host.strip("[]"), int(port), server)
     qname = ".".join(p for p in (tag, name, "service", domain) if p) + "."
     srv = _query(qname, dns.rdatatype.SRV, host, int(port), timeout)
     addresses: dict[str, list[str]] = {}
@@ -32,6 +35,20 @@ def resolve_service(name: str, tag: str, server: str, domain: str = "consul", ti
             found = addresses.get(target) or _addresses(target, host, int(port), timeout)
             endpoints |= {(address, int(record.port)) for address in found}
     return sorted(endpoints)
+
+
+def _address(host: str, port: int, server: str) -> str:
+    """dnspython asks an IP address; a name (localhost, consul.internal) is looked up, IPv4 first:
+    Consul listens on 127.0.0.1 by default, and "localhost" often gives ::1 first."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise ResolveError(f"--dns {server!r}: cannot look up {host}: {exc}") from None
+    return str(min(found, key=lambda entry: entry[0] != socket.AF_INET)[4][0])
 
 
 def _addresses(target: str, host: str, port: int, timeout: float) -> list[str]:

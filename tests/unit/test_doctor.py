@@ -26,7 +26,6 @@ from registrator.ops.doctor import (
     check_host,
     check_script_checks,
     default_dns,
-    dns_address,
     dns_result,
     healthy,
     render,
@@ -139,11 +138,6 @@ def test_dns_defaults_to_port_8600_on_the_consul_host():
     assert default_dns(ConsulEndpoint(host="10.0.0.5")) == "10.0.0.5:8600"
     assert default_dns(ConsulEndpoint(host="fd00::5")) == "[fd00::5]:8600"
     assert default_dns(ConsulEndpoint(socket="/run/consul.sock")) == "127.0.0.1:8600"
-
-
-def test_a_dns_server_named_by_host_name_is_asked_at_its_address():
-    assert dns_address("localhost:8600") == "127.0.0.1:8600"
-    assert dns_address("[::1]:8600") == "[::1]:8600"
 
 
 def test_container_supplied_names_are_shown_escaped_cut_short_and_capped():
