@@ -68,6 +68,15 @@ def consul_binary() -> str:
     return result.stdout.strip()
 
 
+def consul_template_binary() -> str:
+    """scripts/consul-template.sh: $CONSUL_TEMPLATE_BIN, the cached build, or a build from source
+    (once per machine); a rig without it is unavailable (a failure with CI=true)."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "consul-template.sh")], capture_output=True, text=True)
+    if result.returncode != 0:
+        unavailable(f"scripts/consul-template.sh failed: {result.stderr.strip()[-2000:]}")
+    return result.stdout.strip()
+
+
 @dataclass
 class ConsulAgent:
     """A `consul agent -dev` on free loopback ports, stopped with `stop()`."""

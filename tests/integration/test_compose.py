@@ -1,10 +1,13 @@
 """The quick start, for real: `docker-compose up` on the repository's docker-compose.yml brings up
-Consul, the agent (built from the repository's Dockerfile) and the NSQ example; nsqd finds both
-nsqlookupd through Consul DNS, and a consumer that knows only Consul DNS reads a published message.
+Consul, the agent (built from the repository's Dockerfile), the NSQ example and the consul-template
+example; nsqd finds both nsqlookupd through Consul DNS, a consumer that knows only Consul DNS reads a
+published message, and Caddy proxies to the `web` instances consul-template renders from Consul.
 
 No registry image can be pulled here, so the file's image variables point at stand-ins built
-locally: Consul FROM scratch with the binary the rig built, NSQ from tests/images/nsq, and for the
-agent's base a Debian root filesystem from debootstrap with a wheelhouse in place of PyPI.
+locally: Consul FROM scratch with the binary the rig built, NSQ from tests/images/nsq, busybox from
+tests/images/http, Caddy from tests/images/caddy, consul-template FROM scratch with the binary
+scripts/consul-template.sh built, and for the agent's base a Debian root filesystem from debootstrap
+with a wheelhouse in place of PyPI.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from typing import Any
 import docker
 import pytest
 
-from tests.integration.rig import ROOT, dig, eventually, has_image, unavailable
+from tests.integration.rig import ROOT, consul_template_binary, dig, eventually, has_image, unavailable
 
 PROJECT = "regtest-compose"
 CONSUL_DNS = 8600  # the compose file's Consul keeps its default ports on the host network
+PROXY = "http://127.0.0.1:8080/"  # Caddy, on the host network
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +47,9 @@ def compose(docker_client: docker.DockerClient, images: dict[str, str], consul_s
         **os.environ,
         "CONSUL_IMAGE": _consul_image(docker_client, consul_server.binary),
         "NSQ_IMAGE": images["nsq"],
+        "BUSYBOX_IMAGE": images["http"],
+        "CADDY_IMAGE": images["caddy"],
+        "CONSUL_TEMPLATE_IMAGE": _consul_template_image(docker_client),
         "PYTHON_BASE": _python_base(docker_client),
     }
     command = ["docker-compose", "--project-name", PROJECT, "--file", str(ROOT / "docker-compose.yml")]
@@ -86,6 +93,36 @@ def test_nsqd_started_from_the_srv_answer_and_a_consumer_reads_through_consul_dn
     assert consumer.stdout.strip() == "order-7", consumer.stderr
 
 
+def test_the_proxy_balances_over_the_web_instances_consul_template_renders_and_drops_a_stopped_one(compose):
+    ports = {name: int(compose("port", name, "80").stdout.split()[0].rsplit(":", 1)[1]) for name in ("web-1", "web-2")}
+    eventually(lambda: _upstream_ports(compose) == set(ports.values()), timeout=60,
+               what="both web instances in the proxy's rendered Caddyfile")
+    hostnames = {name: compose("exec", "-T", name, "hostname").stdout.strip() for name in ports}
+    seen: set[str] = set()  # Caddy picks an upstream at random for each request
+    eventually(lambda: seen.add(_get(PROXY)) or seen >= set(hostnames.values()), timeout=30,
+               what="both web instances answering through the proxy")
+
+    stopped = compose("stop", "web-2")
+    assert stopped.returncode == 0, stopped.stderr
+    eventually(lambda: _upstream_ports(compose) == {ports["web-1"]}, timeout=30, what="web-2 gone from the rendered Caddyfile")
+    eventually(lambda: [_get(PROXY) for _ in range(5)] == [hostnames["web-1"]] * 5, timeout=10,
+               what="every request through the proxy answered by web-1")
+
+
+def _upstream_ports(compose: Callable[..., Any]) -> set[int]:
+    """Ports of the upstreams in the Caddyfile consul-template rendered in the proxy container."""
+    rendered = compose("exec", "-T", "proxy", "cat", "/etc/caddy/Caddyfile").stdout
+    return {int(upstream.rsplit(":", 1)[1]) for line in rendered.splitlines() if line.split()[:1] == ["reverse_proxy"]
+            for upstream in line.split()[1:]}
+
+
+def _get(url: str) -> str:
+    try:
+        return urllib.request.urlopen(url, timeout=2).read().decode().strip()
+    except OSError:
+        return ""
+
+
 def _resolve(name: str) -> list[str]:
     """host:port per SRV record, the A record of each target looked up the way a consumer would."""
     found = []
@@ -110,6 +147,15 @@ def _consul_image(client: docker.DockerClient, binary: str) -> str:
     tag = f"registrator-test/consul:{hashlib.sha256(content).hexdigest()[:12]}"
     dockerfile = 'FROM scratch\nCOPY consul /bin/consul\nENTRYPOINT ["/bin/consul"]\n'
     return _build(client, tag, {"Dockerfile": dockerfile.encode(), "consul": content})
+
+
+def _consul_template_image(client: docker.DockerClient) -> str:
+    """hashicorp/consul-template's stand-in, for the proxy's build to copy /bin/consul-template from:
+    the binary scripts/consul-template.sh built, FROM scratch."""
+    content = Path(consul_template_binary()).read_bytes()
+    tag = f"registrator-test/consul-template:{hashlib.sha256(content).hexdigest()[:12]}"
+    dockerfile = 'FROM scratch\nCOPY consul-template /bin/consul-template\nENTRYPOINT ["/bin/consul-template"]\n'
+    return _build(client, tag, {"Dockerfile": dockerfile.encode(), "consul-template": content})
 
 
 def _python_base(client: docker.DockerClient) -> str:
