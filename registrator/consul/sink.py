@@ -51,7 +51,8 @@ class ConsulSink:
         self._metrics = metrics
         with _without_library_env():
             self._client = consul.Consul(
-                host="localhost" if endpoint.socket else endpoint.host,
+                # python-consul2 joins host and port as they are: an IPv6 address needs its brackets.
+                host="localhost" if endpoint.socket else f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host,
                 port=80 if endpoint.socket else endpoint.port,
                 scheme=_UNIX_SCHEME if endpoint.socket else endpoint.scheme,
                 token=endpoint.token,

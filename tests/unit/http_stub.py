@@ -7,6 +7,7 @@ Consul really answer is covered against the real ones in tests/integration.
 from __future__ import annotations
 
 import http.server
+import socket
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -67,17 +68,21 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
+class _V6Server(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 @contextmanager
-def serving(socket_path: str = "") -> Iterator[Stub]:
-    """A stub on a free loopback port, or on `socket_path` when given."""
+def serving(socket_path: str = "", host: str = "127.0.0.1") -> Iterator[Stub]:
+    """A stub on a free loopback port (IPv4, or IPv6 with host="::1"), or on `socket_path` when given."""
     stub = Stub()
     server: socketserver.BaseServer
     if socket_path:
         server = _UnixServer(socket_path, _handler(stub))
         stub.address = socket_path
     else:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(stub))
-        stub.address = f"127.0.0.1:{server.server_address[1]}"
+        server = (_V6Server if ":" in host else http.server.ThreadingHTTPServer)((host, 0), _handler(stub))
+        stub.address = f"[{host}]:{server.server_address[1]}" if ":" in host else f"{host}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:

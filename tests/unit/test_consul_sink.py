@@ -105,7 +105,7 @@ def test_the_consul_client_never_follows_a_redirect():
 
 def _sink(stub: Stub, **endpoint: object) -> ConsulSink:
     host, port = stub.address.rsplit(":", 1)
-    return ConsulSink(ConsulEndpoint(host=host, port=int(port), timeout=2, **endpoint))  # type: ignore[arg-type]
+    return ConsulSink(ConsulEndpoint(host=host.strip("[]"), port=int(port), timeout=2, **endpoint))  # type: ignore[arg-type]
 
 
 SPEC = ServiceSpec(id="h:web:80", name="web", address="10.0.0.1", port=80, tags=("a",), meta=MappingProxyType({"registrator-host": "h"}))
@@ -174,3 +174,13 @@ def test_writes_over_the_unix_socket_take_the_same_path(tmp_path):
 
 def test_https_writes_stay_on_the_library_path_where_tls_is_configured():
     assert ConsulSink(ConsulEndpoint(scheme="https"))._write_pool() is None
+
+
+def test_a_consul_agent_on_an_ipv6_address_is_reached_for_reads_and_writes():
+    with serving(host="::1") as stub:
+        stub.answer("/v1/agent/service/register", 200)
+        stub.answer("/v1/status/leader", 200, b'"[::1]:8300"')
+        sink = _sink(stub)
+        sink.register(SPEC)
+        assert sink.leader() == "[::1]:8300"
+    assert [seen.path for seen in stub.seen] == ["/v1/agent/service/register?replace-existing-checks=true", "/v1/status/leader"]
