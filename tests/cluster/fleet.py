@@ -136,13 +136,26 @@ class Host(Node):
         return {(addresses.get(fields[7], fields[7]), int(fields[6])) for fields in lines if fields[3] == "SRV"}
 
     def metric(self, name: str) -> float:
-        """One unlabelled series from the agent's /metrics (served inside the namespace on 127.0.0.1:9666)."""
-        text = self.exec("curl", "-sf", "--max-time", "5", "http://127.0.0.1:9666/metrics", timeout=10).stdout
-        values = [line.split()[1] for line in text.splitlines() if line.startswith(f"{name} ")]
+        """One unlabelled series from the agent's /metrics (served inside the namespace on 127.0.0.1:9666);
+        an agent that does not answer raises rather than reading as zero."""
+        result = self.exec("curl", "-sf", "--max-time", "5", "http://127.0.0.1:9666/metrics", timeout=10)
+        if result.returncode != 0:
+            raise OSError(f"/metrics of {self.name}: curl exited with {result.returncode}")
+        values = [line.split()[1] for line in result.stdout.splitlines() if line.startswith(f"{name} ")]
         return float(values[0]) if values else 0.0
 
-    def registrator_log(self) -> str:
-        return _tail(self.dir / "registrator.log", 100_000)
+    def writes(self) -> float:
+        """The Consul writes our agent on this host has made: registrations and deregistrations."""
+        return self.metric("registrator_registrations_total") + self.metric("registrator_deregistrations_total")
+
+    def registrator_log(self, since: int = 0) -> str:
+        """The agent's log from byte SINCE (its log is appended to across restarts)."""
+        path = self.dir / "registrator.log"
+        return path.read_bytes()[since:].decode(errors="replace") if path.exists() else ""
+
+    def log_size(self, name: str) -> int:
+        path = self.dir / f"{name}.log"
+        return path.stat().st_size if path.exists() else 0
 
 
 @dataclass
@@ -199,12 +212,12 @@ class Fleet:
             self.gossip_key = subprocess.run([consul, "keygen"], capture_output=True, text=True, check=True).stdout.strip()
         self._save_secrets()
         self._network()
-        engine = self.root / "bin" / "dockerd-fleet"  # its own process name: `pidof dockerd` must not find it
-        engine.symlink_to(shutil.which("dockerd") or "/usr/sbin/dockerd")
+        # its own process name: `pidof dockerd` must not find it
+        self._engine.symlink_to(shutil.which("dockerd") or "/usr/sbin/dockerd")
         for server in self.server_nodes:
             self._consul_agent(consul, server, self._server_config(server))
         for host in self.hosts.values():
-            self._dockerd(engine, host)
+            self._dockerd(host)
         parallel([lambda: self._wait_leader(deadline), *[partial(self._wait_engine, h, deadline) for h in self.hosts.values()]])
         self._tokens(deadline)
         for host in self.hosts.values():
@@ -213,6 +226,10 @@ class Fleet:
         for host in self.hosts.values():
             self._registrator(host)
         parallel([partial(self._wait_registrator, h, deadline) for h in self.hosts.values()])
+
+    @property
+    def _engine(self) -> Path:
+        return self.root / "bin" / "dockerd-fleet"
 
     def _network(self) -> None:
         """The bridge (no address in the root namespace), one namespace and veth per node, and the one
@@ -264,10 +281,10 @@ class Fleet:
         self._spawn(node, "consul", node.command(binary, "agent", f"-config-file={node.dir / 'consul.json'}"),
                     env={"CHECKPOINT_DISABLE": "1"})
 
-    def _dockerd(self, engine: Path, host: Host) -> None:
+    def _dockerd(self, host: Host) -> None:
         d = host.dir
         argv = host.command(
-            "unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', f"fleet-{host.name}", str(engine),
+            "unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', f"fleet-{host.name}", str(self._engine),
             f"--data-root={d / 'docker-data'}", f"--exec-root={d / 'docker-exec'}", f"--host={host.docker_host}",
             f"--pidfile={d / 'docker.pid'}", f"--bip=198.18.{10 + host.index}.1/24",
             f"--default-address-pool=base=198.19.{16 * host.index}.0/20,size=24",
@@ -328,12 +345,14 @@ class Fleet:
         self._until(lambda: self._answers(create), deadline, "the ACL tokens", self.server_nodes, "consul")
 
     def _wait_client(self, host: Host, deadline: float) -> None:
-        def in_catalog() -> bool:
-            return bool(self._answers(lambda: host.consul("GET", f"/v1/catalog/node/{host.name}", self.management_token)))
-        self._until(in_catalog, deadline, f"the Consul client of {host.name} in the catalog", [host], "consul")
+        """Until the servers see HOST's client alive (a node that failed stays in the catalog, critical)."""
+        def alive() -> bool:
+            checks = self._answers(lambda: host.consul("GET", f"/v1/health/node/{host.name}", self.management_token))
+            return any(c["CheckID"] == "serfHealth" and c["Status"] == "passing" for c in checks or [])
+        self._until(alive, deadline, f"the Consul client of {host.name} alive in the catalog", [host], "consul")
 
-    def _wait_registrator(self, host: Host, deadline: float) -> None:
-        self._until(lambda: "ready:" in host.registrator_log(), deadline, f"the registrator of {host.name}", [host], "registrator")
+    def _wait_registrator(self, host: Host, deadline: float, since: int = 0) -> None:
+        self._until(lambda: "ready:" in host.registrator_log(since), deadline, f"the registrator of {host.name}", [host], "registrator")
 
     @staticmethod
     def _answers(call: Callable[[], T]) -> T | None:
@@ -354,6 +373,67 @@ class Fleet:
         except AssertionError as exc:
             tails = "\n".join(f"--- {node.dir / (log + '.log')} ---\n{_tail(node.dir / (log + '.log'), 3000)}" for node in nodes)
             raise RuntimeError(f"{exc}\n{tails}") from None
+
+    # --- faults and restarts -----------------------------------------------------------------------
+
+    def kill(self, host: Host) -> None:
+        """Host loss as a power cut would do it: SIGKILL to everything in HOST's namespace (Consul client,
+        engine, containerd and its shims, our agent) and to its containers; the data dirs stay."""
+        pids = _pids_in(host.netns)
+        for pid in pids:
+            _signal(pid, signal.SIGKILL)
+        _kill_cgroups([host.dir])
+        eventually(lambda: not any(_alive(pid) for pid in pids), timeout=10, what=f"{host.name}'s processes gone")
+        self._reap(host)
+        host.close()
+
+    def stop(self, host: Host, part: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
+        """Stop one of HOST's parts ("registrator", "consul") with SIG and wait until it has exited."""
+        pids = {pid for pid in _pids_in(host.netns) if _comm_matches(pid, part)}
+        assert pids, f"no {part} running on {host.name}"
+        for pid in pids:
+            _signal(pid, sig)
+        eventually(lambda: not any(_alive(pid) for pid in pids), timeout=timeout, interval=0.1, what=f"{part} of {host.name} gone")
+        self._reap(host, part)
+
+    def start(self, host: Host, *parts: str, timeout: float = 60) -> None:
+        """Start HOST's PARTS again on their data dirs, in dependency order ("dockerd", "consul",
+        "registrator"), each waited for until it serves."""
+        deadline = time.monotonic() + timeout
+        if "dockerd" in parts:
+            self._dockerd(host)
+            self._wait_engine(host, deadline)
+        if "consul" in parts:
+            self._consul_agent(consul_binary(), host, self._client_config(host))
+            self._wait_client(host, deadline)
+        if "registrator" in parts:
+            since = host.log_size("registrator")
+            self._registrator(host)
+            self._wait_registrator(host, deadline, since)
+
+    def _reap(self, host: Host, *parts: str) -> None:
+        for part in parts or ("registrator", "dockerd", "consul"):
+            process = self.processes.pop((host.name, part), None)
+            if process is not None:
+                process.wait(timeout=5)
+
+    def cut(self, node: Node) -> None:
+        """Pull NODE's cable: its veth on the bridge goes down; everything on it keeps running."""
+        run("ip", "link", "set", self._veth(node), "down")
+
+    def restore(self, node: Node) -> None:
+        run("ip", "link", "set", self._veth(node), "up")
+
+    def _veth(self, node: Node) -> str:
+        return f"rfleet-{self.nodes.index(node)}"
+
+    def leader(self) -> Node | None:
+        """The server leading now, as the first server that answers says (None during an election)."""
+        for server in self.server_nodes:
+            address = self._answers(partial(server.consul, "GET", "/v1/status/leader", "", timeout=2))
+            if address:
+                return next(s for s in self.server_nodes if address.startswith(f"{s.ip}:"))
+        return None
 
     # --- state ------------------------------------------------------------------------------------
 
@@ -392,7 +472,7 @@ class Fleet:
         for name in ("registrator", "dockerd", "consul"):  # the agent first: it must not see the engines go
             self._stop(partial(_comm_matches, name=name), timeout / 3)
         self._stop(lambda pid: True, timeout / 3)  # whatever else was left in the namespaces
-        _kill_cgroups(self.root)
+        _kill_cgroups([host.dir for host in self.hosts.values()])
         for host in self.hosts.values():
             host.close()
         for target in sorted(_mounts_under(self.root), key=len, reverse=True):
@@ -504,10 +584,10 @@ def _remove_containers(host: Host) -> None:
         pass
 
 
-def _kill_cgroups(root: Path) -> None:
-    """Kill what still runs in the cgroups of the fleet engines' containers (an engine killed before it
+def _kill_cgroups(host_dirs: list[Path]) -> None:
+    """Kill what still runs in the cgroups of these hosts' containers (an engine killed before it
     stopped them leaves them running), and remove those cgroups."""
-    ids = {p.name for p in root.glob("*/docker-data/containers/*")}
+    ids = {p.name for d in host_dirs for p in d.glob("docker-data/containers/*")}
     groups = [g for cid in ids for g in Path("/sys/fs/cgroup").glob(f"*/docker/{cid}")] + \
              [g for cid in ids for g in Path("/sys/fs/cgroup").glob(f"system.slice/docker-{cid}.scope")]
     for group in groups:

@@ -6,15 +6,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from docker.models.containers import Container
 
 from tests.cluster.fleet import ConsulError, Fleet, Host
 from tests.integration.rig import eventually
 
 
-def start(fleet: Fleet, host: Host, name: str, service: str) -> Container:
-    """The http image on HOST, port 80 published on a port the engine picks."""
-    container = host.docker.containers.run(fleet.image_tags["http"], name=name, detach=True,
+def start(fleet: Fleet, host: Host, name: str, service: str, always: bool = False) -> Container:
+    """The http image on HOST, port 80 published on a port the engine picks (ALWAYS: restarted by its
+    engine, as a host's services are after a reboot)."""
+    policy = {"Name": "always"} if always else None
+    container = host.docker.containers.run(fleet.image_tags["http"], name=name, detach=True, restart_policy=policy,
                                            environment={"SERVICE_NAME": service}, ports={"80/tcp": None})
     container.reload()
     return container
@@ -80,3 +83,57 @@ def test_two_hosts_one_name(clean: Fleet) -> None:
     [left] = catalog(clean, c, "web")
     assert left["ServiceID"] == by_node["b"]["ServiceID"]
     assert left["ServiceMeta"]["registrator-container"] == containers["b"].id
+
+
+def endpoints_of(host: Host, prefix: str) -> set[tuple[str, int]]:
+    """Where HOST's engine publishes its running containers named PREFIX… now (a container restarted
+    by its engine may get another port)."""
+    return {(host.ip, published(c)) for c in host.docker.containers.list(filters={"name": prefix}) if c.ports.get("80/tcp")}
+
+
+@pytest.mark.parametrize("loss", ["kill", "cut"])
+def test_host_loss(clean: Fleet, loss: str) -> None:
+    """Host a dies (everything SIGKILLed, or its cable pulled): its instances leave c's DNS within
+    Consul's failure detection with no write from any agent (b's and c's agents write nothing, and a's
+    catalog entries stay as they were, failing with its node); b's instance is left alone. When a
+    returns on its data dirs, its instances come back by themselves, once each."""
+    a, b, c = clean.hosts.values()
+    for name in ("lost-1", "lost-2"):
+        start(clean, a, name, "lost", always=True)
+    start(clean, b, "lost-1", "lost", always=True)
+    before = endpoints_of(a, "lost") | endpoints_of(b, "lost")
+    eventually(lambda: c.endpoints("lost.service.consul") == before, timeout=30, what="all three in c's DNS")
+    a_entries = {e["ServiceID"]: e["ModifyIndex"] for e in catalog(clean, c, "lost") if e["Node"] == "a"}
+    writes = {h.name: h.writes() for h in (b, c)}
+    resyncs = {h.name: h.metric("registrator_resyncs_total") for h in (b, c)}
+
+    lost = time.monotonic()
+    if loss == "kill":
+        clean.kill(a)
+    else:
+        clean.cut(a)
+    try:
+        eventually(lambda: c.endpoints("lost.service.consul") == endpoints_of(b, "lost"), timeout=60, interval=0.1,
+                   what="only b's instance in c's DNS")
+        gone = time.monotonic() - lost
+        print(f"host loss ({loss}) -> a's instances gone from c's DNS after {gone:.2f}s")
+        eventually(lambda: all(h.metric("registrator_resyncs_total") > resyncs[h.name] for h in (b, c)),
+                   timeout=25, interval=0.5, what="a resync on b and on c while a is away")
+        assert {h.name: h.writes() for h in (b, c)} == writes
+        assert {e["ServiceID"]: e["ModifyIndex"] for e in catalog(clean, c, "lost") if e["Node"] == "a"} == a_entries
+        assert b.endpoints("lost.service.consul") == endpoints_of(b, "lost")
+    finally:
+        if loss == "kill":
+            clean.start(a, "dockerd", "consul", "registrator")
+        else:
+            clean.restore(a)
+
+    after = eventually(lambda: (now := endpoints_of(a, "lost")) and len(now) == 2 and now, timeout=30,
+                       what="a's containers running again")
+    eventually(lambda: c.endpoints("lost.service.consul") == after | endpoints_of(b, "lost"), timeout=60,
+               interval=0.2, what="a's instances back in c's DNS")
+    returned = time.monotonic() - lost
+    instances = catalog(clean, c, "lost")
+    assert sorted((e["Node"], e["ServiceAddress"], e["ServicePort"]) for e in instances) == \
+        sorted([("a", *endpoint) for endpoint in after] + [("b", *endpoint) for endpoint in endpoints_of(b, "lost")])
+    print(f"host loss ({loss}) -> a's instances back in c's DNS {returned:.2f}s after the loss")
