@@ -11,11 +11,10 @@ from typing import TypeVar
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, PlatformCollector, ProcessCollector, Summary
+from prometheus_client.exposition import choose_encoder
 
 # `*_created` series double every counter and summary for a timestamp no dashboard of ours reads.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
-
-CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
 # name: (help, label names)
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -65,9 +64,11 @@ class Metrics:
         sample = f"{name}_count" if name in SUMMARIES else name
         return self.registry.get_sample_value(sample, {k: str(v) for k, v in labels.items()}) or 0.0
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition (CONTENT_TYPE)."""
-        return prometheus_client.generate_latest(self.registry)
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The exposition and its content type, in the format the scraper's Accept asks for, as
+        prometheus_client's own server answers: the 0.0.4 text format unless OpenMetrics is asked for."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
 
 
 def _series(family: Family, labels: dict[str, str]) -> Family:

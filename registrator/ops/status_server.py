@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from registrator.ops.metrics import CONTENT_TYPE, Metrics
+from registrator.ops.metrics import Metrics
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -26,7 +26,7 @@ class StatusServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 if self.path == "/metrics":
-                    self._send(200, metrics.render(), CONTENT_TYPE)
+                    self._send(200, *metrics.render(self.headers.get("Accept", "")))
                 elif self.path == "/healthz":
                     ok, details = health()
                     self._send(200 if ok else 503, json.dumps(details).encode(), "application/json")

@@ -7,7 +7,7 @@ from registrator.ops.metrics import COUNTERS, GAUGES, Metrics
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(metrics.render().decode()) for s in family.samples}
+            for family in text_string_to_metric_families(metrics.render()[0].decode()) for s in family.samples}
 
 
 def test_unlabelled_families_start_at_zero_and_labelled_ones_empty():
@@ -47,3 +47,16 @@ def test_each_instance_counts_on_its_own():
     first, second = Metrics(), Metrics()
     first.inc("registrator_resyncs_total")
     assert (first.value("registrator_resyncs_total"), second.value("registrator_resyncs_total")) == (1, 0)
+
+
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")  # what Prometheus sends when it scrapes
+
+
+def test_the_format_is_the_one_the_scraper_asks_for():
+    metrics = Metrics()
+    assert metrics.render("")[1] == "text/plain; version=0.0.4; charset=utf-8"
+    assert metrics.render("*/*")[1] == "text/plain; version=0.0.4; charset=utf-8"
+    body, content_type = metrics.render(PROMETHEUS_ACCEPT)
+    assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+    assert body.endswith(b"# EOF\n") and b"registrator_resyncs_total 0.0" in body
