@@ -19,7 +19,7 @@ def resolve_service(name: str, tag: str, server: str, domain: str = "consul", ti
     """Healthy instances as (address, port), sorted. Addresses come from the SRV answer's additional
     records, or from resolving each SRV target."""
     host, _, port = server.rpartition(":")
-    if not host or not port.isdecimal():
+    if not host or not port.isdecimal() or not 0 < int(port) < 65536:
         raise ResolveError(f"--dns {server!r}: expected HOST:PORT")
     host = _address(host.strip("[]"), int(port), server)
     qname = ".".join(p for p in (tag, name, "service", domain) if p) + "."
