@@ -222,6 +222,8 @@ class ConsulSink:
             outcome = "ok"
         except requests.exceptions.SSLError as exc:
             raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: TLS failed: {_reason(exc)}", transient=True) from exc
+        except requests.TooManyRedirects as exc:  # never followed (see __init__); asking again gets the same answer
+            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: answered with a redirect; not followed", transient=False) from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
         except (consul.ACLPermissionDenied, consul.ACLDisabled) as exc:

@@ -130,6 +130,15 @@ def test_a_registration_sends_the_payload_the_token_and_replace_existing_checks(
     assert json.loads(seen.body) == service_payload(SPEC)
 
 
+def test_a_redirected_read_is_the_same_error_as_a_redirected_write():
+    with serving() as stub:
+        stub.answer("/v1/agent/service/", 301, Location="/v1/agent/service/victim")
+        with pytest.raises(ConsulError, match="redirect") as raised:
+            _sink(stub).has_service("x")
+    assert [seen.path for seen in stub.seen] == ["/v1/agent/service/x"]
+    assert not raised.value.transient
+
+
 def test_a_redirected_write_is_an_error_and_is_not_followed():
     with serving() as stub:
         stub.answer("/v1/agent/service/deregister/", 301, Location="/v1/agent/service/deregister/victim")
