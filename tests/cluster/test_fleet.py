@@ -137,3 +137,36 @@ def test_host_loss(clean: Fleet, loss: str) -> None:
     assert sorted((e["Node"], e["ServiceAddress"], e["ServicePort"]) for e in instances) == \
         sorted([("a", *endpoint) for endpoint in after] + [("b", *endpoint) for endpoint in endpoints_of(b, "lost")])
     print(f"host loss ({loss}) -> a's instances back in c's DNS {returned:.2f}s after the loss")
+
+
+def checks(fleet: Fleet, via: Host, node: str) -> set[tuple[str, str, str]]:
+    """(service ID, check ID, status) of NODE's service checks, as the catalog answers through VIA."""
+    try:
+        entries = via.consul("GET", f"/v1/health/node/{node}", fleet.management_token)
+    except (OSError, ConsulError):
+        return set()
+    return {(e["ServiceID"], e["CheckID"], e["Status"]) for e in entries if e["ServiceID"]}
+
+
+def test_client_agent_restart_keeps_its_data(clean: Fleet) -> None:
+    """b's Consul client stops (SIGTERM: it leaves the cluster) and starts again on its data dir: its
+    services and their checks' states come back as they were, from its own data, with no write from our
+    agent over the restart and a resync after it, and no duplicate or stale entry."""
+    a, b, c = clean.hosts.values()
+    for name, path in (("kept-up", "/health"), ("kept-down", "/missing")):
+        b.docker.containers.run(clean.image_tags["http"], name=name, detach=True, ports={"80/tcp": None},
+                                environment={"SERVICE_NAME": name, "SERVICE_CHECK_HTTP": path, "SERVICE_CHECK_INTERVAL": "1s"})
+    before = eventually(lambda: (now := checks(clean, c, "b")) and sorted(s for _, _, s in now) == ["critical", "passing"] and now,
+                        timeout=30, what="b's two services, one check passing and one critical")
+    services = b.consul("GET", "/v1/agent/services", clean.management_token)
+    writes = b.writes()
+
+    clean.stop(b, "consul")
+    clean.start(b, "consul")  # what it serves before our agent writes anything comes from its data dir
+    eventually(lambda: checks(clean, c, "b") == before, timeout=30, what="b's services and check states back")
+    resyncs = b.metric("registrator_resyncs_total")
+    eventually(lambda: b.metric("registrator_resyncs_total") > resyncs, timeout=25, interval=0.5, what="a resync on b after the restart")
+    assert b.writes() == writes
+    assert b.consul("GET", "/v1/agent/services", clean.management_token) == services
+    for name in ("kept-up", "kept-down"):
+        assert [e["Node"] for e in catalog(clean, c, name)] == ["b"]
