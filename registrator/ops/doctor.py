@@ -286,13 +286,19 @@ def check_ecs(url: str | None, containers: list[ContainerSnapshot], unread: str)
     tasks = sorted((c for c in containers if ECS_LABELS["ecs_task_arn"] in c.labels), key=lambda c: c.name)
     if not tasks:
         return skipped(ECS, False, f"not every container could be read: {unread}" if unread else "no running container has ECS labels")
+    # As `run` (DockerSource.inspect): only a task sharing another container's network namespace with
+    # no address Docker knows (awsvpc) needs the agent; any container may carry the labels.
+    awsvpc = [c for c in tasks if c.network_mode.startswith("container:") and not (c.ip or c.networks_with_address)]
+    asked = (awsvpc or tasks)[0]
     try:
-        address = EcsAgent(url).task_ip(tasks[0].id)
+        address = EcsAgent(url).task_ip(asked.id)
     except EcsError as exc:
-        return Result(ECS, False, True, f"{exc}; ECS containers running: {shown([task.name for task in tasks])}",
+        needed = f"awsvpc tasks need it for their address: {shown([task.name for task in awsvpc])}" if awsvpc else \
+            f"ECS-labelled containers running, none of them awsvpc: {shown([task.name for task in tasks])}"
+        return Result(ECS, False, bool(awsvpc), f"{exc}; {needed}",
                       fix="pass --ecs-agent-url where the ECS agent's introspection API listens, or --no-ecs")
     task = f"task address {address}" if address else "no awsvpc task address"
-    return Result(ECS, True, True, f"the ECS agent at {url} answers for container {shown([tasks[0].name])} ({task})")
+    return Result(ECS, True, bool(awsvpc), f"the ECS agent at {url} answers for container {shown([asked.name])} ({task})")
 
 
 def shown(names: list[str]) -> str:

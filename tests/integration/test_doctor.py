@@ -151,8 +151,15 @@ def test_a_dns_port_where_nothing_answers_fails_an_optional_check_only(consul):
     assert f"✗ dns (optional): DNS query consul.service.consul. to 127.0.0.1:{port}:" in result.stdout
 
 
-def test_with_ecs_containers_the_ecs_agent_is_asked_about_one(consul, workload, fake_endpoint):
-    task = workload("http", labels=ECS_LABELS, ports={80: None}).get_wrapped_container()
+def awsvpc_task(workload):
+    """An ECS awsvpc task as Docker shows it: in its pause container's network namespace, with no
+    address Docker knows (the ENI is the ECS agent's), so `run` asks the ECS agent for it."""
+    pause = workload("tcp", network_mode="none").get_wrapped_container()  # as ECS's pause container: its own port
+    return workload("http", labels=ECS_LABELS, network_mode=f"container:{pause.id}").get_wrapped_container()
+
+
+def test_with_awsvpc_tasks_the_ecs_agent_is_asked_about_one(consul, workload, fake_endpoint):
+    task = awsvpc_task(workload)
     body = {"Arn": ECS_LABELS["com.amazonaws.ecs.task-arn"],
             "Containers": [{"DockerId": task.id, "Name": "app", "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.1.2.3"]}]}]}
     ecs_agent = fake_endpoint(lambda method, path, headers: (200, json.dumps(body)) if f"dockerid={task.id}" in path else (404, ""))
@@ -163,11 +170,21 @@ def test_with_ecs_containers_the_ecs_agent_is_asked_about_one(consul, workload, 
     assert lines["✓ ecs"] == f"✓ ecs: the ECS agent at {ecs_agent.url} answers for container {task.name} (task address 10.1.2.3)"
 
 
-def test_with_ecs_containers_an_unreachable_ecs_agent_fails_the_doctor(consul, workload):
-    task = workload("http", labels=ECS_LABELS, ports={80: None}).get_wrapped_container()
+def test_with_awsvpc_tasks_an_unreachable_ecs_agent_fails_the_doctor(consul, workload):
+    task = awsvpc_task(workload)
 
     result, lines = doctor(consul, "--ecs-agent-url", f"http://127.0.0.1:{free_port()}")
 
     assert result.returncode == 1
-    assert lines["✗ ecs"].endswith(f"ECS containers running: {task.name}")
+    assert lines["✗ ecs"].endswith(f"awsvpc tasks need it for their address: {task.name}")
     assert result.stdout.splitlines()[-1] == "required checks failed: ecs"
+
+
+def test_an_ecs_labelled_container_with_its_own_address_does_not_need_the_ecs_agent(consul, workload):
+    """Any container may carry ECS labels; `run` asks the ECS agent only about awsvpc tasks."""
+    labelled = workload("http", labels=ECS_LABELS, ports={80: None}).get_wrapped_container()
+
+    result, lines = doctor(consul, "--ecs-agent-url", f"http://127.0.0.1:{free_port()}")
+
+    assert result.returncode == 0, result.stdout
+    assert lines["✗ ecs (optional)"].endswith(f"ECS-labelled containers running, none of them awsvpc: {labelled.name}")

@@ -197,11 +197,19 @@ def test_the_ecs_agent_is_not_checked_without_ecs_containers_or_with_no_ecs():
         "skipped: not every container could be read: docker ps: timed out")
 
 
-def test_with_ecs_containers_an_unreachable_ecs_agent_is_a_required_failure():
-    task = replace(web("a", name="ecs-app-1"), labels=MappingProxyType(ECS_TASK))
+def test_with_awsvpc_tasks_an_unreachable_ecs_agent_is_a_required_failure():
+    task = replace(web("a", name="ecs-app-1"), labels=MappingProxyType(ECS_TASK), network_mode="container:pause", ip="", networks=())
     result = check_ecs("http://127.0.0.1:1", [task], "")
     assert (result.ok, result.required) == (False, True)
     assert "ecs-app-1" in result.detail and "--ecs-agent-url" in result.fix
+
+
+def test_an_ecs_labelled_container_with_its_own_address_does_not_make_the_ecs_agent_required():
+    """`run` asks the ECS agent only for a task with no address Docker knows; any container may carry the labels."""
+    labelled = replace(web("a", name="labelled"), labels=MappingProxyType(ECS_TASK))
+    result = check_ecs("http://127.0.0.1:1", [labelled], "")
+    assert (result.ok, result.required) == (False, False)
+    assert healthy([result])
 
 
 def test_doctor_takes_the_run_flags_like_explain_does():
