@@ -3,6 +3,7 @@ clients and agents, and three Consul servers with default-deny ACLs."""
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Any
 
@@ -170,3 +171,40 @@ def test_client_agent_restart_keeps_its_data(clean: Fleet) -> None:
     assert b.consul("GET", "/v1/agent/services", clean.management_token) == services
     for name in ("kept-up", "kept-down"):
         assert [e["Node"] for e in catalog(clean, c, name)] == ["b"]
+
+
+def registered(fleet: Fleet, host: Host, service: str) -> set[tuple[str, int]] | None:
+    """(address, port) of SERVICE's instances HOST's own Consul client holds (None: it does not answer)."""
+    try:
+        services = host.consul("GET", "/v1/agent/services", fleet.management_token)
+    except (OSError, ConsulError):
+        return None
+    return {(s["Address"], s["Port"]) for s in services.values() if s["Service"] == service}
+
+
+def test_client_agent_down_while_containers_churn(clean: Fleet) -> None:
+    """a's Consul client crashes and stays down for 30 s while containers start and stop on a; once it
+    is back (on its data dir, with the services it held before), a's services in its client, in the
+    catalog and in c's DNS are exactly what `docker ps` shows on a."""
+    a, b, c = clean.hosts.values()
+    old = [start(clean, a, f"churn-{i}", "churn") for i in range(3)]
+    eventually(lambda: registered(clean, a, "churn") == endpoints_of(a, "churn"), timeout=30, what="a's three churn instances registered")
+
+    down = time.monotonic()
+    clean.stop(a, "consul", signal.SIGKILL)
+    old[0].remove(force=True)
+    old[1].stop(timeout=1)
+    start(clean, a, "churn-3", "churn")
+    time.sleep(10)  # the outage is the scenario: the agent's resyncs run (and fail) against the dead client
+    start(clean, a, "churn-4", "churn")
+    old[2].stop(timeout=1)
+    time.sleep(max(30 - (time.monotonic() - down), 0))
+    clean.start(a, "consul")
+
+    running = endpoints_of(a, "churn")
+    assert len(running) == 2
+    eventually(lambda: registered(clean, a, "churn") == running, timeout=30, what="a's client holding exactly what runs on a")
+    eventually(lambda: {(e["ServiceAddress"], e["ServicePort"]) for e in catalog(clean, c, "churn")} == running,
+               timeout=15, what="the catalog holding exactly what runs on a")
+    eventually(lambda: c.endpoints("churn.service.consul") == running, timeout=15, what="c's DNS answering what runs on a")
+    print(f"client down 30 s during churn -> a's services equal its docker ps {time.monotonic() - down - 30:.2f}s after it returned")
