@@ -4,7 +4,9 @@ clients and agents, and three Consul servers with default-deny ACLs."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -208,3 +210,56 @@ def test_client_agent_down_while_containers_churn(clean: Fleet) -> None:
                timeout=15, what="the catalog holding exactly what runs on a")
     eventually(lambda: c.endpoints("churn.service.consul") == running, timeout=15, what="c's DNS answering what runs on a")
     print(f"client down 30 s during churn -> a's services equal its docker ps {time.monotonic() - down - 30:.2f}s after it returned")
+
+
+@dataclass
+class DnsWatch:
+    """C's DNS answers for one name, polled from a thread until stopped: every answer that differs from
+    the expected set is kept with its time."""
+
+    host: Host
+    name: str
+    expected: set[tuple[str, int]]
+    polls: int = 0
+    misses: list[tuple[float, set[tuple[str, int]]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> DnsWatch:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(0.05):
+            answer = self.host.endpoints(self.name)
+            self.polls += 1
+            if answer != self.expected:
+                self.misses.append((time.monotonic() - started, answer))
+
+
+def test_rolling_upgrade_of_the_agent(clean: Fleet) -> None:
+    """Our agent is replaced host after host (SIGTERM, then the new one started): c's DNS answers every
+    instance throughout, and each new agent finds everything in place and writes nothing."""
+    hosts = list(clean.hosts.values())
+    c = clean.hosts["c"]
+    for host in hosts:
+        start(clean, host, "steady", "steady")
+    expected = {endpoint for host in hosts for endpoint in endpoints_of(host, "steady")}
+    eventually(lambda: c.endpoints("steady.service.consul") == expected, timeout=30, what="three instances in c's DNS")
+
+    with DnsWatch(c, "steady.service.consul", expected) as watch:
+        eventually(lambda: watch.polls > 0, timeout=10, what="the DNS watch polling")
+        for host in hosts:
+            clean.stop(host, "registrator")
+            clean.start(host, "registrator")
+        resyncs = {h.name: h.metric("registrator_resyncs_total") for h in hosts}
+        eventually(lambda: all(h.metric("registrator_resyncs_total") > resyncs[h.name] for h in hosts),
+                   timeout=25, interval=0.5, what="a resync by every new agent")
+    assert watch.misses == [], f"{len(watch.misses)} of {watch.polls} answers differed"
+    assert {h.name: h.writes() for h in hosts} == {h.name: 0.0 for h in hosts}
+    print(f"rolling upgrade: {watch.polls} DNS answers from c, none missing an instance")
