@@ -344,12 +344,13 @@ class Fleet:
         # the ACL system answers "not yet initialized" for a moment after the first election
         self._until(lambda: self._answers(create), deadline, "the ACL tokens", self.server_nodes, "consul")
 
-    def _wait_client(self, host: Host, deadline: float) -> None:
-        """Until the servers see HOST's client alive (a node that failed stays in the catalog, critical)."""
+    def _wait_client(self, node: Node, deadline: float) -> None:
+        """Until NODE's own Consul agent says the cluster sees it alive (a node that failed stays in the
+        catalog, critical)."""
         def alive() -> bool:
-            checks = self._answers(lambda: host.consul("GET", f"/v1/health/node/{host.name}", self.management_token))
+            checks = self._answers(lambda: node.consul("GET", f"/v1/health/node/{node.name}", self.management_token))
             return any(c["CheckID"] == "serfHealth" and c["Status"] == "passing" for c in checks or [])
-        self._until(alive, deadline, f"the Consul client of {host.name} alive in the catalog", [host], "consul")
+        self._until(alive, deadline, f"the Consul agent of {node.name} alive in the catalog", [node], "consul")
 
     def _wait_registrator(self, host: Host, deadline: float, since: int = 0) -> None:
         self._until(lambda: "ready:" in host.registrator_log(since), deadline, f"the registrator of {host.name}", [host], "registrator")
@@ -387,19 +388,25 @@ class Fleet:
         self._reap(host)
         host.close()
 
-    def stop(self, host: Host, part: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
-        """Stop one of HOST's parts ("registrator", "consul") with SIG and wait until it has exited."""
-        pids = {pid for pid in _pids_in(host.netns) if _comm_matches(pid, part)}
-        assert pids, f"no {part} running on {host.name}"
+    def stop(self, node: Node, part: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> None:
+        """Stop one of NODE's parts ("registrator", "consul") with SIG and wait until it has exited."""
+        pids = {pid for pid in _pids_in(node.netns) if _comm_matches(pid, part)}
+        assert pids, f"no {part} running on {node.name}"
         for pid in pids:
             _signal(pid, sig)
-        eventually(lambda: not any(_alive(pid) for pid in pids), timeout=timeout, interval=0.1, what=f"{part} of {host.name} gone")
-        self._reap(host, part)
+        eventually(lambda: not any(_alive(pid) for pid in pids), timeout=timeout, interval=0.1, what=f"{part} of {node.name} gone")
+        self._reap(node, part)
 
-    def start(self, host: Host, *parts: str, timeout: float = 60) -> None:
-        """Start HOST's PARTS again on their data dirs, in dependency order ("dockerd", "consul",
-        "registrator"), each waited for until it serves."""
+    def start(self, node: Node, *parts: str, timeout: float = 60) -> None:
+        """Start NODE's PARTS again on their data dirs, in dependency order ("dockerd", "consul",
+        "registrator"; a server has only "consul"), each waited for until it serves."""
         deadline = time.monotonic() + timeout
+        if "consul" in parts and not isinstance(node, Host):
+            self._consul_agent(consul_binary(), node, self._server_config(node))
+            self._wait_client(node, deadline)
+            return
+        assert isinstance(node, Host), f"{node.name} is a server: it has only consul"
+        host = node
         if "dockerd" in parts:
             self._dockerd(host)
             self._wait_engine(host, deadline)
@@ -411,9 +418,9 @@ class Fleet:
             self._registrator(host)
             self._wait_registrator(host, deadline, since)
 
-    def _reap(self, host: Host, *parts: str) -> None:
+    def _reap(self, node: Node, *parts: str) -> None:
         for part in parts or ("registrator", "dockerd", "consul"):
-            process = self.processes.pop((host.name, part), None)
+            process = self.processes.pop((node.name, part), None)
             if process is not None:
                 process.wait(timeout=5)
 
