@@ -165,7 +165,7 @@ class Fleet:
     root: Path = DEFAULT_ROOT
     host_names: tuple[str, ...] = ("a", "b", "c")
     servers: int = 3
-    images: tuple[str, ...] = ("http",)
+    images: tuple[str, ...] = ("http", "nsq")
     registrator_args: tuple[str, ...] = ("--ip-from", "route", "--resync", "10", "--listen", "127.0.0.1:9666")
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -3,18 +3,21 @@ clients and agents, and three Consul servers with default-deny ACLs."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
 from docker.models.containers import Container
 
 from tests.cluster.fleet import ConsulError, Fleet, Host, Node, parallel
-from tests.integration.rig import eventually
+from tests.integration.rig import ROOT, eventually
 
 
 def start(fleet: Fleet, host: Host, name: str, service: str, always: bool = False) -> Container:
@@ -310,3 +313,47 @@ def test_leader_loss_during_churn(clean: Fleet) -> None:
               f"after {election:.2f}s, every host converged after {time.monotonic() - lost:.2f}s")
     finally:
         clean.start(leader, "consul")
+
+
+def lookups(host: Host, lookupd_http: tuple[str, int], topic: str) -> list[Any]:
+    """The producers an nsqlookupd knows for TOPIC, asked from HOST (none while it does not answer)."""
+    result = host.exec("curl", "-sf", "--max-time", "2", f"http://{lookupd_http[0]}:{lookupd_http[1]}/lookup?topic={topic}")
+    return list(json.loads(result.stdout).get("producers", [])) if result.returncode == 0 else []
+
+
+def two(host: Host, name: str) -> set[tuple[str, int]]:
+    """NAME's endpoints in HOST's DNS once there are two (before: none)."""
+    found = host.endpoints(name)
+    return found if len(found) == 2 else set()
+
+
+def test_nsq_across_hosts(clean: Fleet) -> None:
+    """The motivating case across hosts: nsqlookupd on a and on b, nsqd on c started with every lookupd
+    of c's Consul DNS SRV answer; a message published on c is read on a by a consumer that knows only
+    a's Consul DNS, through a lookupd and from it c's nsqd."""
+    a, b, c = clean.hosts.values()
+    for host in (a, b):
+        host.docker.containers.run(clean.image_tags["nsq"], command=["nsqlookupd"], name="nsqlookupd", detach=True,
+                                   ports={"4160/tcp": None, "4161/tcp": None},
+                                   environment={"SERVICE_4160_NAME": "nsqlookupd-tcp", "SERVICE_4161_NAME": "nsqlookupd-http"})
+    lookupd_tcp = eventually(partial(two, c, "nsqlookupd-tcp.service.consul"), timeout=30, what="both nsqlookupd in c's DNS")
+    assert {ip for ip, _ in lookupd_tcp} == {a.ip, b.ip}
+
+    # nsqd's entrypoint, played by the test: every lookupd of the SRV answer; its own ports published as
+    # they are, so what it tells the lookupds (c's address, 4150) is where consumers reach it
+    c.docker.containers.run(clean.image_tags["nsq"], name="nsqd", detach=True,
+                            command=["nsqd", f"--broadcast-address={c.ip}", *[f"--lookupd-tcp-address={ip}:{port}" for ip, port in lookupd_tcp]],
+                            ports={"4150/tcp": 4150, "4151/tcp": 4151},
+                            environment={"SERVICE_4150_NAME": "nsqd", "SERVICE_4151_NAME": "nsqd-http"})
+    [(ip, port)] = eventually(lambda: c.endpoints("nsqd-http.service.consul"), timeout=30, what="nsqd in c's DNS")
+    publish = c.exec("curl", "-sf", "--max-time", "5", "-d", "order-42", f"http://{ip}:{port}/pub?topic=orders")
+    assert publish.returncode == 0, publish.stderr
+
+    lookupd_http = eventually(partial(two, a, "nsqlookupd-http.service.consul"), timeout=10, what="both nsqlookupd HTTP in a's DNS")
+    for lookupd in lookupd_http:
+        producers = eventually(partial(lookups, a, lookupd, "orders"), timeout=20, what=f"nsqd known to {lookupd}")
+        assert [(p["broadcast_address"], p["tcp_port"]) for p in producers] == [(c.ip, 4150)]
+    nsq_bin = Path(subprocess.run(["bash", str(ROOT / "scripts" / "nsq.sh")], capture_output=True, text=True, check=True).stdout.strip())
+    consumer = a.exec(str(nsq_bin / "nsq_tail"), "--topic=orders", "-n", "1",
+                      *[f"--lookupd-http-address={ip}:{port}" for ip, port in lookupd_http], timeout=30)
+    assert consumer.stdout.strip() == "order-42", consumer.stderr
