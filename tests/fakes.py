@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tenacity import wait_fixed
+from tenacity.wait import wait_base
 
 from registrator.config import ConsulEndpoint, Options, Settings
 from registrator.consul.sink import ConsulError
@@ -153,7 +154,7 @@ class FakeConsul(Holds):
     def services(self) -> dict[str, ServiceSpec]:
         with self._lock:
             answer = dict(self.services_)
-        self.pause("services", "")  # the answer is on its way while others write
+        self._call("services", "")  # the answer is on its way while others write
         return answer
 
     def check_states(self) -> dict[str, tuple[str, str]]:
@@ -245,12 +246,13 @@ def agent_settings(host: str = "h", *, drain: str = "deregister", deregister: st
 class Agent:
     """A controller over fakes, with its queue and clock at hand; `settle` handles every key due now."""
 
-    def __init__(self, consul: FakeConsul | None = None, docker: FakeDocker | None = None, **options: Any) -> None:
+    def __init__(self, consul: FakeConsul | None = None, docker: FakeDocker | None = None, backoff: wait_base | None = None,
+                 **options: Any) -> None:
         self.docker = docker if docker is not None else FakeDocker()
         self.consul = consul if consul is not None else FakeConsul()
         self.clock = Clock()
-        self.queue = WorkQueue(backoff=wait_fixed(BACKOFF), clock=self.clock)
-        self.background = WorkQueue(backoff=wait_fixed(BACKOFF), clock=self.clock)
+        self.queue = WorkQueue(backoff=backoff or wait_fixed(BACKOFF), clock=self.clock)
+        self.background = WorkQueue(backoff=backoff or wait_fixed(BACKOFF), clock=self.clock)
         self.controller = Controller(agent_settings(**options), self.docker, self.consul, queue=self.queue,
                                      background=self.background, clock=self.clock)
 

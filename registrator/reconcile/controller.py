@@ -6,7 +6,10 @@ container are handled in order and never concurrently; different containers, a r
 heartbeat all run side by side (the local view makes that safe), so a resync never holds up an
 event. A container being stopped (its first stop-signal `kill`) is urgent: one more worker serves
 only those, so its service leaves DNS at once even while the others wait on Docker. A key whose
-handling fails goes back to the queue after its own backoff. Signal handlers only set `stop`.
+handling fails goes back to the queue after its own backoff; while Consul takes no writes, each
+probe tries one waiting key early, and the first write that goes through brings all of them back
+at once, so the agent catches up within a probe period of Consul's return, not a backoff of a minute.
+Signal handlers only set `stop`.
 """
 
 from __future__ import annotations
@@ -87,7 +90,9 @@ class Controller:
         self.ready = threading.Event()
         self._since: str | None = None
         self._kills = KillLog(settings.options.drain_timeout)
-        self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, clock=clock, metrics=self.metrics)
+        self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, clock=clock, metrics=self.metrics,
+                                     writes_back=self._writes_back)
+        self._consul_unreachable = False
         self._resyncs = 0
         self.loops: dict[str, LoopState] = {}
         self.restart_backoff: wait_base = wait_random_exponential(multiplier=0.5, max=30)
@@ -232,22 +237,31 @@ class Controller:
             self._background.add(RESYNC)
 
     def _watch_consul(self) -> None:
-        """Notice quickly when the Consul agent lost what we registered (a restarted dev agent, a wiped
-        data dir) or was unreachable: probe one owned service, and resync when it is gone or Consul is back."""
-        unreachable = False
         while not self.stop.wait(self.settings.options.consul_probe_seconds):
-            sentinel = self.reconciler.view.sentinel()
-            try:
-                present = self._consul.has_service(sentinel) if sentinel else bool(self._consul.leader())
-            except ConsulError as exc:
-                if not unreachable:
-                    log.warning("Consul unreachable: %s", exc)
-                unreachable = True
-                continue
-            if unreachable or not present:
-                log.warning("Consul agent %s; resyncing", "is back" if unreachable else f"lost service {sentinel}")
-                self._background.add(RESYNC)
-            unreachable = False
+            self.probe_consul()
+
+    def probe_consul(self) -> None:
+        """Notice quickly when the Consul agent lost what we registered (a restarted dev agent, a wiped
+        data dir) or was unreachable: probe one owned service, and resync when it is gone or Consul is back.
+        While writes fail, try one waiting key now: its write is what tells that Consul takes them again."""
+        if self.reconciler.writes_failing:
+            self._queue.retry_one_now() or self._background.retry_one_now()
+        sentinel = self.reconciler.view.sentinel()
+        try:
+            present = self._consul.has_service(sentinel) if sentinel else bool(self._consul.leader())
+        except ConsulError as exc:
+            if not self._consul_unreachable:
+                log.warning("Consul unreachable: %s", exc)
+            self._consul_unreachable = True
+            return
+        if self._consul_unreachable or not present:
+            log.warning("Consul agent %s; resyncing", "is back" if self._consul_unreachable else f"lost service {sentinel}")
+            self._background.add(RESYNC)
+        self._consul_unreachable = False
+
+    def _writes_back(self) -> None:
+        waiting = self._queue.retry_all_now() + self._background.retry_all_now()
+        log.info("Consul takes writes again: retrying the %d waiting reconciles now", waiting)
 
     def _heartbeat_loop(self) -> None:
         checks = self.settings.mapping.checks

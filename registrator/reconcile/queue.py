@@ -9,7 +9,9 @@ is tearing down (the engine answers those only once it is done, sometimes second
 
 A key whose handling failed is not retried by the worker: `retry` puts it back after a per-key
 backoff (tenacity's wait policy, by how often that key failed in a row) and `forget` resets it on
-success, so one container that keeps failing never ties up a worker or delays the others.
+success, so one container that keeps failing never ties up a worker or delays the others. When
+the failures had one cause that is gone (Consul lost quorum, then got it back), `retry_all_now`
+hands every waiting retry out at once; `retry_one_now` tries one early, to find out whether it is.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._failures: dict[str, int] = {}
-        self._later: list[tuple[float, int, str]] = []  # (due, tie-breaker, key), a heap
+        self._later: list[tuple[float, int, str, bool]] = []  # (due, tie-breaker, key, is a retry), a heap
         self._sequence = itertools.count()
         self._shutdown = False
         self._cond = threading.Condition()
@@ -47,19 +49,36 @@ class WorkQueue:
             self._add(key, urgent)
 
     def add_after(self, key: str, delay: float) -> None:
-        """Add `key` once `delay` seconds have passed (a drain that may time out, a retry)."""
+        """Add `key` once `delay` seconds have passed (a drain that may time out)."""
         with self._cond:
-            if not self._shutdown:
-                heapq.heappush(self._later, (self._clock() + delay, next(self._sequence), key))
-                self._cond.notify_all()  # a waiting worker may have to wake earlier now
+            self._later_add(key, delay, retry=False)
 
     def retry(self, key: str) -> float:
         """Put a key back after its backoff, which grows with each failure in a row; returns the delay."""
         with self._cond:
             self._failures[key] = attempt = self._failures.get(key, 0) + 1
-        delay = self._backoff(_attempt(attempt))
-        self.add_after(key, delay)
+            delay = self._backoff(_attempt(attempt))
+            self._later_add(key, delay, retry=True)
         return delay
+
+    def retry_all_now(self) -> int:
+        """Every waiting retry is due now and starts its backoff afresh; returns how many keys that was."""
+        with self._cond:
+            keys = self._take_retries(lambda entry: True)
+            for key in keys:
+                self._failures.pop(key, None)
+                self._add(key, urgent=False)
+            return len(keys)
+
+    def retry_one_now(self) -> str | None:
+        """The retry due first is due now (its backoff unchanged); returns its key, None if no retry waits."""
+        with self._cond:
+            first = min((entry for entry in self._later if entry[3]), default=None)
+            if first is None:
+                return None
+            self._take_retries(lambda entry: entry[2] == first[2])
+            self._add(first[2], urgent=False)
+            return first[2]
 
     def forget(self, key: str) -> None:
         """The key was handled: its next failure starts from the shortest backoff again."""
@@ -118,6 +137,19 @@ class WorkQueue:
         self._dirty.add(key)
         if key not in self._processing:
             self._enqueue(key)
+
+    def _later_add(self, key: str, delay: float, retry: bool) -> None:
+        if not self._shutdown:
+            heapq.heappush(self._later, (self._clock() + delay, next(self._sequence), key, retry))
+            self._cond.notify_all()  # a waiting worker may have to wake earlier now
+
+    def _take_retries(self, which: Callable[[tuple[float, int, str, bool]], bool]) -> set[str]:
+        """Remove the waiting retries `which` selects; returns their keys."""
+        taken = [entry for entry in self._later if entry[3] and which(entry)]
+        if taken:
+            self._later = [entry for entry in self._later if not (entry[3] and which(entry))]
+            heapq.heapify(self._later)
+        return {entry[2] for entry in taken}
 
     def _promote_due(self) -> None:
         now = self._clock()

@@ -8,7 +8,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from tenacity import wait_fixed
+from tenacity import wait_exponential, wait_fixed
 
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent
@@ -544,3 +544,63 @@ def test_network_changes_and_removal_of_a_running_or_registered_container_are_lo
     agent.settle()
     assert agent.docker.inspected == ["web"] * 4
     assert agent.consul.services_ == {}
+
+
+# -- a Consul that stops accepting writes for a while (a cluster without quorum) ----------------------
+
+
+def failing_for_a_minute(agent: Agent, *containers: str) -> None:
+    """Consul refuses every write while `containers` start, and for six minutes of retries after, so
+    that each waits the longest backoff, 60 s, by the end."""
+    agent.consul.failing.update({"register", "update_check"})
+    for container_id in containers:
+        agent.start(container_id, host_port=8000 + len(agent.docker.containers))
+    for _ in range(6):
+        agent.settle()
+        agent.clock.advance(60)
+    agent.settle()
+    assert {agent.queue.failures(c) for c in containers} == {7} and not agent.consul.services_
+
+
+def test_once_a_write_goes_through_after_an_outage_every_waiting_retry_is_made_at_once():
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    failing_for_a_minute(agent, "a", "b", "c")
+    agent.consul.failing.clear()
+    agent.start("d", host_port=9000)
+    agent.settle()  # the clock has not moved: without the catch-up a, b and c would wait a minute
+    assert {agent.consul.holder(f"h:{c}:80") for c in "abcd"} == set("abcd")
+    assert {agent.queue.failures(c) for c in "abc"} == {0}
+
+
+def test_during_an_outage_each_consul_probe_tries_one_waiting_retry_and_its_success_brings_the_rest():
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    failing_for_a_minute(agent, "a", "b")
+    agent.controller.probe_consul()
+    agent.settle()
+    assert sorted(agent.queue.failures(c) for c in "ab") == [7, 8]  # one write tried, not a burst
+
+    agent.consul.failing.clear()
+    agent.controller.probe_consul()
+    agent.settle()
+    assert {agent.consul.holder(f"h:{c}:80") for c in "ab"} == set("ab")
+
+
+def test_a_probe_tries_nothing_early_while_consul_takes_writes():
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    agent.docker.failing.add("broken")  # Docker's trouble, not Consul's: its backoff is left alone
+    agent.start("broken")
+    agent.settle()
+    agent.controller.probe_consul()
+    assert len(agent.queue) == 0
+
+
+def test_a_resync_that_failed_during_the_outage_is_retried_with_the_first_write_that_goes_through():
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    agent.consul.failing.update({"services", "register"})
+    agent.background.add(RESYNC)
+    failing_for_a_minute(agent, "a")
+    assert agent.background.failures(RESYNC) == 7
+    agent.consul.failing.clear()
+    agent.start("web")
+    agent.controller.process(agent.take())
+    assert agent.background.failures(RESYNC) == 0 and len(agent.background) == 1
