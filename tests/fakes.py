@@ -198,6 +198,7 @@ class FakeConsul(Holds):
             self._lock.notify_all()
 
     def has_service(self, service_id: str) -> bool:
+        self._call("has_service", service_id)
         with self._lock:
             return service_id in self.services_
 

@@ -248,7 +248,11 @@ class Controller:
             self._queue.retry_one_now() or self._background.retry_one_now()
         sentinel = self.reconciler.view.sentinel()
         try:
-            present = self._consul.has_service(sentinel) if sentinel else bool(self._consul.leader())
+            present = True
+            if sentinel:
+                present = self._consul.has_service(sentinel)
+            else:  # nothing of ours to lose: only whether the agent answers ("no leader" is an answer too)
+                self._consul.leader()
         except ConsulError as exc:
             if not self._consul_unreachable:
                 log.warning("Consul unreachable: %s", exc)

@@ -604,3 +604,34 @@ def test_a_resync_that_failed_during_the_outage_is_retried_with_the_first_write_
     agent.start("web")
     agent.controller.process(agent.take())
     assert agent.background.failures(RESYNC) == 0 and len(agent.background) == 1
+
+
+class Leaderless(FakeConsul):
+    def leader(self) -> str:
+        return ""  # what /v1/status/leader answers while the servers hold an election or lack quorum
+
+
+def test_the_probe_resyncs_when_consul_lost_our_services_or_answers_again():
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.controller.probe_consul()
+    assert len(agent.background) == 0
+
+    agent.consul.services_.clear()  # a dev agent restarted, a data dir wiped
+    agent.controller.probe_consul()
+    agent.settle()
+    assert "h:web:80" in agent.consul.services_
+
+    agent.consul.failing.add("has_service")
+    agent.controller.probe_consul()
+    assert len(agent.background) == 0
+    agent.consul.failing.clear()
+    agent.controller.probe_consul()
+    assert agent.background.get() == RESYNC
+
+
+def test_without_services_of_its_own_the_probe_asks_only_whether_consul_answers_a_leader_or_not():
+    agent = Agent(Leaderless(), resync_seconds=0)
+    agent.controller.probe_consul()
+    assert len(agent.background) == 0
