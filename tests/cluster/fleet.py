@@ -191,11 +191,12 @@ class Fleet:
     def up(self, timeout: float = 90) -> Fleet:
         """Bring the whole fleet up, or keep the one already running; a failure tears down what started
         and raises with the log tails of what did not come up."""
+        started = time.monotonic()
         if self.running():
             parallel([partial(self._images, h) for h in self.hosts.values()])
+            self.timings["up"] = time.monotonic() - started
             return self
         self.down()
-        started = time.monotonic()
         try:
             self._up(time.monotonic() + timeout)
         except BaseException:

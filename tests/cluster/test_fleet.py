@@ -269,9 +269,9 @@ def test_rolling_upgrade_of_the_agent(clean: Fleet) -> None:
     print(f"rolling upgrade: {watch.polls} DNS answers from c, none missing an instance")
 
 
-def turn(fleet: Fleet, host: Host, containers: list[Container], name: str) -> None:
-    """One churn step on HOST: instance NAME starts and the oldest of CONTAINERS is removed."""
-    containers.append(start(fleet, host, name, "elect"))
+def turn(fleet: Fleet, host: Host, containers: list[Container], name: str, service: str) -> None:
+    """One churn step on HOST: NAME, an instance of SERVICE, starts and the oldest of CONTAINERS is removed."""
+    containers.append(start(fleet, host, name, service))
     containers.pop(0).remove(force=True)
 
 
@@ -295,7 +295,7 @@ def test_leader_loss_during_churn(clean: Fleet) -> None:
     clean.stop(leader, "consul", signal.SIGKILL)
     try:
         for round in range(2, 5):
-            parallel([partial(turn, clean, h, containers[h.name], f"elect-{round}") for h in hosts])
+            parallel([partial(turn, clean, h, containers[h.name], f"elect-{round}", "elect") for h in hosts])
         churned = time.monotonic() - lost
         elected = eventually(new_leader, timeout=60, interval=0.2, what="a new leader")
         assert elected is not None
@@ -313,6 +313,46 @@ def test_leader_loss_during_churn(clean: Fleet) -> None:
               f"after {election:.2f}s, every host converged after {time.monotonic() - lost:.2f}s")
     finally:
         clean.start(leader, "consul")
+
+
+def test_quorum_lost_for_a_minute_during_churn(clean: Fleet) -> None:
+    """Two of the three servers are SIGKILLed for a minute while containers start and stop on every
+    host. The clients' APIs stall (each needs the servers to resolve a token again), so the agents'
+    calls time out and back off; once a leader is back, every host's client holds exactly its
+    `docker ps` within a few seconds: the agents do not sit out backoffs that grew during the outage."""
+    hosts = list(clean.hosts.values())
+    c = clean.hosts["c"]
+    containers = {h.name: [start(clean, h, f"quorum-{i}", "quorum") for i in range(2)] for h in hosts}
+    eventually(lambda: all(registered(clean, h, "quorum") == endpoints_of(h, "quorum") for h in hosts), timeout=30,
+               what="every host's instances registered")
+    survivor = eventually(clean.leader, timeout=10, what="a leader")
+    assert survivor is not None
+    gone = [server for server in clean.server_nodes if server != survivor]
+    lost = time.monotonic()
+    for server in gone:
+        clean.stop(server, "consul", signal.SIGKILL)
+    try:
+        for round in range(2, 6):
+            time.sleep(max(lost + 12 * (round - 2) - time.monotonic(), 0))  # the outage is the scenario
+            parallel([partial(turn, clean, h, containers[h.name], f"quorum-{round}", "quorum") for h in hosts])
+        time.sleep(max(lost + 60 - time.monotonic(), 0))
+    finally:
+        for server in gone:
+            clean.start(server, "consul")
+    assert eventually(clean.leader, timeout=60, interval=0.2, what="a leader again") is not None
+    back = time.monotonic()
+    running = {h.name: endpoints_of(h, "quorum") for h in hosts}
+    assert all(len(endpoints) == 2 for endpoints in running.values())
+    eventually(lambda: all(registered(clean, h, "quorum") == running[h.name] for h in hosts), timeout=15, interval=0.2,
+               what="every host's client holding exactly what runs on it")
+    agents = time.monotonic() - back
+    everywhere = {(h.name, *endpoint) for h in hosts for endpoint in running[h.name]}
+    eventually(lambda: {(e["Node"], e["ServiceAddress"], e["ServicePort"]) for e in catalog(clean, c, "quorum")} == everywhere,
+               timeout=60, interval=0.2, what="the catalog holding exactly what runs on every host")
+    eventually(lambda: c.endpoints("quorum.service.consul") == {endpoint for endpoints in running.values() for endpoint in endpoints},
+               timeout=30, interval=0.2, what="c's DNS answering what runs on every host")
+    print(f"quorum lost for {back - lost:.1f}s during churn -> every host's client equal to its docker ps {agents:.2f}s after "
+          f"a leader was back, c's DNS {time.monotonic() - back:.2f}s after")
 
 
 def lookups(host: Host, lookupd_http: tuple[str, int], topic: str) -> list[Any]:
