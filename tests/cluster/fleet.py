@@ -292,8 +292,8 @@ class Fleet:
         )
         self._spawn(host, "dockerd", argv)
 
-    def _registrator(self, host: Host) -> None:
-        argv = host.command(str(REGISTRATOR), "run", *self.registrator_args, "consul://127.0.0.1:8500")
+    def _registrator(self, host: Host, agent: Path = REGISTRATOR) -> None:
+        argv = host.command(str(agent), "run", *self.registrator_args, "consul://127.0.0.1:8500")
         self._spawn(host, "registrator", argv, env={"DOCKER_HOST": host.docker_host, "CONSUL_HTTP_TOKEN": host.registrator_token})
 
     def _spawn(self, node: Node, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -398,9 +398,10 @@ class Fleet:
         eventually(lambda: not any(_alive(pid) for pid in pids), timeout=timeout, interval=0.1, what=f"{part} of {node.name} gone")
         self._reap(node, part)
 
-    def start(self, node: Node, *parts: str, timeout: float = 60) -> None:
+    def start(self, node: Node, *parts: str, timeout: float = 60, agent: Path = REGISTRATOR) -> None:
         """Start NODE's PARTS again on their data dirs, in dependency order ("dockerd", "consul",
-        "registrator"; a server has only "consul"), each waited for until it serves."""
+        "registrator"; a server has only "consul"), each waited for until it serves. AGENT is the
+        registrator command to run (another build, for an upgrade)."""
         deadline = time.monotonic() + timeout
         if "consul" in parts and not isinstance(node, Host):
             self._consul_agent(consul_binary(), node, self._server_config(node))
@@ -416,7 +417,7 @@ class Fleet:
             self._wait_client(host, deadline)
         if "registrator" in parts:
             since = host.log_size("registrator")
-            self._registrator(host)
+            self._registrator(host, agent)
             self._wait_registrator(host, deadline, since)
 
     def _reap(self, node: Node, *parts: str) -> None:

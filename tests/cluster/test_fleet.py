@@ -17,7 +17,7 @@ import pytest
 from docker.models.containers import Container
 
 from tests.cluster.fleet import ConsulError, Fleet, Host, Node, parallel
-from tests.integration.rig import ROOT, eventually
+from tests.integration.rig import ROOT, eventually, unavailable
 
 
 def start(fleet: Fleet, host: Host, name: str, service: str, always: bool = False) -> Container:
@@ -246,27 +246,63 @@ class DnsWatch:
                 self.misses.append((time.monotonic() - started, answer))
 
 
-def test_rolling_upgrade_of_the_agent(clean: Fleet) -> None:
-    """Our agent is replaced host after host (SIGTERM, then the new one started): c's DNS answers every
-    instance throughout, and each new agent finds everything in place and writes nothing."""
+UPGRADE_FROM = "bab680eebef147c2ab93889d55bb1f5fe83db82c"  # the agent as of its first CHANGELOG (0.1.0, before the
+# performance work replaced its Docker and Consul transports and metrics)
+
+
+@pytest.fixture(scope="module")
+def previous_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `registrator` command that runs the agent of UPGRADE_FROM, taken from this checkout's history."""
+    tree = tmp_path_factory.mktemp("previous-build")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", UPGRADE_FROM], capture_output=True)
+    if archive.returncode != 0:
+        unavailable(f"the upgrade test needs commit {UPGRADE_FROM[:12]} of this repository's history (a full clone): "
+                    f"{archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    command = tree / "bin" / "registrator"  # named like the installed one: the rig finds its agent by that name
+    command.parent.mkdir()
+    command.write_text(f"#!{ROOT / '.venv' / 'bin' / 'python'}\n"
+                       f"import sys\nsys.path.insert(0, {str(tree)!r})\n"
+                       "import registrator\n"
+                       f"assert registrator.__file__.startswith({str(tree)!r}), registrator.__file__\n"
+                       "from cli import main\nmain()\n")
+    command.chmod(0o755)
+    return command
+
+
+def test_rolling_upgrade_of_the_agent(clean: Fleet, previous_build: Path) -> None:
+    """Hosts run the previous build of our agent; it is replaced by this one host after host (SIGTERM,
+    then the new one started): c's DNS answers every instance throughout, and each new agent finds
+    the previous one's registrations in place and writes nothing."""
     hosts = list(clean.hosts.values())
     c = clean.hosts["c"]
-    for host in hosts:
-        start(clean, host, "steady", "steady")
-    expected = {endpoint for host in hosts for endpoint in endpoints_of(host, "steady")}
-    eventually(lambda: c.endpoints("steady.service.consul") == expected, timeout=30, what="three instances in c's DNS")
-
-    with DnsWatch(c, "steady.service.consul", expected) as watch:
-        eventually(lambda: watch.polls > 0, timeout=10, what="the DNS watch polling")
+    previous: list[Host] = []  # hosts running the previous build: this build again when the test ends
+    try:
         for host in hosts:
             clean.stop(host, "registrator")
+            previous.append(host)
+            clean.start(host, "registrator", agent=previous_build)
+            start(clean, host, "steady", "steady")
+        expected = {endpoint for host in hosts for endpoint in endpoints_of(host, "steady")}
+        eventually(lambda: c.endpoints("steady.service.consul") == expected, timeout=30, what="three instances in c's DNS")
+        assert {h.name: h.metric("registrator_registrations_total") for h in hosts} == {h.name: 1.0 for h in hosts}
+
+        with DnsWatch(c, "steady.service.consul", expected) as watch:
+            eventually(lambda: watch.polls > 0, timeout=10, what="the DNS watch polling")
+            for host in hosts:
+                clean.stop(host, "registrator")
+                previous.remove(host)
+                clean.start(host, "registrator")
+            resyncs = {h.name: h.metric("registrator_resyncs_total") for h in hosts}
+            eventually(lambda: all(h.metric("registrator_resyncs_total") > resyncs[h.name] for h in hosts),
+                       timeout=25, interval=0.5, what="a resync by every new agent")
+    finally:
+        for host in previous:
+            clean.stop(host, "registrator")
             clean.start(host, "registrator")
-        resyncs = {h.name: h.metric("registrator_resyncs_total") for h in hosts}
-        eventually(lambda: all(h.metric("registrator_resyncs_total") > resyncs[h.name] for h in hosts),
-                   timeout=25, interval=0.5, what="a resync by every new agent")
     assert watch.misses == [], f"{len(watch.misses)} of {watch.polls} answers differed"
     assert {h.name: h.writes() for h in hosts} == {h.name: 0.0 for h in hosts}
-    print(f"rolling upgrade: {watch.polls} DNS answers from c, none missing an instance")
+    print(f"rolling upgrade from {UPGRADE_FROM[:12]}: {watch.polls} DNS answers from c, none missing an instance")
 
 
 def turn(fleet: Fleet, host: Host, containers: list[Container], name: str, service: str) -> None:
