@@ -13,8 +13,11 @@ applies to the calling thread only) asking over TCP with bench/dns.py's client: 
    a brought back between runs.
 3. leader failover: the leading server SIGKILLed while every host churns containers → every host's
    client and its catalog entries equal its `docker ps`; and the new leader's election time.
-4. idle: writes over 60 s with nothing changing: our agents' own counters, and what the servers'
-   and clients' /v1/agent/metrics count (Consul's own work is shown apart).
+4. idle: writes over windows of 60 s with nothing changing: our agents' own counters, and what the
+   servers' and clients' /v1/agent/metrics count (Consul's own work is shown apart).
+5. quorum loss: two of the three servers SIGKILLed for 60 s while every host churns containers →
+   every host's client equal to its `docker ps`, and its catalog entries too, counted from the
+   moment a leader answers again (the agents' part and Consul's anti-entropy apart).
 """
 
 from __future__ import annotations
@@ -221,6 +224,7 @@ class Convergence:
 
     fleet: Fleet
     host: Host
+    catalog: bool = True  # False: the host's own client only (what our agent writes)
     samples: list[tuple[float, bool]] = field(default_factory=list)
     mismatch: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -238,12 +242,12 @@ class Convergence:
         try:
             running = {(self.host.ip, port) for port in published_ports(self.host, "elect")}
             local = self.host.consul("GET", "/v1/agent/services", token, timeout=1)
-            catalog = self.host.consul("GET", "/v1/catalog/service/elect", token, timeout=1)
+            catalog = self.host.consul("GET", "/v1/catalog/service/elect", token, timeout=1) if self.catalog else None
         except (OSError, ConsulError, docker.errors.APIError) as exc:
             self.mismatch = {"at": time.time(), "error": repr(exc)}
             return False  # a client's API stalls during the election: not yet
         held = {(s["Address"], s["Port"]) for s in local.values() if s["Service"] == "elect"}
-        listed = {(e["ServiceAddress"], e["ServicePort"]) for e in catalog if e["Node"] == self.host.name}
+        listed = running if catalog is None else {(e["ServiceAddress"], e["ServicePort"]) for e in catalog if e["Node"] == self.host.name}
         if held == running and listed == running:
             return True
         self.mismatch = {"at": time.time(), "docker_ps": sorted(running), "client": sorted(held), "catalog": sorted(listed)}
@@ -352,6 +356,80 @@ def tolerant(fleet: Fleet) -> bool:
     return False
 
 
+# --- 5. quorum loss -------------------------------------------------------------------------------
+
+OUTAGE = 60  # seconds without quorum
+
+
+def quorum_loss(fleet: Fleet, runs: int) -> dict[str, Any]:
+    hosts = list(fleet.hosts.values())
+    containers = {h.name: [run_http(fleet, h, f"elect-0-{i}", "elect") for i in range(2)] for h in hosts}
+    results = [outage(fleet, containers, run) for run in range(1, runs + 1)]
+    remove_all(fleet)
+
+    def figure(key: str) -> dict[str, Any]:
+        values = [r[key] for r in results if r[key] is not None]
+        return {"median": round(statistics.median(values), 2) if values else None, "samples": values, "n": len(values),
+                "not_converged": len(results) - len(values)}
+    return {"outage_s": OUTAGE, "runs": results, "not_converged_within_s": TIMEOUT,
+            "clients_after_leader_s": figure("clients_s"), "catalog_after_leader_s": figure("catalog_s")}
+
+
+def outage(fleet: Fleet, containers: dict[str, list[Any]], run: int) -> dict[str, Any]:
+    """Two servers down for OUTAGE seconds while every host churns; then back, the clock restarting
+    when a leader answers again."""
+    hosts = list(fleet.hosts.values())
+    eventually(partial(tolerant, fleet), timeout=120, interval=0.5, what="every server a healthy voter")
+    clients = {h.name: Convergence(fleet, h, catalog=False) for h in hosts}
+    catalogs = {h.name: Convergence(fleet, h) for h in hosts}
+    watches = [*clients.values(), *catalogs.values()]
+    eventually(lambda: all(w.stable_since(1) for w in watches), timeout=60, interval=0.2, what="every host converged before the outage")
+    survivor = eventually(fleet.leader, timeout=30, what="a leader")
+    gone = [server for server in fleet.server_nodes if server != survivor]
+    logs = {h.name: h.log_size("registrator") for h in hosts}
+    lost = time.time()
+    for server in gone:
+        fleet.stop(server, "consul", signal.SIGKILL)
+    try:
+        for step in range(4):  # churn on every host, spread over the outage
+            time.sleep(max(lost + step * OUTAGE / 5 - time.time(), 0))
+            parallel([partial(turn, fleet, h, containers[h.name], f"elect-{run}-{step}") for h in hosts])
+        time.sleep(max(lost + OUTAGE - time.time(), 0))
+    finally:
+        leader_back: dict[str, float] = {}
+
+        def watch_leader() -> None:
+            while time.time() - lost < OUTAGE + TIMEOUT and not leader_back:
+                if fleet.leader() is not None:
+                    leader_back["at"] = time.time()
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch_leader, daemon=True)
+        watcher.start()
+        parallel([partial(fleet.start, server, "consul", timeout=120) for server in gone])
+    watcher.join()
+    assert leader_back, f"no leader within {TIMEOUT} s of the servers starting again"
+    back = leader_back["at"]
+    converged = {}
+    for name, group in (("clients", clients), ("catalog", catalogs)):
+        try:
+            eventually(lambda g=group: all(w.stable_since(3) for w in g.values()), timeout=TIMEOUT, interval=0.2, what=f"every host's {name}")
+            converged[name] = round(max(w.converged_at() for w in group.values()) - back, 2)
+        except AssertionError:
+            converged[name] = None
+    for w in watches:
+        w.stop()
+    result: dict[str, Any] = {"leader_back_after_s": round(back - lost, 2), "clients_s": converged["clients"], "catalog_s": converged["catalog"],
+                              "per_host_clients_s": {n: round(w.converged_at() - back, 2) for n, w in clients.items()}}
+    if converged["clients"] is None or converged["clients"] > 3:  # what the slowest agent said after the leader was back
+        lagging = max(clients, key=lambda n: clients[n].converged_at())
+        result["lagging"] = lagging
+        result["lagging_log"] = fleet.hosts[lagging].registrator_log(logs[lagging])[-8000:]
+        result["leader_back_at"] = datetime.fromtimestamp(back, UTC).strftime("%H:%M:%S.%f")[:-3]
+    eventually(partial(tolerant, fleet), timeout=120, interval=0.5, what="every server a healthy voter again")
+    return result
+
+
 def turn(fleet: Fleet, host: Host, containers: list[Any], name: str) -> None:
     """One churn step on HOST: NAME starts and the oldest of CONTAINERS is removed."""
     containers.append(run_http(fleet, host, name, "elect"))
@@ -426,6 +504,13 @@ def idle_writes(fleet: Fleet, window: int) -> dict[str, Any]:
     }
 
 
+def idle_summary(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-window figures summed: the table shows per-minute rates over all windows."""
+    return {"window_s": windows[0]["window_s"], "windows": windows,
+            **{key: sum(w[key] for w in windows) for key in ("catalog_writes_at_servers", "raft_applies", "client_puts")},
+            "our_agents_writes": {n: sum(w["our_agents_writes"][n] for w in windows) for n in windows[0]["our_agents_writes"]}}
+
+
 # --- output ---------------------------------------------------------------------------------------
 
 def machine(fleet: Fleet) -> dict[str, Any]:
@@ -450,10 +535,17 @@ def table(results: dict[str, Any]) -> str:
         rows.append(("leader SIGKILLed during churn → every host's client and catalog = its docker ps, s, median (all)",
                      f"{c['median']} ({', '.join(map(str, c['samples']))}; n={c['n']}{failed})"))
         rows.append(("leader SIGKILLed → new leader elected, s, median (all)", f"{e['median']} ({', '.join(map(str, e['samples']))}; n={e['n']})"))
+    if s := results.get("quorum_loss"):
+        for key, what in (("clients_after_leader_s", "every host's client"), ("catalog_after_leader_s", "every host's catalog entries")):
+            f = s[key]
+            failed = f"; {f['not_converged']} not converged in {s['not_converged_within_s']} s" if f["not_converged"] else ""
+            rows.append((f"quorum lost {s['outage_s']} s during churn → {what} = its docker ps, s after a leader is back, median (all)",
+                         f"{f['median']} ({', '.join(map(str, f['samples']))}; n={f['n']}{failed})"))
     if s := results.get("idle"):
-        per_minute = 60 / s["window_s"]
+        windows = len(s.get("windows", [s]))
+        per_minute = 60 / (s["window_s"] * windows)
         ours = sum(s["our_agents_writes"].values())
-        rows.append((f"idle {s['window_s']} s: writes by our agents per minute (3 hosts, n=1 window)",
+        rows.append((f"idle: writes by our agents per minute (3 hosts, {windows} windows of {s['window_s']} s)",
                      f"{ours * per_minute:g} ({', '.join(f'{k}={v:g}' for k, v in s['our_agents_writes'].items())})"))
         rows.append(("idle: catalog register/deregister at the servers per minute (Consul's anti-entropy)", f"{s['catalog_writes_at_servers'] * per_minute:g}"))
         rows.append(("idle: HTTP PUTs at the hosts' clients per minute", f"{s['client_puts'] * per_minute:g}"))
@@ -467,13 +559,13 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 starts, 2 host losses, 2 failovers, a 30 s idle window")
-    parser.add_argument("--figures", default="1,4,2,3", help="which figures, in this order (default 1,4,2,3)")
+    parser.add_argument("--quick", action="store_true", help="10 starts, 2 host losses, 2 failovers, one 30 s idle window, one quorum loss")
+    parser.add_argument("--figures", default="1,4,2,3,5", help="which figures, in this order (default 1,4,2,3,5)")
     parser.add_argument("--failovers", type=int, default=None, help="leader failover runs (default 5, --quick 2)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     options = parser.parse_args()
-    sizes = {"starts": 10, "losses": 2, "failovers": 2, "idle_s": 30} if options.quick else \
-        {"starts": 100, "losses": 5, "failovers": 5, "idle_s": 60}
+    sizes = {"starts": 10, "losses": 2, "failovers": 2, "idle_s": 30, "idle_windows": 1, "outages": 1} if options.quick else \
+        {"starts": 100, "losses": 5, "failovers": 5, "idle_s": 60, "idle_windows": 3, "outages": 3}
     if options.failovers:
         sizes["failovers"] = options.failovers
     began = time.time()
@@ -492,8 +584,11 @@ def main() -> None:
                 results["start_to_dns"] = start_to_dns(fleet, sizes["starts"])
             elif figure == "4":
                 time.sleep(5)  # the last registration settled: nothing changes from here
-                results["idle"] = idle_writes(fleet, sizes["idle_s"])
+                windows = [idle_writes(fleet, sizes["idle_s"]) for _ in range(sizes["idle_windows"])]
+                results["idle"] = idle_summary(windows)
                 remove_all(fleet)
+            elif figure == "5":
+                results["quorum_loss"] = quorum_loss(fleet, sizes["outages"])
             elif figure == "2":
                 results["host_loss"] = host_loss(fleet, sizes["losses"])
             elif figure == "3":
@@ -505,7 +600,7 @@ def main() -> None:
         out = Path(options.out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"fleet-{results['started'][:10]}{'-quick' if options.quick else ''}.json"
-        figures = {"start_to_dns", "idle", "host_loss", "leader_failover"}
+        figures = {"start_to_dns", "idle", "host_loss", "leader_failover", "quorum_loss"}
         if path.exists() and not figures <= results.keys():  # a partial run: the figures it has replace the file's
             merged = json.loads(path.read_text())
             merged.setdefault("runs", [{k: merged.pop(k) for k in ("started", "seconds", "fleet_up_s") if k in merged} | {"figures": sorted(figures & merged.keys())}])
