@@ -6,9 +6,10 @@ container are handled in order and never concurrently; different containers, a r
 heartbeat all run side by side (the local view makes that safe), so a resync never holds up an
 event. A container being stopped (its first stop-signal `kill`) is urgent: one more worker serves
 only those, so its service leaves DNS at once even while the others wait on Docker. A key whose
-handling fails goes back to the queue after its own backoff; while Consul takes no writes, each
+handling fails goes back to the queue after its own backoff; after Consul failed a call, each
 probe tries one waiting key early, and the first write that goes through brings all of them back
-at once, so the agent catches up within a probe period of Consul's return, not a backoff of a minute.
+(at most once a probe period), so the agent catches up within a probe period of Consul's return,
+not a backoff of a minute.
 Signal handlers only set `stop`.
 """
 
@@ -91,8 +92,12 @@ class Controller:
         self._since: str | None = None
         self._kills = KillLog(settings.options.drain_timeout)
         self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, clock=clock, metrics=self.metrics,
-                                     writes_back=self._writes_back)
+                                     wrote=self._wrote)
+        self._clock = clock
         self._consul_unreachable = False
+        self._catch_up = threading.Lock()  # the two fields below, set by workers
+        self._consul_failed = False  # a key waits because Consul failed it; only a write can tell that this is over
+        self._caught_up_at = float("-inf")
         self._resyncs = 0
         self.loops: dict[str, LoopState] = {}
         self.restart_backoff: wait_base = wait_random_exponential(multiplier=0.5, max=30)
@@ -243,9 +248,10 @@ class Controller:
     def probe_consul(self) -> None:
         """Notice quickly when the Consul agent lost what we registered (a restarted dev agent, a wiped
         data dir) or was unreachable: probe one owned service, and resync when it is gone or Consul is back.
-        While writes fail, try one waiting key now: its write is what tells that Consul takes them again."""
-        if self.reconciler.writes_failing:
-            self._queue.retry_one_now() or self._background.retry_one_now()
+        After Consul failed a key, try one waiting key now: its write is what tells that Consul takes
+        writes again (a Consul client without a leader still answers reads from its own state)."""
+        if self._consul_failed and self._queue.retry_one_now() is None:
+            self._background.retry_one_now()
         sentinel = self.reconciler.view.sentinel()
         try:
             present = True
@@ -263,9 +269,18 @@ class Controller:
             self._background.add(RESYNC)
         self._consul_unreachable = False
 
-    def _writes_back(self) -> None:
+    def _wrote(self) -> None:
+        """A write went through: after Consul failed keys, those waiting are retried now (not their
+        backoff, up to a minute, after Consul's return); once a probe period at most, so a Consul that
+        fails some writes and takes others is not sent every waiting key at each success."""
+        with self._catch_up:
+            now = self._clock()
+            if not self._consul_failed or now - self._caught_up_at < self.settings.options.consul_probe_seconds:
+                return
+            self._consul_failed, self._caught_up_at = False, now
         waiting = self._queue.retry_all_now() + self._background.retry_all_now()
-        log.info("Consul takes writes again: retrying the %d waiting reconciles now", waiting)
+        if waiting:
+            log.info("Consul takes writes again: retrying the %d waiting reconciles now", waiting)
 
     def _heartbeat_loop(self) -> None:
         checks = self.settings.mapping.checks
@@ -339,6 +354,9 @@ class Controller:
             log.error("%s: %s", label, exc)
             return
         delay = queue.retry(key)
+        if isinstance(exc, ConsulError):  # after the key waits: a write that goes through from now on brings it back
+            with self._catch_up:
+                self._consul_failed = True
         if transient(exc):
             log.warning("%s: %s; trying again in %.1fs", label, exc, delay)
         else:

@@ -12,6 +12,7 @@ backoff (tenacity's wait policy, by how often that key failed in a row) and `for
 success, so one container that keeps failing never ties up a worker or delays the others. When
 the failures had one cause that is gone (Consul lost quorum, then got it back), `retry_all_now`
 hands every waiting retry out at once; `retry_one_now` tries one early, to find out whether it is.
+Neither resets a key's backoff: a success does (`forget`), a key that fails again waits longer.
 """
 
 from __future__ import annotations
@@ -62,16 +63,15 @@ class WorkQueue:
         return delay
 
     def retry_all_now(self) -> int:
-        """Every waiting retry is due now and starts its backoff afresh; returns how many keys that was."""
+        """Every waiting retry is due now; returns how many keys that was."""
         with self._cond:
             keys = self._take_retries(lambda entry: True)
             for key in keys:
-                self._failures.pop(key, None)
                 self._add(key, urgent=False)
             return len(keys)
 
     def retry_one_now(self) -> str | None:
-        """The retry due first is due now (its backoff unchanged); returns its key, None if no retry waits."""
+        """The retry due first is due now; returns its key, None if no retry waits."""
         with self._cond:
             first = min((entry for entry in self._later if entry[3]), default=None)
             if first is None:
@@ -143,13 +143,13 @@ class WorkQueue:
             heapq.heappush(self._later, (self._clock() + delay, next(self._sequence), key, retry))
             self._cond.notify_all()  # a waiting worker may have to wake earlier now
 
-    def _take_retries(self, which: Callable[[tuple[float, int, str, bool]], bool]) -> set[str]:
-        """Remove the waiting retries `which` selects; returns their keys."""
-        taken = [entry for entry in self._later if entry[3] and which(entry)]
+    def _take_retries(self, which: Callable[[tuple[float, int, str, bool]], bool]) -> list[str]:
+        """Remove the waiting retries `which` selects; returns their keys, the one due first first."""
+        taken = sorted(entry for entry in self._later if entry[3] and which(entry))
         if taken:
             self._later = [entry for entry in self._later if not (entry[3] and which(entry))]
             heapq.heapify(self._later)
-        return {entry[2] for entry in taken}
+        return list(dict.fromkeys(entry[2] for entry in taken))
 
     def _promote_due(self) -> None:
         now = self._clock()

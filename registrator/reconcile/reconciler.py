@@ -59,12 +59,13 @@ class Reconciler:
     one container to two workers); `refresh`, `heartbeat` and `needs_look` may run beside it.
 
     `wake` is handed containers to look at again (see `LocalView`); the controller queues them.
-    `writes_back` is called when a write goes through after writes failed for a passing reason.
+    `wrote` is called after every write Consul took (the controller learns from it that Consul takes
+    writes again after failures).
     """
 
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog,
                  wake: Callable[[set[str]], None] = lambda _: None, clock: Callable[[], float] = time.time,
-                 metrics: Metrics | None = None, writes_back: Callable[[], None] = lambda: None) -> None:
+                 metrics: Metrics | None = None, wrote: Callable[[], None] = lambda: None) -> None:
         self._metrics = metrics or Metrics()
         self._docker = docker
         self._consul = consul
@@ -81,9 +82,7 @@ class Reconciler:
         self._writes = threading.Condition()
         self._writes_in_flight = 0
         self._closed = False
-        self._writes_back = writes_back
-        self.writes_failing = False  # the last write ended in a transient error (only writes tell: without a
-        # leader a Consul client still answers reads from its own state, and takes no write)
+        self._wrote = wrote
 
     def refresh(self) -> set[str]:
         """Re-read the Consul agent's services into the view; returns the containers this host has services for."""
@@ -321,22 +320,13 @@ class Reconciler:
             if self._closed:
                 raise Closed("the agent is exiting")
             self._writes_in_flight += 1
-        failing: bool | None = None  # unknown after an error that is not Consul's answer
         try:
             call(*args)
-            failing = False
-        except ConsulError as exc:
-            failing = exc.transient
-            raise
         finally:
             with self._writes:
                 self._writes_in_flight -= 1
                 self._writes.notify_all()
-                back = self.writes_failing and failing is False
-                if failing is not None:
-                    self.writes_failing = failing
-            if back:
-                self._writes_back()
+        self._wrote()
 
     def _forget_container(self, container_id: str) -> None:
         """A container that is gone needs no memory (without a resync, nothing else would prune it)."""

@@ -14,7 +14,7 @@ from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent
 from registrator.model import ContainerPort, PortBinding, ServiceSpec
 from registrator.reconcile.controller import HEARTBEAT, RESYNC
-from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, in_thread, web
+from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, in_thread, web
 
 SIGHUP, SIGTERM = 1, 15
 
@@ -549,8 +549,8 @@ def test_network_changes_and_removal_of_a_running_or_registered_container_are_lo
 # -- a Consul that stops accepting writes for a while (a cluster without quorum) ----------------------
 
 
-def failing_for_a_minute(agent: Agent, *containers: str) -> None:
-    """Consul refuses every write while `containers` start, and for six minutes of retries after, so
+def consul_takes_no_writes(agent: Agent, *containers: str) -> None:
+    """Consul fails every write while `containers` start, and for six minutes of retries after, so
     that each waits the longest backoff, 60 s, by the end."""
     agent.consul.failing.update({"register", "update_check"})
     for container_id in containers:
@@ -564,7 +564,7 @@ def failing_for_a_minute(agent: Agent, *containers: str) -> None:
 
 def test_once_a_write_goes_through_after_an_outage_every_waiting_retry_is_made_at_once():
     agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
-    failing_for_a_minute(agent, "a", "b", "c")
+    consul_takes_no_writes(agent, "a", "b", "c")
     agent.consul.failing.clear()
     agent.start("d", host_port=9000)
     agent.settle()  # the clock has not moved: without the catch-up a, b and c would wait a minute
@@ -574,7 +574,7 @@ def test_once_a_write_goes_through_after_an_outage_every_waiting_retry_is_made_a
 
 def test_during_an_outage_each_consul_probe_tries_one_waiting_retry_and_its_success_brings_the_rest():
     agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
-    failing_for_a_minute(agent, "a", "b")
+    consul_takes_no_writes(agent, "a", "b")
     agent.controller.probe_consul()
     agent.settle()
     assert sorted(agent.queue.failures(c) for c in "ab") == [7, 8]  # one write tried, not a burst
@@ -598,12 +598,12 @@ def test_a_resync_that_failed_during_the_outage_is_retried_with_the_first_write_
     agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
     agent.consul.failing.update({"services", "register"})
     agent.background.add(RESYNC)
-    failing_for_a_minute(agent, "a")
+    consul_takes_no_writes(agent, "a")
     assert agent.background.failures(RESYNC) == 7
     agent.consul.failing.clear()
     agent.start("web")
     agent.controller.process(agent.take())
-    assert agent.background.failures(RESYNC) == 0 and len(agent.background) == 1
+    assert len(agent.background) == 1 and agent.background.get() == RESYNC  # due now, not in a minute
 
 
 class Leaderless(FakeConsul):
@@ -635,3 +635,58 @@ def test_without_services_of_its_own_the_probe_asks_only_whether_consul_answers_
     agent = Agent(Leaderless(), resync_seconds=0)
     agent.controller.probe_consul()
     assert len(agent.background) == 0
+
+
+def test_a_write_refused_for_good_while_consul_takes_no_writes_brings_no_waiting_retry_back():
+    """An ACL denial or a rejected definition is answered by the local agent without a leader: it does
+    not tell that Consul takes writes again, so the waiting keys keep their backoff."""
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    consul_takes_no_writes(agent, "a")
+    agent.consul.denied.add(("register", "h:denied:80"))
+    agent.start("denied", host_port=9000)
+    agent.settle()
+    assert agent.queue.failures("a") == 7 and len(agent.queue) == 0
+
+
+def test_a_key_whose_write_failed_just_before_another_went_through_is_tried_again_within_a_probe(monkeypatch):
+    """Consul is back: worker 1's stalled write of a fails, and worker 2's write of b goes through
+    before worker 1 has put a back in the queue."""
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    consul_takes_no_writes(agent, "a")
+    agent.controller.probe_consul()  # a is tried early...
+    agent.consul.failing.clear()
+    agent.consul.fail_once.add(("register", "h:a:80"))  # ...and its write times out as Consul returns
+    putting_back = Hold()
+    retry = agent.queue.retry
+
+    def held_retry(key: str) -> float:
+        putting_back()
+        return retry(key)
+
+    monkeypatch.setattr(agent.queue, "retry", held_retry)
+    worker_1 = in_thread(agent.controller.process, agent.take())
+    assert putting_back.reached()
+    agent.start("b", host_port=9000)
+    agent.controller.process(agent.take())  # worker 2
+    putting_back.release()
+    worker_1.join(WAIT)
+
+    agent.controller.probe_consul()
+    agent.settle()
+    assert agent.consul.holder("h:a:80") == "a"
+
+
+def test_a_consul_that_fails_some_writes_and_takes_others_gets_the_waiting_keys_early_once_a_probe_period():
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60), consul_probe_seconds=5)
+    consul_takes_no_writes(agent, "a", "b")
+    agent.consul.failing.clear()
+    agent.consul.fail_once.add(("register", "h:a:80"))
+    agent.start("c", host_port=9000)
+    agent.settle()  # c's write brings a and b back; a fails again, b goes through
+    assert (agent.queue.failures("a"), agent.consul.holder("h:b:80")) == (8, "b")
+    assert len(agent.queue) == 0  # b's success came within the probe period of the last catch-up
+
+    agent.clock.advance(5)
+    agent.start("d", host_port=9001)
+    agent.settle()
+    assert agent.consul.holder("h:a:80") == "a"

@@ -122,30 +122,40 @@ def test_shutdown_drops_delayed_keys():
     assert len(queue) == 0 and queue.get() is None
 
 
-def test_retries_brought_forward_are_due_at_once_and_start_their_backoff_afresh_but_timers_are_not():
+def test_retries_brought_forward_are_due_at_once_but_timers_are_not():
     clock = Clock()
     queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), clock=clock)
-    for _ in range(5):
-        queue.retry("a")
+    queue.retry("a")
     queue.retry("b")
     queue.add_after("drain", 100)  # a drain's own timer is not a retry
     assert queue.retry_all_now() == 2
     assert sorted([queue.get() or "", queue.get() or ""]) == ["a", "b"]
     assert len(queue) == 0
-    assert queue.failures("a") == 0 and queue.retry("a") == 1
     clock.now = 100
     assert queue.get() == "drain"
 
 
-def test_one_retry_brought_forward_is_the_one_due_first():
+def test_a_retry_brought_forward_keeps_its_backoff_until_the_key_succeeds():
     clock = Clock()
     queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), clock=clock)
-    queue.retry("soon")
-    for _ in range(4):
-        queue.retry("late")
+    assert [queue.retry("a"), queue.retry("a")] == [1, 2]
+    queue.retry_all_now()
+    queue.done(queue.get() or "")
+    assert queue.retry("a") == 4  # it failed again: it waits longer
+    queue.forget("a")
+    assert queue.retry("a") == 1
+
+
+def test_one_retry_brought_forward_is_the_one_due_first_not_the_one_queued_first():
+    clock = Clock()
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), clock=clock)
+    queue.retry("late")
+    clock.now = 1
+    queue.done(queue.get() or "")
+    queue.retry("late")  # its second failure: due at 1 + 2
+    queue.retry("soon")  # its first: due at 1 + 1
     queue.add_after("drain", 0.5)
     assert queue.retry_one_now() == "soon"
     assert len(queue) == 1 and queue.get() == "soon"
-    assert queue.failures("soon") == 1  # still failing: only tried earlier
     assert queue.retry_one_now() == "late"
     assert queue.retry_one_now() is None
