@@ -8,7 +8,8 @@ stream) or at the fault injected here; every poll starts before the change. C's 
 only inside c's network namespace, so each poller is a thread moved into that namespace (setns(2)
 applies to the calling thread only) asking over TCP with bench/dns.py's client: no `dig` per poll.
 
-1. start on a → resolvable from c's DNS: one container at a time, p50 / p99.
+1. start on a → resolvable from c's DNS: one container at a time, p50 / p99; beside it, when the
+   catalog (read from the leader through c's client) first lists it.
 2. host loss: SIGKILL of everything on a (the rig's kill) → a's instances gone from b's and c's DNS;
    a brought back between runs.
 3. leader failover: the leading server SIGKILLed while every host churns containers → every host's
@@ -110,6 +111,35 @@ class DnsPoll:
         return self.elapsed / max(self.polls, 1) * 1000
 
 
+class CatalogPoll:
+    """Polls the catalog for one service through HOST's client (its default consistency: the leader
+    answers) from a thread started before the change: `seen` is when it first lists an instance. Beside
+    the DNS poll it shows how much of start → DNS is Consul's stale DNS read (a follower answers DNS and
+    learns of a commit with the leader's next heartbeat)."""
+
+    def __init__(self, fleet: Fleet, host: Host, service: str, timeout: float) -> None:
+        self.seen: float | None = None
+        self._args = (fleet, host, service, timeout)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fleet, host, service, timeout = self._args
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            try:
+                if host.consul("GET", f"/v1/catalog/service/{service}", fleet.management_token, timeout=1):
+                    self.seen = time.time()
+                    return
+            except (OSError, ConsulError):
+                pass
+            time.sleep(0.002)
+
+    def wait(self) -> float | None:
+        self._thread.join()
+        return self.seen
+
+
 class StartEvents:
     """Docker's own `start` event times on one engine (its events stream, read in a thread)."""
 
@@ -163,21 +193,26 @@ def remove_all(fleet: Fleet, *hosts: Host) -> None:
 def start_to_dns(fleet: Fleet, count: int) -> dict[str, Any]:
     a, c = fleet.hosts["a"], fleet.hosts["c"]
     events = StartEvents(a)
-    samples, intervals, wrong = [], [], 0
+    samples, catalog, intervals, wrong = [], [], [], 0
     try:
         for i in range(count):
             name = f"seq-{i}"  # one name per container: any answer for it is this container's
             poll = DnsPoll(c, f"{name}.service.consul", bool, timeout=30, interval=0.001)
+            listed = CatalogPoll(fleet, c, name, timeout=30)
             container = run_http(fleet, a, name, name)
             container.reload()
             port = int(container.ports["80/tcp"][0]["HostPort"])
             seen = poll.wait()
             wrong += port not in poll.ports
-            samples.append((seen - events.wait(container.id)) * 1000)
+            started = events.wait(container.id)
+            samples.append((seen - started) * 1000)
+            if (in_catalog := listed.wait()) is not None:
+                catalog.append((in_catalog - started) * 1000)
             intervals.append(poll.interval_ms)
     finally:
         events.close()
     return {"start_to_c_dns_ms": summary(samples), "samples_ms": [round(s, 1) for s in samples],
+            "start_to_catalog_ms": summary(catalog) if catalog else None, "catalog_samples_ms": [round(s, 1) for s in catalog],
             "answers_without_the_published_port": wrong, "poll_interval_ms_median": round(statistics.median(intervals), 2)}
 
 
@@ -525,6 +560,9 @@ def table(results: dict[str, Any]) -> str:
         f = s["start_to_c_dns_ms"]
         rows.append((f"start on a (Docker's event) → published port in c's DNS SRV over TCP, ms, p50 / p99 "
                      f"(poll every {s['poll_interval_ms_median']} ms)", f"{f['median']} / {f['p99']} (min {f['min']}, max {f['max']}, n={f['n']})"))
+        if f := s.get("start_to_catalog_ms"):
+            rows.append(("start on a (Docker's event) → in the catalog, read through c's client from the leader, ms, p50 / p99",
+                         f"{f['median']} / {f['p99']} (min {f['min']}, max {f['max']}, n={f['n']})"))
     if s := results.get("host_loss"):
         for name, g in s["gone_s"].items():
             rows.append((f"SIGKILL of host a → its instances gone from {name}'s DNS, s, median (all)",
