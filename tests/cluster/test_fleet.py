@@ -311,15 +311,39 @@ def turn(fleet: Fleet, host: Host, containers: list[Container], name: str, servi
     containers.pop(0).remove(force=True)
 
 
+def two_per_host(fleet: Fleet, service: str) -> dict[str, list[Container]]:
+    """Two instances of SERVICE on every host, registered with every host's client."""
+    hosts = list(fleet.hosts.values())
+    containers = {h.name: [start(fleet, h, f"{service}-{i}", service) for i in range(2)] for h in hosts}
+    eventually(lambda: all(registered(fleet, h, service) == endpoints_of(h, service) for h in hosts), timeout=30,
+               what="every host's instances registered")
+    return containers
+
+
+def converged(fleet: Fleet, service: str, client_timeout: float) -> float:
+    """Wait until every host's client, the catalog and c's DNS hold exactly SERVICE's two instances
+    running on each host; returns how long the clients took."""
+    hosts, c = list(fleet.hosts.values()), fleet.hosts["c"]
+    started = time.monotonic()
+    running = {h.name: endpoints_of(h, service) for h in hosts}
+    assert all(len(endpoints) == 2 for endpoints in running.values())
+    eventually(lambda: all(registered(fleet, h, service) == running[h.name] for h in hosts), timeout=client_timeout, interval=0.2,
+               what="every host's client holding exactly what runs on it")
+    clients = time.monotonic() - started
+    everywhere = {(h.name, *endpoint) for h in hosts for endpoint in running[h.name]}
+    eventually(lambda: {(e["Node"], e["ServiceAddress"], e["ServicePort"]) for e in catalog(fleet, c, service)} == everywhere,
+               timeout=60, interval=0.2, what="the catalog holding exactly what runs on every host")
+    eventually(lambda: c.endpoints(f"{service}.service.consul") == {endpoint for endpoints in running.values() for endpoint in endpoints},
+               timeout=30, interval=0.2, what="c's DNS answering what runs on every host")
+    return clients
+
+
 def test_leader_loss_during_churn(clean: Fleet) -> None:
     """The leading Consul server is SIGKILLed while containers start and stop on every host: once a new
     leader is elected, every host's client, the catalog and c's DNS hold exactly what runs on each host.
     (During the election a client's API stalls: a timeout is "not yet".)"""
     hosts = list(clean.hosts.values())
-    c = clean.hosts["c"]
-    containers = {h.name: [start(clean, h, f"elect-{i}", "elect") for i in range(2)] for h in hosts}
-    eventually(lambda: all(registered(clean, h, "elect") == endpoints_of(h, "elect") for h in hosts), timeout=30,
-               what="every host's instances registered")
+    containers = two_per_host(clean, "elect")
     leader = eventually(clean.leader, timeout=10, what="a leader")
     assert leader is not None
 
@@ -336,15 +360,7 @@ def test_leader_loss_during_churn(clean: Fleet) -> None:
         elected = eventually(new_leader, timeout=60, interval=0.2, what="a new leader")
         assert elected is not None
         election = time.monotonic() - lost
-        running = {h.name: endpoints_of(h, "elect") for h in hosts}
-        assert all(len(endpoints) == 2 for endpoints in running.values())
-        eventually(lambda: all(registered(clean, h, "elect") == running[h.name] for h in hosts), timeout=60, interval=0.2,
-                   what="every host's client holding exactly what runs on it")
-        everywhere = {(h.name, *endpoint) for h in hosts for endpoint in running[h.name]}
-        eventually(lambda: {(e["Node"], e["ServiceAddress"], e["ServicePort"]) for e in catalog(clean, c, "elect")} == everywhere,
-                   timeout=60, interval=0.2, what="the catalog holding exactly what runs on every host")
-        eventually(lambda: c.endpoints("elect.service.consul") == {endpoint for endpoints in running.values() for endpoint in endpoints},
-                   timeout=30, interval=0.2, what="c's DNS answering what runs on every host")
+        converged(clean, "elect", client_timeout=60)
         print(f"leader {leader.name} lost during churn (churn done after {churned:.2f}s) -> {elected.name} leads "
               f"after {election:.2f}s, every host converged after {time.monotonic() - lost:.2f}s")
     finally:
@@ -357,10 +373,7 @@ def test_quorum_lost_for_a_minute_during_churn(clean: Fleet) -> None:
     calls time out and back off; once a leader is back, every host's client holds exactly its
     `docker ps` within a few seconds: the agents do not sit out backoffs that grew during the outage."""
     hosts = list(clean.hosts.values())
-    c = clean.hosts["c"]
-    containers = {h.name: [start(clean, h, f"quorum-{i}", "quorum") for i in range(2)] for h in hosts}
-    eventually(lambda: all(registered(clean, h, "quorum") == endpoints_of(h, "quorum") for h in hosts), timeout=30,
-               what="every host's instances registered")
+    containers = two_per_host(clean, "quorum")
     survivor = eventually(clean.leader, timeout=10, what="a leader")
     assert survivor is not None
     gone = [server for server in clean.server_nodes if server != survivor]
@@ -377,16 +390,7 @@ def test_quorum_lost_for_a_minute_during_churn(clean: Fleet) -> None:
             clean.start(server, "consul")
     assert eventually(clean.leader, timeout=60, interval=0.2, what="a leader again") is not None
     back = time.monotonic()
-    running = {h.name: endpoints_of(h, "quorum") for h in hosts}
-    assert all(len(endpoints) == 2 for endpoints in running.values())
-    eventually(lambda: all(registered(clean, h, "quorum") == running[h.name] for h in hosts), timeout=15, interval=0.2,
-               what="every host's client holding exactly what runs on it")
-    agents = time.monotonic() - back
-    everywhere = {(h.name, *endpoint) for h in hosts for endpoint in running[h.name]}
-    eventually(lambda: {(e["Node"], e["ServiceAddress"], e["ServicePort"]) for e in catalog(clean, c, "quorum")} == everywhere,
-               timeout=60, interval=0.2, what="the catalog holding exactly what runs on every host")
-    eventually(lambda: c.endpoints("quorum.service.consul") == {endpoint for endpoints in running.values() for endpoint in endpoints},
-               timeout=30, interval=0.2, what="c's DNS answering what runs on every host")
+    agents = converged(clean, "quorum", client_timeout=15)
     print(f"quorum lost for {back - lost:.1f}s during churn -> every host's client equal to its docker ps {agents:.2f}s after "
           f"a leader was back, c's DNS {time.monotonic() - back:.2f}s after")
 

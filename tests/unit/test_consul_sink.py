@@ -130,21 +130,14 @@ def test_a_registration_sends_the_payload_the_token_and_replace_existing_checks(
     assert json.loads(seen.body) == service_payload(SPEC)
 
 
-def test_a_redirected_read_is_the_same_error_as_a_redirected_write():
+@pytest.mark.parametrize(("call", "path"), [("deregister", "/v1/agent/service/deregister/"), ("has_service", "/v1/agent/service/")],
+                         ids=["write", "read"])
+def test_a_redirect_is_a_permanent_error_and_is_not_followed(call, path):
     with serving() as stub:
-        stub.answer("/v1/agent/service/", 301, Location="/v1/agent/service/victim")
+        stub.answer(path, 301, Location=f"{path}victim")
         with pytest.raises(ConsulError, match="redirect") as raised:
-            _sink(stub).has_service("x")
-    assert [seen.path for seen in stub.seen] == ["/v1/agent/service/x"]
-    assert not raised.value.transient
-
-
-def test_a_redirected_write_is_an_error_and_is_not_followed():
-    with serving() as stub:
-        stub.answer("/v1/agent/service/deregister/", 301, Location="/v1/agent/service/deregister/victim")
-        with pytest.raises(ConsulError, match="redirect") as raised:
-            _sink(stub).deregister("x")
-    assert [seen.path for seen in stub.seen] == ["/v1/agent/service/deregister/x"]
+            getattr(_sink(stub), call)("x")
+    assert [seen.path for seen in stub.seen] == [f"{path}x"]
     assert not raised.value.transient
 
 
