@@ -28,6 +28,7 @@ from registrator.consul.sink import ConsulError
 from registrator.docker.source import DockerUnavailable
 from registrator.hostip import HostIPError, detect_host_ip, ec2_local_ipv4, interface_ipv4
 from registrator.mapping.services import HostFacts, MappingSettings, service_id_problem
+from registrator.runtime import Event
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _retrying(options: Options, stop: threading.Event, retry: Any, what: str) ->
                     sleep=sleeper(stop), before_sleep=report, retry_error_callback=give_up)
 
 
-def sleeper(stop: threading.Event) -> Callable[[float], None]:
+def sleeper(stop: Event) -> Callable[[float], None]:
     """tenacity's sleep, woken at once by `stop`."""
     return lambda seconds: None if stop.wait(seconds) else None
 

@@ -23,6 +23,7 @@ from registrator.mapping.services import DeregisterPolicy, HostFacts, MappingPol
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
 from registrator.reconcile.controller import Controller
 from registrator.reconcile.queue import WorkQueue
+from registrator.runtime import Runtime
 
 WAIT = 10.0  # seconds a test waits for something that must happen; only reached when it does not
 BACKOFF = 5.0  # a failed key's backoff in the controller harness
@@ -236,6 +237,11 @@ class Clock:
         self.now += seconds
 
 
+def manual(clock: Callable[[], float]) -> Runtime:
+    """Real threads, and time that moves only when the test says so."""
+    return Runtime(time=clock, monotonic=clock)
+
+
 def agent_settings(host: str = "h", *, drain: str = "deregister", deregister: str = "always", drain_timeout: float = 120.0,
                    **options: Any) -> Settings:
     """Settings as `startup.resolve` would settle them for an agent run with `-ip 10.0.0.5`."""
@@ -252,10 +258,11 @@ class Agent:
         self.docker = docker if docker is not None else FakeDocker()
         self.consul = consul if consul is not None else FakeConsul()
         self.clock = Clock()
-        self.queue = WorkQueue(backoff=backoff or wait_fixed(BACKOFF), clock=self.clock)
-        self.background = WorkQueue(backoff=backoff or wait_fixed(BACKOFF), clock=self.clock)
+        self.runtime = manual(self.clock)
+        self.queue = WorkQueue(backoff=backoff or wait_fixed(BACKOFF), runtime=self.runtime)
+        self.background = WorkQueue(backoff=backoff or wait_fixed(BACKOFF), runtime=self.runtime)
         self.controller = Controller(agent_settings(**options), self.docker, self.consul, queue=self.queue,
-                                     background=self.background, clock=self.clock)
+                                     background=self.background, runtime=self.runtime)
 
     def start(self, container_id: str, **kwargs: Any) -> None:
         self.docker.containers[container_id] = web(container_id, **{"name": container_id, **kwargs})

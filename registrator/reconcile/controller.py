@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tenacity import Retrying, retry_if_exception, retry_if_exception_type, stop_when_event_set, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, retry_if_exception_type, wait_random_exponential
 from tenacity.wait import wait_base
 
 from registrator.config import Settings
@@ -34,6 +34,7 @@ from registrator.ops.metrics import Metrics
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.queue import WorkQueue
 from registrator.reconcile.reconciler import Closed, Consul, Docker, Outcome, Reconciler
+from registrator.runtime import SYSTEM, Event, Runtime
 from registrator.startup import sleeper, transient
 
 log = logging.getLogger(__name__)
@@ -79,21 +80,22 @@ class LoopState:
 
 class Controller:
     def __init__(self, settings: Settings, docker: DockerEngine, consul: ConsulAgent, metrics: Metrics | None = None,
-                 queue: WorkQueue | None = None, background: WorkQueue | None = None, clock: Callable[[], float] = time.time,
-                 stop: threading.Event | None = None) -> None:
+                 queue: WorkQueue | None = None, background: WorkQueue | None = None, runtime: Runtime = SYSTEM,
+                 stop: Event | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._docker = docker
         self._consul = consul
-        self._queue = queue if queue is not None else WorkQueue()
-        self._background = background if background is not None else WorkQueue()  # RESYNC and HEARTBEAT, one worker
-        self.stop = stop if stop is not None else threading.Event()
-        self.ready = threading.Event()
+        self._runtime = runtime
+        self._queue = queue if queue is not None else WorkQueue(runtime=runtime)
+        self._background = background if background is not None else WorkQueue(runtime=runtime)  # RESYNC and HEARTBEAT, one worker
+        self.stop = stop if stop is not None else runtime.event()
+        self.ready = runtime.event()
         self._since: str | None = None
         self._kills = KillLog(settings.options.drain_timeout)
-        self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, clock=clock, metrics=self.metrics,
+        self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, runtime=runtime, metrics=self.metrics,
                                      wrote=self._wrote)
-        self._clock = clock
+        self._clock = runtime.time
         self._consul_unreachable = False
         self._catch_up = threading.Lock()  # the two fields below, set by workers
         self._consul_failed = False  # a key waits because Consul failed it; only a write can tell that this is over
@@ -113,10 +115,11 @@ class Controller:
                             _report("reading Consul's services"))(self.reconciler.refresh)
         loops = {"events": self.pump, "consul-probe": self._watch_consul, "resync": self._resync_loop,
                  "heartbeat": self._heartbeat_loop}
-        threads = [threading.Thread(target=self.supervise, args=(name, loop), name=name, daemon=True) for name, loop in loops.items()]
-        threads += [threading.Thread(target=self.work, name=f"worker-{n}", daemon=True) for n in range(self.settings.options.workers)]
-        threads.append(threading.Thread(target=self.work, args=(True,), name="worker-urgent", daemon=True))
-        threads.append(threading.Thread(target=self.work_background, name="worker-background", daemon=True))
+        spawn = self._runtime.thread
+        threads = [spawn(self.supervise, name, (name, loop)) for name, loop in loops.items()]
+        threads += [spawn(self.work, f"worker-{n}") for n in range(self.settings.options.workers)]
+        threads.append(spawn(self.work, "worker-urgent", (True,)))
+        threads.append(spawn(self.work_background, "worker-background"))
         for thread in threads:
             thread.start()
         self.stop.wait()
@@ -124,9 +127,10 @@ class Controller:
         self._docker.close_events()
         self._queue.shutdown()
         self._background.shutdown()
-        deadline = time.monotonic() + self.settings.options.docker_timeout
+        monotonic = self._runtime.monotonic
+        deadline = monotonic() + self.settings.options.docker_timeout
         for thread in threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            thread.join(timeout=max(0.0, deadline - monotonic()))
         if self.settings.options.deregister_on_exit:
             self.deregister_all()
 
@@ -196,7 +200,7 @@ class Controller:
 
     def _until_stopped(self, retry: Any, wait: wait_base, report: Callable[[Any], None]) -> Retrying:
         """Retry with backoff until success or `stop`; a stop ends the call with None, at once."""
-        return Retrying(retry=retry, wait=wait, stop=stop_when_event_set(self.stop), sleep=sleeper(self.stop), before_sleep=report,
+        return Retrying(retry=retry, wait=wait, stop=lambda _: self.stop.is_set(), sleep=sleeper(self.stop), before_sleep=report,
                         retry_error_callback=lambda _: None)
 
     def follow_events(self) -> None:

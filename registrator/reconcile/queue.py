@@ -19,21 +19,21 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import threading
-import time
 from collections import deque
 from collections.abc import Callable
 
 from tenacity import RetryCallState, wait_random_exponential
 from tenacity.wait import wait_base
 
+from registrator.runtime import SYSTEM, Runtime
+
 DEFAULT_BACKOFF = wait_random_exponential(multiplier=0.25, max=60)
 
 
 class WorkQueue:
-    def __init__(self, backoff: wait_base = DEFAULT_BACKOFF, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, backoff: wait_base = DEFAULT_BACKOFF, runtime: Runtime = SYSTEM) -> None:
         self._backoff = backoff
-        self._clock = clock
+        self._clock = runtime.monotonic
         self._order: deque[str] = deque()
         self._urgent: deque[str] = deque()
         self._urgent_keys: set[str] = set()
@@ -43,7 +43,7 @@ class WorkQueue:
         self._later: list[tuple[float, int, str, bool]] = []  # (due, tie-breaker, key, is a retry), a heap
         self._sequence = itertools.count()
         self._shutdown = False
-        self._cond = threading.Condition()
+        self._cond = runtime.condition()
 
     def add(self, key: str, urgent: bool = False) -> None:
         with self._cond:

@@ -25,6 +25,7 @@ from registrator.ops.metrics import Metrics
 from registrator.reconcile.diff import plan
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.view import FOREIGN, LocalView, Mirror
+from registrator.runtime import SYSTEM, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,14 @@ class Reconciler:
     """
 
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog,
-                 wake: Callable[[set[str]], None] = lambda _: None, clock: Callable[[], float] = time.time,
+                 wake: Callable[[set[str]], None] = lambda _: None, runtime: Runtime = SYSTEM,
                  metrics: Metrics | None = None, wrote: Callable[[], None] = lambda: None) -> None:
         self._metrics = metrics or Metrics()
         self._docker = docker
         self._consul = consul
         self._settings = settings
         self._kills = kills
-        self._clock = clock
+        self._clock = runtime.time
         self.view = LocalView(settings.hostname, wake)
         self._lock = threading.Lock()  # the per-container tables below
         self._warned: dict[str, tuple[str, ...]] = {}
@@ -79,7 +80,7 @@ class Reconciler:
         self._fingerprints: dict[str, str] = {}  # `docker ps` fingerprint at the last resync
         self._legacy: dict[str, str] = {}  # gliderlabs/registrator's services for this host: ID → container name
         self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
-        self._writes = threading.Condition()
+        self._writes = runtime.condition()
         self._writes_in_flight = 0
         self._closed = False
         self._wrote = wrote

@@ -9,13 +9,13 @@ import pytest
 
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.reconciler import Closed, Reconciler
-from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, web
+from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, manual, web
 
 MIRROR = "service:h:web:80#docker-health"
 
 
 def reconciler(docker: FakeDocker, consul: FakeConsul, wake: Callable[[set[str]], None] = lambda _: None) -> Reconciler:
-    return Reconciler(docker, consul, agent_settings().mapping, KillLog(timeout=120), wake=wake, clock=Clock())
+    return Reconciler(docker, consul, agent_settings().mapping, KillLog(timeout=120), wake=wake, runtime=manual(Clock()))
 
 
 def healthy_web() -> tuple[FakeDocker, FakeConsul, Reconciler]:

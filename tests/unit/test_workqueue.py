@@ -5,6 +5,7 @@ import threading
 from tenacity import wait_exponential
 
 from registrator.reconcile.queue import WorkQueue
+from tests.fakes import manual
 
 
 def test_a_key_added_many_times_waits_once():
@@ -87,7 +88,7 @@ class Clock:
 
 def test_a_failed_key_comes_back_after_its_backoff_which_grows_until_forgotten():
     clock = Clock()
-    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), clock=clock)
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
     assert [queue.retry("a"), queue.retry("a"), queue.retry("a")] == [1, 2, 4]
     assert len(queue) == 0
     clock.now = 1
@@ -97,7 +98,7 @@ def test_a_failed_key_comes_back_after_its_backoff_which_grows_until_forgotten()
 
 
 def test_an_add_does_not_wait_for_a_pending_retry():
-    queue = WorkQueue(backoff=wait_exponential(multiplier=1), clock=Clock())
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1), runtime=manual(Clock()))
     queue.retry("a")
     queue.add("a")
     assert queue.get() == "a"
@@ -105,7 +106,7 @@ def test_an_add_does_not_wait_for_a_pending_retry():
 
 def test_a_delayed_key_comes_back_as_a_plain_key_behind_urgent_ones():
     clock = Clock()
-    queue = WorkQueue(clock=clock)
+    queue = WorkQueue(runtime=manual(clock))
     queue.add_after("a", 5)
     queue.add("urgent", urgent=True)
     clock.now = 10
@@ -115,7 +116,7 @@ def test_a_delayed_key_comes_back_as_a_plain_key_behind_urgent_ones():
 
 def test_shutdown_drops_delayed_keys():
     clock = Clock()
-    queue = WorkQueue(clock=clock)
+    queue = WorkQueue(runtime=manual(clock))
     queue.add_after("a", 1)
     queue.shutdown()
     clock.now = 5
@@ -124,7 +125,7 @@ def test_shutdown_drops_delayed_keys():
 
 def test_retries_brought_forward_are_due_at_once_but_timers_are_not():
     clock = Clock()
-    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), clock=clock)
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
     queue.retry("a")
     queue.retry("b")
     queue.add_after("drain", 100)  # a drain's own timer is not a retry
@@ -137,7 +138,7 @@ def test_retries_brought_forward_are_due_at_once_but_timers_are_not():
 
 def test_a_retry_brought_forward_keeps_its_backoff_until_the_key_succeeds():
     clock = Clock()
-    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), clock=clock)
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
     assert [queue.retry("a"), queue.retry("a")] == [1, 2]
     queue.retry_all_now()
     queue.done(queue.get() or "")
@@ -148,7 +149,7 @@ def test_a_retry_brought_forward_keeps_its_backoff_until_the_key_succeeds():
 
 def test_one_retry_brought_forward_is_the_one_due_first_not_the_one_queued_first():
     clock = Clock()
-    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), clock=clock)
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
     queue.retry("late")
     clock.now = 1
     queue.done(queue.get() or "")
