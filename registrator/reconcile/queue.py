@@ -13,6 +13,10 @@ success, so one container that keeps failing never ties up a worker or delays th
 the failures had one cause that is gone (Consul lost quorum, then got it back), `retry_all_now`
 hands every waiting retry out at once; `retry_one_now` tries one early, to find out whether it is.
 Neither resets a key's backoff: a success does (`forget`), a key that fails again waits longer.
+
+A key waits for one timer at most (a retry, or a drain's own timer: the one due first), and a key
+that is added (an event) or about to be handed out again needs none: however many events come
+for a key that keeps failing, it is tried once per backoff, not once more per event.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from tenacity import RetryCallState, wait_random_exponential
 from tenacity.wait import wait_base
@@ -28,6 +33,13 @@ from tenacity.wait import wait_base
 from registrator.runtime import SYSTEM, Runtime
 
 DEFAULT_BACKOFF = wait_random_exponential(multiplier=0.25, max=60)
+
+
+@dataclass(frozen=True, slots=True)
+class _Timer:
+    due: float
+    sequence: int  # tie-breaker, and which heap entry is the live one
+    retry: bool  # a retry after a failure (brought forward by `retry_*_now`), not a drain's own timer
 
 
 class WorkQueue:
@@ -40,7 +52,8 @@ class WorkQueue:
         self._dirty: set[str] = set()
         self._processing: set[str] = set()
         self._failures: dict[str, int] = {}
-        self._later: list[tuple[float, int, str, bool]] = []  # (due, tie-breaker, key, is a retry), a heap
+        self._timers: dict[str, _Timer] = {}  # a key waits for one timer at most: the one due first
+        self._heap: list[tuple[float, int, str]] = []  # (due, sequence, key); entries of replaced timers are skipped
         self._sequence = itertools.count()
         self._shutdown = False
         self._cond = runtime.condition()
@@ -65,7 +78,7 @@ class WorkQueue:
     def retry_all_now(self) -> int:
         """Every waiting retry is due now; returns how many keys that was."""
         with self._cond:
-            keys = self._take_retries(lambda entry: True)
+            keys = self._take_retries(lambda key: True)
             for key in keys:
                 self._add(key, urgent=False)
             return len(keys)
@@ -73,12 +86,13 @@ class WorkQueue:
     def retry_one_now(self) -> str | None:
         """The retry due first is due now; returns its key, None if no retry waits."""
         with self._cond:
-            first = min((entry for entry in self._later if entry[3]), default=None)
-            if first is None:
+            retries = [(timer.due, timer.sequence, key) for key, timer in self._timers.items() if timer.retry]
+            if not retries:
                 return None
-            self._take_retries(lambda entry: entry[2] == first[2])
-            self._add(first[2], urgent=False)
-            return first[2]
+            first = min(retries)[2]
+            self._take_retries(lambda key: key == first)
+            self._add(first, urgent=False)
+            return first
 
     def forget(self, key: str) -> None:
         """The key was handled: its next failure starts from the shortest backoff again."""
@@ -98,7 +112,7 @@ class WorkQueue:
                 self._promote_due()
                 if self._urgent or (not urgent_only and self._order):
                     break
-                self._cond.wait(timeout=self._later[0][0] - self._clock() if self._later and not urgent_only else None)
+                self._cond.wait(timeout=self._heap[0][0] - self._clock() if self._heap and not urgent_only else None)
             key = self._urgent.popleft() if self._urgent else self._order.popleft()
             self._dirty.discard(key)
             self._urgent_keys.discard(key)
@@ -114,8 +128,21 @@ class WorkQueue:
     def shutdown(self) -> None:
         with self._cond:
             self._shutdown = True
-            self._later.clear()
+            self._timers.clear()
+            self._heap.clear()
             self._cond.notify_all()
+
+    def waiting(self) -> list[str]:
+        """Every entry a key has in the queue (ready, urgent or timed), for the simulation's "a key
+        waits at most once" invariant; a key being processed is not waiting."""
+        with self._cond:
+            return [*self._order, *self._urgent, *self._timers]
+
+    def remembered(self) -> dict[str, set[str]]:
+        """The keys each of the queue's tables holds (the simulation bounds them by the live containers)."""
+        with self._cond:
+            return {"failures": set(self._failures), "urgent": set(self._urgent_keys), "dirty": set(self._dirty),
+                    "processing": set(self._processing), "timers": set(self._timers)}
 
     def __len__(self) -> int:
         """Keys waiting now, those whose delay ran out included (not those being processed)."""
@@ -124,8 +151,10 @@ class WorkQueue:
             return len(self._order) + len(self._urgent)
 
     def _add(self, key: str, urgent: bool) -> None:
+        """The key is looked at now (or once its processing ends): a timer it waited for is moot."""
         if self._shutdown:
             return
+        self._timers.pop(key, None)
         if urgent and key not in self._urgent_keys:
             self._urgent_keys.add(key)
             if key in self._order:  # already waiting: move it to the front lane
@@ -139,22 +168,35 @@ class WorkQueue:
             self._enqueue(key)
 
     def _later_add(self, key: str, delay: float, retry: bool) -> None:
-        if not self._shutdown:
-            heapq.heappush(self._later, (self._clock() + delay, next(self._sequence), key, retry))
-            self._cond.notify_all()  # a waiting worker may have to wake earlier now
+        """A key about to be looked at needs no timer; one that waits keeps the timer due first."""
+        if self._shutdown or key in self._dirty:
+            return
+        due = self._clock() + delay
+        current = self._timers.get(key)
+        if current is not None and current.due <= due:
+            return
+        timer = _Timer(due, next(self._sequence), retry)
+        self._timers[key] = timer
+        heapq.heappush(self._heap, (due, timer.sequence, key))
+        self._cond.notify_all()  # a waiting worker may have to wake earlier now
 
-    def _take_retries(self, which: Callable[[tuple[float, int, str, bool]], bool]) -> list[str]:
+    def _take_retries(self, which: Callable[[str], bool]) -> list[str]:
         """Remove the waiting retries `which` selects; returns their keys, the one due first first."""
-        taken = sorted(entry for entry in self._later if entry[3] and which(entry))
-        if taken:
-            self._later = [entry for entry in self._later if not (entry[3] and which(entry))]
-            heapq.heapify(self._later)
-        return list(dict.fromkeys(entry[2] for entry in taken))
+        taken = sorted((timer.due, timer.sequence, key) for key, timer in self._timers.items() if timer.retry and which(key))
+        for _, _, key in taken:
+            del self._timers[key]
+        return [key for _, _, key in taken]
 
     def _promote_due(self) -> None:
         now = self._clock()
-        while self._later and self._later[0][0] <= now:
-            self._add(heapq.heappop(self._later)[2], urgent=False)
+        while self._heap and self._heap[0][0] <= now:
+            due, sequence, key = heapq.heappop(self._heap)
+            timer = self._timers.get(key)
+            if timer is not None and timer.sequence == sequence:
+                self._add(key, urgent=False)
+        if len(self._heap) > 2 * len(self._timers) + 16:  # replaced timers' entries: drop them before they pile up
+            self._heap = [entry for entry in self._heap if (t := self._timers.get(entry[2])) is not None and t.sequence == entry[1]]
+            heapq.heapify(self._heap)
 
     def _enqueue(self, key: str) -> None:
         (self._urgent if key in self._urgent_keys else self._order).append(key)

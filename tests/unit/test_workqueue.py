@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 
-from tenacity import wait_exponential
+from tenacity import wait_exponential, wait_fixed
 
 from registrator.reconcile.queue import WorkQueue
 from tests.fakes import manual
@@ -160,3 +160,41 @@ def test_one_retry_brought_forward_is_the_one_due_first_not_the_one_queued_first
     assert len(queue) == 1 and queue.get() == "soon"
     assert queue.retry_one_now() == "late"
     assert queue.retry_one_now() is None
+
+
+def test_a_key_added_while_it_waits_for_its_retry_has_one_entry_in_the_queue():
+    clock = Clock()
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
+    queue.retry("a")
+    queue.add("a")  # an event: looked at now, its retry is moot
+    assert queue.waiting() == ["a"]
+    queue.done(queue.get() or "")
+    queue.retry("a")  # it failed again
+    assert queue.waiting() == ["a"]
+
+
+def test_a_key_that_keeps_failing_is_retried_once_per_backoff_however_often_events_came_while_it_waited():
+    """During an outage, every event for a waiting key used to start one more chain of retries."""
+    clock = Clock()
+    queue = WorkQueue(backoff=wait_fixed(60), runtime=manual(clock))
+
+    def fail_what_is_due() -> int:
+        handed = 0
+        while len(queue):
+            key = queue.get() or ""
+            queue.retry(key)
+            queue.done(key)
+            handed += 1
+        return handed
+
+    queue.add("a")
+    fail_what_is_due()
+    for _ in range(5):  # events (health_status, resyncs, ...) while it waits
+        clock.now += 1
+        queue.add("a")
+        fail_what_is_due()
+    handed = 0
+    for _ in range(600):  # the next ten minutes, second by second
+        clock.now += 1
+        handed += fail_what_is_due()
+    assert handed == 10
