@@ -254,7 +254,7 @@ class Agent:
     """A controller over fakes, with its queue and clock at hand; `settle` handles every key due now."""
 
     def __init__(self, consul: FakeConsul | None = None, docker: FakeDocker | None = None, backoff: wait_base | None = None,
-                 **options: Any) -> None:
+                 stop: threading.Event | None = None, **options: Any) -> None:
         self.docker = docker if docker is not None else FakeDocker()
         self.consul = consul if consul is not None else FakeConsul()
         self.clock = Clock()
@@ -262,7 +262,7 @@ class Agent:
         self.queue = WorkQueue(backoff=backoff or wait_fixed(BACKOFF), runtime=self.runtime)
         self.background = WorkQueue(backoff=backoff or wait_fixed(BACKOFF), runtime=self.runtime)
         self.controller = Controller(agent_settings(**options), self.docker, self.consul, queue=self.queue,
-                                     background=self.background, runtime=self.runtime)
+                                     background=self.background, runtime=self.runtime, stop=stop)
 
     def start(self, container_id: str, **kwargs: Any) -> None:
         self.docker.containers[container_id] = web(container_id, **{"name": container_id, **kwargs})

@@ -198,13 +198,18 @@ class Controller:
         self._until_stopped(retry_if_exception_type((DockerUnavailable, EventStreamEnded)), wait_random_exponential(multiplier=0.5, max=10),
                             _report("Docker events"))(self.follow_events)
 
-    def _until_stopped(self, retry: Any, wait: wait_base, report: Callable[[Any], None]) -> Retrying:
-        """Retry with backoff until success or `stop`; a stop ends the call with None, at once."""
-        return Retrying(retry=retry, wait=wait, stop=lambda _: self.stop.is_set(), sleep=sleeper(self.stop), before_sleep=report,
-                        retry_error_callback=lambda _: None)
+    def _until_stopped(self, retry: Any, wait: wait_base, report: Callable[[Any], None]) -> Callable[[Callable[[], Any]], Any]:
+        """Retry with backoff until success or `stop`; a stop ends the call with None, at once (a
+        backoff that the stop cut short is not followed by one more attempt)."""
+        retrying = Retrying(retry=retry, wait=wait, stop=lambda _: self.stop.is_set(), sleep=sleeper(self.stop), before_sleep=report,
+                            retry_error_callback=lambda _: None)
+        return lambda call: retrying(lambda: None if self.stop.is_set() else call())
 
     def follow_events(self) -> None:
         events = self._docker.events(since=self._since)
+        if self.stop.is_set():  # `run` may have closed the streams before this one was known: close it here
+            self._docker.close_events()
+            return
         self._background.add(RESYNC)
         if not self.ready.is_set():
             log.info("ready: following Docker events, resync every %ss", self.settings.options.resync_seconds)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 from tenacity import wait_exponential, wait_fixed
 
 from registrator.consul.sink import ConsulError
-from registrator.docker.source import ContainerEvent
+from registrator.docker.source import ContainerEvent, DockerUnavailable
 from registrator.model import ContainerPort, PortBinding, ServiceSpec
 from registrator.reconcile.controller import HEARTBEAT, RESYNC
 from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, in_thread, web
@@ -174,6 +176,69 @@ def test_stop_ends_run_and_lets_the_reconcile_in_flight_finish():
     running.join(WAIT)
     assert not running.is_alive()
     assert set(agent.consul.services_) == {"h:web:80"}
+
+
+class StreamOpening(FakeDocker):
+    """Like DockerSource, `close_events` closes the stream handed out last, and a stream becomes
+    known to it only once the request that opens it has returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opening = Hold()
+        self.close_asked = threading.Event()
+        self.handed_out: list[queue.Queue[ContainerEvent | None]] = []
+        self.closed: list[queue.Queue[ContainerEvent | None]] = []
+
+    def events(self, since: str | None) -> Iterator[ContainerEvent]:
+        self.events_calls += 1
+        self.opening()
+        stream: queue.Queue[ContainerEvent | None] = queue.Queue()
+        self.handed_out.append(stream)
+        return iter(stream.get, None)
+
+    def close_events(self) -> None:
+        self.close_asked.set()
+        if self.handed_out and self.handed_out[-1] not in self.closed:
+            self.closed.append(self.handed_out[-1])
+            self.handed_out[-1].put(None)
+
+
+def test_a_stop_while_the_events_stream_is_being_opened_ends_the_events_thread():
+    """Else `run` waits the whole Docker timeout for it (longer than ECS's stopTimeout, which
+    SIGKILLs the agent before --deregister-on-exit), and leaves it following the stream."""
+    docker = StreamOpening()
+    agent = Agent(docker=docker)
+    pump = in_thread(agent.controller.pump)
+    assert docker.opening.reached()
+    agent.controller.stop.set()
+    agent.controller._docker.close_events()  # what run does at stop: nothing is open yet
+    docker.opening.release()
+    pump.join(WAIT)
+    assert not pump.is_alive()
+    assert docker.closed == docker.handed_out
+
+
+class Watched(threading.Event):
+    """The agent's stop flag, telling the test when a loop starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waited.set()
+        return super().wait(timeout)
+
+
+def test_a_stop_during_the_events_reconnect_backoff_does_not_reconnect():
+    agent = Agent(stop=Watched())
+    agent.docker.events_error = DockerUnavailable("docker events: connection refused")
+    pump = in_thread(agent.controller.pump)
+    assert agent.controller.stop.waited.wait(WAIT)  # backing off before it connects again
+    agent.controller.stop.set()
+    pump.join(WAIT)
+    assert not pump.is_alive()
+    assert agent.docker.events_calls == 1
 
 
 def test_a_loop_that_dies_is_restarted_and_healthz_says_so():
