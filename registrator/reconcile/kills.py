@@ -139,6 +139,11 @@ class KillLog:
                 if self._running[container_id].seen <= mark:
                     del self._running[container_id]
 
+    def remembered(self) -> dict[str, set[str]]:
+        """The containers each table holds (the simulation bounds them by the live containers)."""
+        with self._lock:
+            return {"kills": set(self._kills), "unseen": set(self._unseen), "running": set(self._running)}
+
     def _end(self, container_id: str) -> None:
         self._kills.pop(container_id, None)
         self._unseen.discard(container_id)

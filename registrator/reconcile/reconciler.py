@@ -165,6 +165,13 @@ class Reconciler:
         self._metrics.inc("registrator_deregistrations_total", removed)
         return removed
 
+    def remembered(self) -> dict[str, set[str]]:
+        """The containers each table holds, the view's and the kill log's included (the simulation
+        bounds them by the live containers)."""
+        with self._lock:
+            tables = {"warned": set(self._warned), "verified": set(self._verified), "fingerprints": set(self._fingerprints)}
+        return {**tables, **self.view.remembered(), **self._kills.remembered()}
+
     def close(self, timeout: float) -> bool:
         """No write starts after this; waits up to `timeout` for those in flight. False if some still are."""
         with self._writes:

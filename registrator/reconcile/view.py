@@ -172,6 +172,12 @@ class LocalView:
         with self._lock:
             return service_id in self._tables.maintenance
 
+    def remembered(self) -> dict[str, set[str]]:
+        """The containers each table holds (the simulation bounds them by the live containers)."""
+        with self._lock:
+            return {"services": set(self._tables.by_container), "reserved": set(self._reserved.values()),
+                    "refused": set().union(*self._refused.values())}
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._tables.services)

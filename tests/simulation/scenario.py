@@ -1,0 +1,600 @@
+"""One seeded schedule: the real core over the simulated world, with faults, then the invariants.
+
+A seed chooses an option set, what runs and what Consul holds before the agent starts, and every
+step after: which thread proceeds, when Docker and Consul answer (or fail, before or after applying
+a write), what happens to containers, Docker, Consul and the agent, and when time passes. Then
+every fault heals, time runs on until nothing is left to do, and the invariants are checked:
+
+(a) Consul holds exactly the services Docker's truth asks for (the newest state of each container:
+    (g)), with Docker's health, out of maintenance, one holder per ID (c);
+(b) no write touched a service another owner holds (checked at every write, `SimConsul._guard`);
+(d) every table of the core is bounded by the containers that exist or hold services;
+(e) a key waits at most once (checked after every step);
+(f) a stop returns within its bound, with the events thread ended and no write after it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from registrator.config import ConsulEndpoint, Options, Settings
+from registrator.mapping.checks import mirror_check_id, mirror_status
+from registrator.mapping.services import (
+    META_CONTAINER,
+    DeregisterPolicy,
+    HostFacts,
+    MappingPolicy,
+    MappingSettings,
+    desired_services,
+)
+from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
+from registrator.ops.metrics import Metrics
+from registrator.reconcile.controller import Controller
+from registrator.reconcile.diff import same
+from registrator.reconcile.queue import WorkQueue
+from tests.simulation.scheduler import Call, Green, Scheduler
+from tests.simulation.world import Box, SimConsul, SimDocker
+
+HOST = "h"
+HOST_IP = "10.0.0.5"
+NAMES = ("web", "api", "db", "job")
+SHARED_IDS = ("shared", "db-primary")  # SERVICE_IDs containers (and foreign owners) collide on
+DENIED_NAME = "secret"  # a service name this host's token may not write
+SETTLE = 400.0  # simulated seconds after every fault healed: every backoff, drain and retry is over by then
+SIGKILL, SIGTERM, SIGHUP, SIGQUIT = 9, 15, 1, 3
+
+
+@dataclass(frozen=True)
+class Config:
+    cleanup: bool
+    deregister: str
+    drain: str
+    resync: float
+    internal: bool
+    workers: int
+    deregister_on_exit: bool
+    drain_timeout: float = 30.0
+    docker_timeout: float = 10.0
+    consul_timeout: float = 5.0
+
+    @staticmethod
+    def pick(rng: random.Random) -> Config:
+        return Config(cleanup=rng.random() < 0.4, deregister=rng.choice(["always", "always", "on-success", "never"]),
+                      drain=rng.choice(["deregister", "maintenance"]), resync=rng.choice([0.0, 60.0]), internal=rng.random() < 0.25,
+                      workers=rng.choice([1, 2, 3]), deregister_on_exit=rng.random() < 0.5)
+
+    def settings(self) -> Settings:
+        policy = MappingPolicy(internal=self.internal, drain=self.drain, deregister=DeregisterPolicy(self.deregister))
+        options = Options(consul=ConsulEndpoint(timeout=self.consul_timeout), mapping=policy, hostname=HOST, ip=HOST_IP,
+                          resync_seconds=self.resync, docker_timeout=self.docker_timeout, cleanup=self.cleanup,
+                          drain_timeout=self.drain_timeout, deregister_on_exit=self.deregister_on_exit, workers=self.workers)
+        return Settings(options, MappingSettings.of(policy, HostFacts(HOST, HOST_IP)))
+
+
+class Violated(Exception):
+    """Ends a schedule at its first broken invariant."""
+
+
+class StampingQueue(WorkQueue):
+    """The production queue; it notes when a thread took its key, for the ownership invariant."""
+
+    def __init__(self, sched: Scheduler) -> None:
+        super().__init__(runtime=sched.runtime())
+        self._sched = sched
+
+    def get(self, urgent_only: bool = False) -> str | None:
+        key = super().get(urgent_only)
+        if key is not None:
+            self._sched.running().handling_since = self._sched.steps
+        return key
+
+
+@dataclass
+class Agent:
+    controller: Controller
+    main: Green
+    queues: tuple[WorkQueue, WorkQueue]
+
+
+@dataclass
+class Outcome:
+    seed: int
+    config: Config
+    violations: list[str] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)
+    steps: int = 0
+
+
+class Simulation:
+    def __init__(self, seed: int, actions: int | None = None) -> None:
+        self.rng = random.Random(seed)
+        random.seed(seed)  # the core's jitter (tenacity's waits, the resync period) draws from the module's generator
+        self.config = Config.pick(self.rng)
+        self.settings = self.config.settings()
+        self.sched = Scheduler()
+        self.docker = SimDocker(self.sched, self.config.docker_timeout)
+        self.consul = SimConsul(self.sched, self.config.consul_timeout, HOST)
+        self.consul.note = self.note
+        self.outcome = Outcome(seed, self.config)
+        self.actions = actions if actions is not None else self.rng.randint(10, 60)
+        self.serial = 0
+        self.legacy: dict[str, str] = {}  # legacy ID → the container name it was for
+        self.ran_names: set[str] = set()  # names any container ran under while the agent ran
+        self.foreign: dict[str, ServiceSpec] = {}
+        self.stopping: set[str] = set()  # containers sent their stop signal, not dead yet
+        self.agent: Agent | None = None
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        try:
+            self._setup()
+            self.agent = self._start_agent()
+            while self.actions > 0 and not self.consul.violations and not self.sched.crashes:
+                self._step()
+            self._heal()
+            self._settle(SETTLE)
+            self._check_quiet()
+            self._stop_agent()
+        except Violated:
+            pass
+        finally:
+            self.outcome.violations += self.consul.violations
+            self.outcome.violations += [f"thread {name} died: {type(exc).__name__}: {exc}" for name, exc in self.sched.crashes]
+            self.outcome.steps = self.sched.steps
+            self.sched.teardown()
+        return self.outcome
+
+    def note(self, text: str) -> None:
+        self.outcome.trace.append(f"{self.sched.steps:5d} t={self.sched.now:8.3f} {text}")
+
+    def violation(self, text: str) -> None:
+        """Record a broken invariant; the schedule ends at the first."""
+        self.note(f"VIOLATION {text}")
+        self.outcome.violations.append(text)
+        raise Violated()
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        """Containers running before the agent starts; what Consul holds then (a previous run's
+        services, gliderlabs/registrator's, another owner's)."""
+        self.consul.denied.add(DENIED_NAME)
+        if self.rng.random() < 0.2:
+            self.consul.poisoned.add(f"{HOST}:{self.rng.choice(NAMES)}:80")
+        for _ in range(self.rng.randint(0, 3)):
+            box = self._new_box()
+            self.docker.create(box)
+            self.docker.start(box)
+            self.ran_names.add(box.name)
+            self.note(f"running before the agent: {box.id} ({box.name} {dict(box.env)})")
+        for name in self.rng.sample(NAMES, self.rng.randint(0, 2)):
+            service_id = f"{HOST}:{name}:80"
+            self.legacy[service_id] = name
+            self.consul.foreign(ServiceSpec(service_id, name, HOST_IP, 31000), "legacy")
+            self.note(f"gliderlabs/registrator left {service_id}")
+        if self.rng.random() < 0.3:
+            self._foreign()
+
+    def _new_box(self) -> Box:
+        self.serial += 1
+        n = self.serial
+        free = [name for name in NAMES if self.docker.free_name(name)]
+        name = self.rng.choice(free) if free else f"app{n}"
+        ports: tuple[ContainerPort, ...] = (ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 30000 + n),)),)
+        if self.rng.random() < 0.2:
+            ports += (ContainerPort(443, "tcp", (PortBinding("0.0.0.0", 40000 + n),)),)
+        env: dict[str, str] = {}
+        roll = self.rng.random()
+        if roll < 0.2:
+            env["SERVICE_ID"] = self.rng.choice(SHARED_IDS)
+        elif roll < 0.27:
+            env["SERVICE_NAME"] = DENIED_NAME
+        elif roll < 0.35:
+            env["SERVICE_NETWORK"] = "backend"
+        ip = f"172.17.0.{n % 250 + 2}"
+        return Box(id=f"c{n:02d}", name=name, ports=ports, env=env, ip=ip, networks=(NetworkAttachment("bridge", ip),),
+                   stop_signal=SIGQUIT if self.rng.random() < 0.1 else SIGTERM, has_healthcheck=self.rng.random() < 0.4,
+                   restart_always=self.rng.random() < 0.3)
+
+    def _start_agent(self) -> Agent:
+        queues = (StampingQueue(self.sched), StampingQueue(self.sched))
+        controller = Controller(self.settings, self.docker, self.consul, Metrics(), queue=queues[0], background=queues[1],  # type: ignore[arg-type]
+                                runtime=self.sched.runtime())
+        main = self.sched.runtime().thread(controller.run, "main")
+        main.start()
+        self.note("agent starts")
+        return Agent(controller, main, queues)  # type: ignore[arg-type]
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        ready = self.sched.ready()
+        calls = [c for c in self.sched.calls if not c.lost and (c.served or c.ready())]
+        roll = self.rng.random()
+        if (ready or calls) and roll < 0.78:
+            choice = self.rng.randrange(len(ready) + len(calls))
+            if choice < len(ready):
+                self.sched.run(ready[choice])
+            else:
+                self._answer(calls[choice - len(ready)])
+        elif roll < 0.95 or not (ready or calls):
+            self.actions -= 1
+            self._act()
+        else:
+            self._tick()
+        self._check_queues()
+
+    def _answer(self, call: Call) -> None:
+        roll = self.rng.random()
+        if not call.served:
+            if call.name == "next-event":
+                self.sched.serve(call)
+                self.sched.answer(call)
+            elif roll < 0.04:
+                self.note(f"{call} fails before it is served")
+                self.sched.answer(call, call.timeout() if call.side == "consul" else call.timeout())
+            elif roll < 0.07:
+                self.note(f"{call} hangs until its timeout")
+                call.lost = True
+            else:
+                self.sched.serve(call)
+                if self.rng.random() < 0.5:
+                    self._deliver(call)
+        else:
+            self._deliver(call)
+
+    def _deliver(self, call: Call) -> None:
+        if call.name != "next-event" and self.rng.random() < 0.04:
+            self.note(f"{call} served; its answer is lost")
+            call.lost = True
+        else:
+            self.sched.answer(call)
+
+    def _tick(self) -> None:
+        seconds = self.rng.choice([0.001, 0.05, 0.5, 2.0, 5.0, 15.0, 40.0])
+        self.sched.advance(seconds)
+
+    def _act(self) -> None:
+        self.sched.steps += 1
+        actions: list[tuple[float, Callable[[], None]]] = [
+            (6, self._run_container), (2, self._create_container), (3, self._stop_begin), (4, self._stop_end), (2, self._kill),
+            (2, self._crash), (2, self._remove), (2, self._restart), (1, self._rename), (1, self._pause), (2, self._health),
+            (1, self._network), (1, self._signal), (0.4, self._docker_restart), (0.4, self._docker_outage), (0.6, self._stream_breaks),
+            (0.6, self._consul_outage), (0.6, self._no_leader), (0.3, self._consul_wipe), (0.8, self._foreign),
+            (0.3 if self.config.resync else 0, self._foreign_leaves), (0.5, self._sighup), (0.3, self._agent_restart),
+        ]
+        weights = [w for w, _ in actions]
+        self.rng.choices([a for _, a in actions], weights)[0]()
+
+    def _box(self, which: Callable[[Box], bool]) -> Box | None:
+        boxes = [b for _, b in sorted(self.docker.boxes.items()) if which(b)]
+        return self.rng.choice(boxes) if boxes else None
+
+    def _run_container(self) -> None:
+        box = self._new_box()
+        self.docker.create(box)
+        self.docker.start(box)
+        self.ran_names.add(box.name)
+        self.note(f"docker run {box.id} ({box.name} {dict(box.env)})")
+
+    def _create_container(self) -> None:
+        if (box := self._box(lambda b: not b.running)) is not None and self.rng.random() < 0.6:
+            self.docker.start(box)
+            self.ran_names.add(box.name)
+            self.note(f"docker start {box.id}")
+        else:
+            box = self._new_box()
+            self.docker.create(box)
+            self.note(f"docker create {box.id}")
+
+    def _stop_begin(self) -> None:
+        if (box := self._box(lambda b: b.running and b.id not in self.stopping)) is not None:
+            self.docker.kill(box, box.stop_signal)
+            self.stopping.add(box.id)
+            self.note(f"docker stop {box.id}: signal {box.stop_signal}")
+
+    def _stop_end(self) -> None:
+        if (box := self._box(lambda b: b.id in self.stopping)) is None:
+            return
+        self.stopping.discard(box.id)
+        if not box.running:
+            return
+        if self.rng.random() < 0.3:
+            self.docker.kill(box, SIGKILL)
+            self.docker.die(box, 137)
+            self.note(f"{box.id} killed after its stop timeout")
+        elif self.rng.random() < 0.2:
+            self.note(f"{box.id} ignores its stop signal and keeps running")
+        else:
+            self.docker.die(box, self.rng.choice([0, 143, 1]))
+            self.note(f"{box.id} exits ({box.exit_code})")
+
+    def _kill(self) -> None:
+        if (box := self._box(lambda b: b.running)) is not None:
+            self.docker.kill(box, SIGKILL)
+            self.docker.die(box, 137)
+            self.stopping.discard(box.id)
+            self.note(f"docker kill {box.id}")
+
+    def _crash(self) -> None:
+        if (box := self._box(lambda b: b.running)) is not None:
+            self.docker.die(box, self.rng.choice([0, 1, 2]))
+            self.stopping.discard(box.id)
+            self.note(f"{box.id} exits by itself ({box.exit_code})")
+
+    def _remove(self) -> None:
+        if (box := self._box(lambda b: True)) is not None:
+            if box.running:
+                self.docker.kill(box, SIGKILL)
+                self.docker.die(box, 137)
+            self.docker.destroy(box)
+            self.stopping.discard(box.id)
+            self.note(f"docker rm -f {box.id}")
+
+    def _restart(self) -> None:
+        if (box := self._box(lambda b: b.running)) is not None:
+            self.docker.kill(box, box.stop_signal)
+            self.docker.die(box, 143)
+            self.docker.start(box)
+            self.stopping.discard(box.id)
+            self.note(f"docker restart {box.id}")
+
+    def _rename(self) -> None:
+        free = [name for name in NAMES if self.docker.free_name(name)]
+        if (box := self._box(lambda b: True)) is not None and free:
+            name = self.rng.choice(free)
+            self.docker.rename(box, name)
+            if box.running:
+                self.ran_names.add(name)
+            self.note(f"docker rename {box.id} {name}")
+
+    def _pause(self) -> None:
+        if (box := self._box(lambda b: b.running)) is not None:
+            self.docker.pause(box, not box.paused)
+            self.note(f"docker {'pause' if box.paused else 'unpause'} {box.id}")
+
+    def _health(self) -> None:
+        if (box := self._box(lambda b: b.running and b.has_healthcheck)) is not None:
+            status = self.rng.choice(["healthy", "unhealthy"])
+            self.docker.health(box, status)
+            self.note(f"{box.id} is {status}")
+
+    def _network(self) -> None:
+        if (box := self._box(lambda b: b.running)) is None:
+            return
+        if any(n.name == "backend" for n in box.networks):
+            self.docker.disconnect(box, "backend")
+            self.note(f"docker network disconnect backend {box.id}")
+        else:
+            self.docker.connect(box, NetworkAttachment("backend", f"172.20.0.{int(box.id[1:]) % 250 + 2}"))
+            self.note(f"docker network connect backend {box.id}")
+
+    def _signal(self) -> None:
+        if (box := self._box(lambda b: b.running)) is not None:
+            self.docker.kill(box, SIGHUP)
+            self.note(f"docker kill -s HUP {box.id}")
+
+    def _docker_restart(self) -> None:
+        self.ran_names |= {box.name for box in self.docker.restart_daemon()}
+        self.stopping.clear()
+        self.note("dockerd restarts")
+
+    def _docker_outage(self) -> None:
+        self.docker.down = not self.docker.down
+        if self.docker.down:
+            self.docker.drop_streams(None)
+        self.note("dockerd " + ("stops answering" if self.docker.down else "answers again"))
+
+    def _stream_breaks(self) -> None:
+        from registrator.docker.source import DockerUnavailable
+        self.docker.drop_streams(DockerUnavailable("events: connection reset by peer") if self.rng.random() < 0.5 else None)
+        self.note("the events stream ends")
+
+    def _consul_outage(self) -> None:
+        self.consul.down = not self.consul.down
+        self.note("Consul " + ("is unreachable" if self.consul.down else "answers again"))
+
+    def _no_leader(self) -> None:
+        self.consul.leaderless = not self.consul.leaderless
+        self.note("Consul " + ("lost its leader" if self.consul.leaderless else "has a leader again"))
+
+    def _consul_wipe(self) -> None:
+        self.consul.lose_everything()
+        self.foreign.clear()
+        self.legacy.clear()
+        self.note("Consul restarts and loses every registration")
+
+    def _foreign(self) -> None:
+        """Another owner registers a service: another host's agent, or an operator by hand."""
+        taken = set(self.consul.services_)
+        candidates = [sid for sid in (*SHARED_IDS, "manual-1", "manual-2") if sid not in taken]
+        if not candidates:
+            return
+        service_id = self.rng.choice(candidates)
+        if self.rng.random() < 0.5:
+            meta = MappingProxyType({"registrator-host": "h2", META_CONTAINER: "x9"})
+            who = "host h2"
+        else:
+            meta, who = MappingProxyType({}), "an operator"
+        spec = ServiceSpec(service_id, "other", "10.0.0.9", 5000 + self.sched.steps % 1000, meta=meta)
+        self.consul.foreign(spec, who)
+        self.foreign[service_id] = spec
+        self.note(f"{who} registers {service_id}")
+
+    def _foreign_leaves(self) -> None:
+        if self.foreign:
+            service_id = self.rng.choice(sorted(self.foreign))
+            del self.foreign[service_id]
+            if self.consul.owners.get(service_id) and self.consul.owners[service_id].who not in ("us", "legacy"):
+                self.consul._drop(service_id)
+            self.note(f"the other owner deregisters {service_id}")
+
+    def _sighup(self) -> None:
+        assert self.agent is not None
+        resync_now = getattr(self.agent.controller, "resync_now", None)
+        if resync_now is not None:
+            resync_now()
+            self.note("SIGHUP: resync now")
+
+    def _agent_restart(self) -> None:
+        self._stop_agent()
+        self.agent = self._start_agent()
+
+    # -- stop -------------------------------------------------------------------------------------
+
+    def _stop_agent(self) -> None:
+        """SIGTERM: (f) `run` returns within its bound, the events thread has ended, no write follows."""
+        assert self.agent is not None
+        agent, options = self.agent, self.settings.options
+        owned = len(self.consul.ours())
+        bound = options.docker_timeout + 3 * options.consul_timeout + (owned + 1) * options.consul_timeout + 1
+        agent.main.handling_since = self.sched.steps
+        agent.controller.stop.set()
+        stopped_at = self.sched.now
+        self.note("SIGTERM")
+        while agent.main.state != "done" and self.sched.now <= stopped_at + bound:
+            self._progress(stopped_at + bound + 1)
+        if agent.main.state != "done":
+            self.violation(f"(f) run() still running {bound:.0f}s after stop")
+            return
+        took = self.sched.now - stopped_at
+        while self._progress(self.sched.now):  # what is about to end (a call that just timed out) ends
+            pass
+        events = [g for g in self.sched.greens if g.name == "events" and g.state != "done" and g.order > agent.main.order]
+        if events:
+            self.violation(f"(f) run() returned after {took:.1f}s with the events thread still following a stream")
+        writes = len(self.consul.writes)
+        for _ in range(200):
+            if not self._progress(self.sched.now + 60):
+                break
+        if len(self.consul.writes) > writes:
+            self.violation(f"(f) writes after run() returned: {self.consul.writes[writes:]}")
+        if options.deregister_on_exit and not (self.consul.down or self.consul.leaderless):
+            left = sorted(sid for sid, spec in self.consul.ours().items() if spec.name != DENIED_NAME)
+            if left:
+                self.violation(f"(f) --deregister-on-exit left {left}")
+        self.note(f"stopped after {took:.1f}s")
+
+    def _progress(self, until: float) -> bool:
+        """One step of a run with no new faults: a ready thread, a call answered, or time to the next timer."""
+        ready = self.sched.ready()
+        if ready:
+            self.sched.run(ready[0])
+            return True
+        calls = [c for c in self.sched.calls if not c.lost and (c.served or c.ready())]
+        if calls:
+            call = calls[0]
+            if not call.served:
+                self.sched.serve(call)
+            self.sched.answer(call)
+            return True
+        deadline = self.sched.next_deadline()
+        if deadline is None or deadline > until:
+            return False
+        self.sched.advance(max(0.0, deadline - self.sched.now))
+        return True
+
+    # -- quiet ------------------------------------------------------------------------------------
+
+    def _heal(self) -> None:
+        self.docker.down = False
+        self.consul.down = False
+        self.consul.leaderless = False
+        for call in self.sched.calls:
+            call.lost = False
+        self.note("every fault heals")
+
+    def _settle(self, seconds: float) -> None:
+        end = self.sched.now + seconds
+        while self._progress(end):
+            self._check_queues()
+        self.sched.advance(max(0.0, end - self.sched.now))
+        while self._progress(end):
+            self._check_queues()
+
+    def _check_queues(self) -> None:
+        """(e) a key waits at most once."""
+        if self.agent is None:
+            return
+        for queue in self.agent.queues:
+            waiting = queue.waiting()
+            for key in sorted(set(waiting)):
+                if waiting.count(key) > 1:
+                    self.violation(f"(e) key {key} waits {waiting.count(key)} times")
+                    return
+
+    def _check_quiet(self) -> None:
+        assert self.agent is not None
+        mapping = self.settings.mapping
+        wanted: dict[str, list[tuple[str, ServiceSpec]]] = {}
+        retained: set[str] = set()
+        for cid, box in sorted(self.docker.boxes.items()):
+            if box.running:
+                for sid, spec in desired_services(box.snapshot(), mapping).services.items():
+                    wanted.setdefault(sid, []).append((cid, spec))
+            elif self.config.deregister == "never" or (self.config.deregister == "on-success" and box.exit_code not in (0, 137, 143)):
+                retained.add(cid)
+        ours = self.consul.ours()
+        for sid, candidates in sorted(wanted.items()):
+            owner = self.consul.owners.get(sid)
+            if owner is not None and owner.who not in ("us", "legacy"):
+                continue  # another owner holds it: the containers wait
+            if sid in self.consul.poisoned or candidates[0][1].name == DENIED_NAME:
+                continue
+            got = ours.get(sid)
+            if got is None:
+                self.violation(f"(a) {sid} is missing (wanted by {[c for c, _ in candidates]})")
+                continue
+            holder = got.meta.get(META_CONTAINER, "")
+            spec = dict(candidates).get(holder)
+            if spec is None and holder in retained:
+                continue  # an exited container whose services the deregister policy keeps holds it still
+            if spec is None:
+                self.violation(f"(a) {sid} is held by {holder}, which does not want it (wanted by {[c for c, _ in candidates]})")
+            elif not same(spec, got):
+                self.violation(f"(g) {sid} is registered as {got}, {holder} asks for {spec}")
+            else:
+                self._check_health(sid, self.docker.boxes[holder])
+        for sid, spec in sorted(ours.items()):
+            holder = spec.meta.get(META_CONTAINER, "")
+            if sid not in wanted and holder not in retained:
+                self.violation(f"(a) {sid} of {holder} is left in Consul ({'gone' if holder not in self.docker.boxes else 'not running'})")
+        for sid, spec in sorted(self.foreign.items()):
+            if self.consul.services_.get(sid) != spec:
+                self.violation(f"(b) the other owner's {sid} was changed: {self.consul.services_.get(sid)}")
+        for sid, name in sorted(self.legacy.items()):
+            present = self.consul.owners.get(sid) is not None and self.consul.owners[sid].who == "legacy"
+            if self.config.cleanup and present and name not in self.ran_names and self.consul.services_[sid].name != DENIED_NAME:
+                self.violation(f"(a) -cleanup left registrator's {sid}")
+            if not self.config.cleanup and not present and name not in self.ran_names:
+                self.violation(f"(b) registrator's {sid} was removed without -cleanup")
+        self._check_memory(set(wanted), retained)
+
+    def _check_health(self, service_id: str, box: Box) -> None:
+        check = self.consul.checks.get(mirror_check_id(service_id))
+        if box.has_healthcheck and check is not None:
+            status = mirror_status(box.snapshot(), self.settings.mapping.checks)[0]
+            if check[1] != status:
+                self.violation(f"(a) {service_id}'s Docker health shows {check[1]}, Docker says {box.health} ({status})")
+        if f"_service_maintenance:{service_id}" in self.consul.checks:
+            self.violation(f"(a) {service_id} is left in maintenance mode")
+
+    def _check_memory(self, wanted: set[str], retained: set[str]) -> None:
+        """(d) once quiet, no table remembers a container that is gone."""
+        assert self.agent is not None
+        live = set(self.docker.boxes) | {spec.meta.get(META_CONTAINER, "") for spec in self.consul.ours().values()}
+        tables: dict[str, set[str]] = dict(self.agent.controller.reconciler.remembered())
+        for name, queue in zip(("queue", "background"), self.agent.queues, strict=True):
+            tables.update({f"{name}.{table}": keys for table, keys in queue.remembered().items()})
+        for table, keys in sorted(tables.items()):
+            gone = sorted(k for k in keys if k not in live and not k.startswith("*"))
+            if gone:
+                self.violation(f"(d) {table} remembers containers that are gone: {gone}")
+
+
+def simulate(seed: int, actions: int | None = None) -> Outcome:
+    return Simulation(seed, actions).run()
