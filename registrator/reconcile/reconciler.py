@@ -115,10 +115,12 @@ class Reconciler:
     def forget_containers_except(self, running: set[str], mark: int) -> None:
         """After a resync whose listing was taken at `mark` (`KillLog.mark`)."""
         with self._lock:
-            for table in (self._fingerprints, self._verified):
+            for table in (self._fingerprints, self._verified, self._warned):
                 for container_id in set(table) - running:
                     del table[container_id]
         self._kills.forget_except(running, mark)
+        refused = self.view.remembered()["refused"] - running
+        self.view.forget_refusals({cid for cid in refused if self._kills.running(cid) is None})  # not seen running since the listing
 
     def heartbeat(self) -> int:
         """Re-send every Docker-health check's status, so its TTL never runs out while we live.
@@ -205,7 +207,7 @@ class Reconciler:
         label = snapshot.name if snapshot else container_id[:12]
         draining = self._kills.draining(container_id, self._kills.running(container_id), self._clock())
         desired = desired_services(snapshot, self._settings, draining)
-        if snapshot is None:
+        if snapshot is None or not snapshot.running:
             self._forget_container(container_id)
         else:
             self._report(container_id, label, desired.warnings)
@@ -337,16 +339,22 @@ class Reconciler:
         self._wrote()
 
     def _forget_container(self, container_id: str) -> None:
-        """A container that is gone needs no memory (without a resync, nothing else would prune it)."""
+        """A container that is gone or stopped needs no memory: nothing may tell when it is removed
+        (its destroy event does not matter to a container with no services)."""
         with self._lock:
             for table in (self._fingerprints, self._verified, self._warned):
                 table.pop(container_id, None)
+        self.view.forget_refusals({container_id})
 
     def _report(self, container_id: str, label: str, warnings: tuple[str, ...]) -> None:
-        """Log a container's metadata warnings once, and again only when they change."""
+        """Log a container's metadata warnings once, and again only when they change (only those of
+        running containers are remembered: nothing tells when a stopped one is removed)."""
         with self._lock:
-            if self._warned.get(container_id) == warnings:
+            if self._warned.get(container_id, ()) == warnings:
                 return
-            self._warned[container_id] = warnings
+            if warnings:
+                self._warned[container_id] = warnings
+            else:
+                self._warned.pop(container_id, None)
         for warning in warnings:
             log.warning("container %s: %s", label, warning)

@@ -203,6 +203,11 @@ class LocalView:
             self._refused = {sid: waiting for sid, waiting in self._refused.items() if waiting}
             return held
 
+    def forget_refusals(self, containers: set[str]) -> None:
+        """These containers stopped or are gone: they wait for no ID any more."""
+        with self._lock:
+            self._refused = {sid: waiting - containers for sid, waiting in self._refused.items() if waiting - containers}
+
     def end_claims(self, container_id: str) -> None:
         """The container's reconcile is over: IDs it reserved but did not register are free again."""
         with self._lock:

@@ -755,3 +755,69 @@ def test_a_consul_that_fails_some_writes_and_takes_others_gets_the_waiting_keys_
     agent.start("d", host_port=9001)
     agent.settle()
     assert agent.consul.holder("h:a:80") == "a"
+
+
+def remembered(agent: Agent) -> dict[str, set[str]]:
+    """Every table of the core that names containers, with the containers it names."""
+    tables = dict(agent.controller.reconciler.remembered())
+    tables.update({f"queue.{name}": keys for name, keys in agent.queue.remembered().items()})
+    return {name: keys for name, keys in tables.items() if keys}
+
+
+def run_to_completion(agent: Agent, container_id: str, exit_code: int = 0, **kwargs: Any) -> None:
+    """`docker run --rm`: start, exit, removal."""
+    agent.start(container_id, **kwargs)
+    agent.settle()
+    agent.docker.containers[container_id] = replace(agent.docker.containers[container_id], running=False, exit_code=exit_code)
+    agent.event(container_id, "die")
+    agent.settle()
+    del agent.docker.containers[container_id]
+    agent.event(container_id, "destroy")
+    agent.settle()
+
+
+def test_a_container_that_ran_to_completion_and_was_removed_is_not_remembered():
+    agent = Agent(resync_seconds=0)
+    run_to_completion(agent, "job", env={"SERVICE_XYZ-1": "bad key"})
+    assert remembered(agent) == {}
+
+
+@pytest.mark.parametrize("deregister", ["never", "on-success"])
+def test_a_container_refused_an_id_that_ran_to_completion_and_was_removed_is_not_remembered(deregister):
+    agent = Agent(resync_seconds=0, deregister=deregister)
+    agent.start("holder", env={"SERVICE_ID": "shared"})
+    agent.settle()
+    run_to_completion(agent, "job", exit_code=1, host_port=9000, env={"SERVICE_ID": "shared"})  # refused: holder has it
+    assert remembered(agent) == {"services": {"holder"}, "running": {"holder"}, "verified": {"holder"}}
+
+
+def test_a_resync_forgets_containers_that_are_gone_whose_removal_the_agent_missed():
+    agent = Agent()
+    agent.start("job", env={"SERVICE_XYZ-1": "bad key"})
+    agent.settle()
+    agent.docker.containers["job"] = replace(agent.docker.containers["job"], running=False, exit_code=0)
+    agent.event("job", "die")
+    agent.settle()
+    del agent.docker.containers["job"]  # its destroy event was lost
+    agent.controller.resync()
+    agent.settle()
+    assert remembered(agent) == {}
+
+
+def test_a_container_refused_an_id_after_a_resync_listed_the_containers_still_gets_it_when_it_is_free():
+    agent = Agent(resync_seconds=0)
+    agent.start("holder", env={"SERVICE_ID": "shared"})
+    agent.settle()
+    listing = agent.docker.hold("running")
+    resync = in_thread(agent.controller.process, RESYNC)
+    assert listing.reached()  # `docker ps` answered without late
+    agent.start("late", host_port=9000, env={"SERVICE_ID": "shared"})
+    agent.controller.process(agent.take())  # refused: holder has it
+    listing.release()
+    resync.join(WAIT)
+    agent.settle()
+
+    del agent.docker.containers["holder"]
+    agent.event("holder", "die")
+    agent.settle()
+    assert agent.consul.holder("shared") == "late"
