@@ -177,8 +177,8 @@ def main() -> None:
 @option("--deregister-on-exit/--no-deregister-on-exit", env="DEREGISTER_ON_EXIT", default=default(Options, "deregister_on_exit"), show_default=True,
         help="On SIGTERM/SIGINT remove this host's services first (default: leave them, so a restarting agent does not flap DNS).")
 @option("--consul-probe", env="CONSUL_PROBE", type=click.FloatRange(min=0.1), default=default(Options, "consul_probe_seconds"), show_default=True,
-        help="Seconds between checks that the Consul agent still holds this host's services (it lost them if it restarted without its data); "
-             "after Consul failed a call, also how often one waiting container is tried early.")
+        help="Seconds between checks that the Consul agent still holds this host's services (it lost them if it restarted without its data) "
+             "and, after Consul failed a call, that it answers with a cluster leader again (then every waiting container is retried).")
 @option("--workers", env="WORKERS", type=click.IntRange(min=1, max=8), default=default(Options, "workers"), show_default=True,
         help="Containers reconciled at once (their Docker and Consul calls overlap); one container is never handled twice at once.")
 @option("--listen", env="LISTEN", default="", metavar="HOST:PORT", help="Serve /healthz and /metrics (Prometheus) here, e.g. 127.0.0.1:9666.")

@@ -142,6 +142,7 @@ class FakeConsul(Holds):
     denied: set[tuple[str, str]] = field(default_factory=set)  # (call, ID): refused for good, like an ACL denial
     endpoint: ConsulEndpoint = field(default_factory=ConsulEndpoint)
     scripts: bool | None = False  # what the agent says of enable_script_checks; None: ACL denies reading it
+    leaderless: bool = False  # /v1/status/leader answers "" (an election, or no quorum)
 
     def __post_init__(self) -> None:
         Holds.__init__(self)
@@ -204,7 +205,8 @@ class FakeConsul(Holds):
             return service_id in self.services_
 
     def leader(self) -> str:
-        return "127.0.0.1:8300"
+        self._call("leader", "")
+        return "" if self.leaderless else "127.0.0.1:8300"
 
     def runs_script_checks(self) -> bool | None:
         return self.scripts
@@ -277,6 +279,8 @@ class Agent:
             self.controller.process((self.queue if len(self.queue) else self.background).get() or "")
 
     def take(self) -> str:
+        """The next key due now (a test that expects one must not block when there is none)."""
+        assert len(self.queue), "no key is due"
         key = self.queue.get()
         assert key is not None
         return key

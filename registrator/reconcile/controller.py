@@ -6,10 +6,11 @@ container are handled in order and never concurrently; different containers, a r
 heartbeat all run side by side (the local view makes that safe), so a resync never holds up an
 event. A container being stopped (its first stop-signal `kill`) is urgent: one more worker serves
 only those, so its service leaves DNS at once even while the others wait on Docker. A key whose
-handling fails goes back to the queue after its own backoff; after Consul failed a call, each
-probe tries one waiting key early, and the first write that goes through brings all of them back
-(at most once a probe period), so the agent catches up within a probe period of Consul's return,
-not a backoff of a minute.
+handling fails goes back to the queue after its own backoff. When the Consul probe sees Consul
+answer again (with a leader) after it did not, every waiting key is retried at once, so the agent
+catches up within a probe period of Consul's return, not a backoff of a minute; what tells that
+Consul is back is a read of its state, never the write of one key, so a key that Consul keeps
+failing for its own reason waits out its backoff.
 Signal handlers only set `stop`.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,10 +96,9 @@ class Controller:
         self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, runtime=runtime, metrics=self.metrics,
                                      wrote=self._wrote)
         self._clock = runtime.time
-        self._consul_unreachable = False
-        self._catch_up = threading.Lock()  # the two fields below, set by workers
-        self._consul_failed = False  # a key waits because Consul failed it; only a write can tell that this is over
-        self._caught_up_at = float("-inf")
+        self._consul_away = ""  # why the probe took Consul to be away (unreachable, no leader); "" while it answers
+        self._back_at = float("-inf")  # when the probe last saw Consul back
+        self._consul_failed = False  # Consul failed a key since the last write that went through: the probe asks for the leader
         self._resyncs = 0
         self.loops: dict[str, LoopState] = {}
         self.restart_backoff: wait_base = wait_random_exponential(multiplier=0.5, max=30)
@@ -256,40 +255,37 @@ class Controller:
 
     def probe_consul(self) -> None:
         """Notice quickly when the Consul agent lost what we registered (a restarted dev agent, a wiped
-        data dir) or was unreachable: probe one owned service, and resync when it is gone or Consul is back.
-        After Consul failed a key, try one waiting key now: its write is what tells that Consul takes
-        writes again (a Consul client without a leader still answers reads from its own state)."""
-        if self._consul_failed and self._queue.retry_one_now() is None:
-            self._background.retry_one_now()
+        data dir) or comes back after it was away: probe one owned service (a local read), and while
+        Consul fails keys ask also for the cluster's leader (the local agent answers reads from its
+        own state without one, but takes no write). When Consul is back, every waiting key is tried
+        now and a resync follows; a lost service is resynced."""
         sentinel = self.reconciler.view.sentinel()
         try:
-            present = True
-            if sentinel:
-                present = self._consul.has_service(sentinel)
-            else:  # nothing of ours to lose: only whether the agent answers ("no leader" is an answer too)
-                self._consul.leader()
+            present = self._consul.has_service(sentinel) if sentinel else True
+            leader = self._consul.leader() if self._consul_failed or not sentinel else "not asked"
         except ConsulError as exc:
-            if not self._consul_unreachable:
-                log.warning("Consul unreachable: %s", exc)
-            self._consul_unreachable = True
+            self._away(f"unreachable: {exc}")
             return
-        if self._consul_unreachable or not present:
-            log.warning("Consul agent %s; resyncing", "is back" if self._consul_unreachable else f"lost service {sentinel}")
+        if not leader:
+            self._away("has no cluster leader")
+            return
+        if self._consul_away:
+            self._consul_away, self._back_at = "", self._clock()
+            waiting = self._queue.retry_all_now() + self._background.retry_all_now()
+            log.warning("Consul agent is back: resyncing, and retrying the %d waiting reconciles now", waiting)
             self._background.add(RESYNC)
-        self._consul_unreachable = False
+        elif not present:
+            log.warning("Consul agent lost service %s; resyncing", sentinel)
+            self._background.add(RESYNC)
+
+    def _away(self, why: str) -> None:
+        if not self._consul_away:
+            log.warning("Consul agent %s", why)
+        self._consul_away = why
 
     def _wrote(self) -> None:
-        """A write went through: after Consul failed keys, those waiting are retried now (not their
-        backoff, up to a minute, after Consul's return); once a probe period at most, so a Consul that
-        fails some writes and takes others is not sent every waiting key at each success."""
-        with self._catch_up:
-            now = self._clock()
-            if not self._consul_failed or now - self._caught_up_at < self.settings.options.consul_probe_seconds:
-                return
-            self._consul_failed, self._caught_up_at = False, now
-        waiting = self._queue.retry_all_now() + self._background.retry_all_now()
-        if waiting:
-            log.info("Consul takes writes again: retrying the %d waiting reconciles now", waiting)
+        """A write went through: Consul takes writes (the probe need not ask for a leader)."""
+        self._consul_failed = False
 
     def _heartbeat_loop(self) -> None:
         checks = self.settings.mapping.checks
@@ -346,26 +342,29 @@ class Controller:
     def process(self, key: str) -> None:
         """Handle a key taken from its queue; a failed one goes back after its own backoff."""
         queue = self._background if key in (RESYNC, HEARTBEAT) else self._queue
+        started = self._clock()
         try:
             self.handle(key)
             queue.forget(key)
         except Closed:
             pass
         except Exception as exc:
-            self._failed(queue, key, exc)
+            self._failed(queue, key, exc, started)
         finally:
             queue.done(key)
 
-    def _failed(self, queue: WorkQueue, key: str, exc: Exception) -> None:
+    def _failed(self, queue: WorkQueue, key: str, exc: Exception, started: float) -> None:
         label = key if key in (RESYNC, HEARTBEAT) else f"container {key[:12]}"
         if isinstance(exc, ConsulError) and not exc.transient:
             queue.forget(key)
             log.error("%s: %s", label, exc)
             return
         delay = queue.retry(key)
-        if isinstance(exc, ConsulError):  # after the key waits: a write that goes through from now on brings it back
-            with self._catch_up:
-                self._consul_failed = True
+        if isinstance(exc, ConsulError):
+            self._consul_failed = True
+            if started < self._back_at:  # it was tried while Consul was away, and failed after the probe saw it back
+                queue.add(key)
+                delay = 0.0
         if transient(exc):
             log.warning("%s: %s; trying again in %.1fs", label, exc, delay)
         else:

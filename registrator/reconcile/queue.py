@@ -11,8 +11,8 @@ A key whose handling failed is not retried by the worker: `retry` puts it back a
 backoff (tenacity's wait policy, by how often that key failed in a row) and `forget` resets it on
 success, so one container that keeps failing never ties up a worker or delays the others. When
 the failures had one cause that is gone (Consul lost quorum, then got it back), `retry_all_now`
-hands every waiting retry out at once; `retry_one_now` tries one early, to find out whether it is.
-Neither resets a key's backoff: a success does (`forget`), a key that fails again waits longer.
+hands every waiting retry out at once. It does not reset a key's backoff: a success does
+(`forget`), a key that fails again waits longer.
 
 A key waits for one timer at most (a retry, or a drain's own timer: the one due first), and a key
 that is added (an event) or about to be handed out again needs none: however many events come
@@ -82,17 +82,6 @@ class WorkQueue:
             for key in keys:
                 self._add(key, urgent=False)
             return len(keys)
-
-    def retry_one_now(self) -> str | None:
-        """The retry due first is due now; returns its key, None if no retry waits."""
-        with self._cond:
-            retries = [(timer.due, timer.sequence, key) for key, timer in self._timers.items() if timer.retry]
-            if not retries:
-                return None
-            first = min(retries)[2]
-            self._take_retries(lambda key: key == first)
-            self._add(first, urgent=False)
-            return first
 
     def forget(self, key: str) -> None:
         """The key was handled: its next failure starts from the shortest backoff again."""

@@ -627,53 +627,95 @@ def consul_takes_no_writes(agent: Agent, *containers: str) -> None:
     assert {agent.queue.failures(c) for c in containers} == {7} and not agent.consul.services_
 
 
-def test_once_a_write_goes_through_after_an_outage_every_waiting_retry_is_made_at_once():
+def test_when_consul_answers_again_after_an_outage_every_waiting_retry_is_made_at_once():
     agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
     consul_takes_no_writes(agent, "a", "b", "c")
+    agent.consul.failing.update({"has_service", "leader"})
+    agent.controller.probe_consul()  # unreachable
     agent.consul.failing.clear()
-    agent.start("d", host_port=9000)
-    agent.settle()  # the clock has not moved: without the catch-up a, b and c would wait a minute
-    assert {agent.consul.holder(f"h:{c}:80") for c in "abcd"} == set("abcd")
+    agent.controller.probe_consul()
+    agent.consul.fail_once.add(("services", ""))  # the resync that follows fails: the retries do not wait for the next
+    agent.settle()  # the clock has not moved: without the catch-up they would wait a minute
+    assert {agent.consul.holder(f"h:{c}:80") for c in "abc"} == set("abc")
     assert {agent.queue.failures(c) for c in "abc"} == {0}
 
 
-def test_during_an_outage_each_consul_probe_tries_one_waiting_retry_and_its_success_brings_the_rest():
+def test_when_the_cluster_has_a_leader_again_every_waiting_retry_is_made_at_once():
+    """Without a leader the local agent may still answer reads from its own state: the probe asks
+    for the leader while keys wait because Consul failed them."""
     agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    agent.consul.leaderless = True
     consul_takes_no_writes(agent, "a", "b")
     agent.controller.probe_consul()
     agent.settle()
-    assert sorted(agent.queue.failures(c) for c in "ab") == [7, 8]  # one write tried, not a burst
+    assert {agent.queue.failures(c) for c in "ab"} == {7}  # no leader: nothing is tried early
 
     agent.consul.failing.clear()
+    agent.consul.leaderless = False
     agent.controller.probe_consul()
+    agent.consul.fail_once.add(("services", ""))
     agent.settle()
     assert {agent.consul.holder(f"h:{c}:80") for c in "ab"} == set("ab")
 
 
-def test_a_probe_tries_nothing_early_while_consul_takes_writes():
-    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
-    agent.docker.failing.add("broken")  # Docker's trouble, not Consul's: its backoff is left alone
-    agent.start("broken")
+class OneBadRegistration(FakeConsul):
+    """Consul fails one registration every time (a 500 for that definition), and takes every other write."""
+
+    def register(self, spec: ServiceSpec) -> None:
+        if spec.id == "h:poison:80":
+            raise ConsulError("Consul agent/service/register h:poison:80: 500 rpc error", transient=True)
+        super().register(spec)
+
+
+def test_a_key_consul_keeps_failing_is_tried_as_its_backoff_says_however_often_consul_is_probed():
+    agent = Agent(OneBadRegistration(), backoff=wait_exponential(multiplier=1, max=60), consul_probe_seconds=5)
+    agent.start("poison")
+    agent.start("busy", host_port=9000)
     agent.settle()
-    agent.controller.probe_consul()
-    assert len(agent.queue) == 0
+    before = agent.docker.inspected.count("poison")
+    for tick in range(120):  # ten minutes of probes, and of other containers' writes that Consul takes
+        agent.clock.advance(5)
+        agent.controller.probe_consul()
+        if tick % 2:
+            agent.event("busy", "health_status: healthy")
+            agent.docker.containers["busy"] = replace(agent.docker.containers["busy"], started_at=agent.clock())
+        agent.settle()
+    tries = agent.docker.inspected.count("poison") - before
+    assert tries <= 16  # 1, 2, 4, ... 32 s, then every 60 s
 
 
-def test_a_resync_that_failed_during_the_outage_is_retried_with_the_first_write_that_goes_through():
+def test_a_write_in_flight_when_consul_came_back_that_failed_after_is_tried_again_at_once():
+    """Its call was sent during the outage and timed out just after the probe saw Consul back: its
+    backoff (up to a minute) is not what it should wait."""
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    consul_takes_no_writes(agent, "a")
+    agent.consul.failing.add("leader")
+    agent.controller.probe_consul()  # unreachable
+    agent.clock.advance(60)
+    stalled = agent.consul.hold("register", "h:a:80")
+    worker = in_thread(agent.controller.process, agent.take())  # its normal retry, sent while Consul is away
+    assert stalled.reached()
+    agent.clock.advance(1)
+    agent.consul.failing.clear()
+    agent.controller.probe_consul()  # Consul is back
+    agent.consul.fail_once.update({("register", "h:a:80"), ("services", "")})  # and the resync after it
+    stalled.release()  # the stalled call fails
+    worker.join(WAIT)
+    agent.settle()
+    assert agent.consul.holder("h:a:80") == "a"
+
+
+def test_a_resync_that_failed_during_the_outage_is_retried_when_consul_is_back():
     agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
     agent.consul.failing.update({"services", "register"})
     agent.background.add(RESYNC)
     consul_takes_no_writes(agent, "a")
     assert agent.background.failures(RESYNC) == 7
+    agent.consul.failing.update({"has_service", "leader"})
+    agent.controller.probe_consul()
     agent.consul.failing.clear()
-    agent.start("web")
-    agent.controller.process(agent.take())
+    agent.controller.probe_consul()
     assert len(agent.background) == 1 and agent.background.get() == RESYNC  # due now, not in a minute
-
-
-class Leaderless(FakeConsul):
-    def leader(self) -> str:
-        return ""  # what /v1/status/leader answers while the servers hold an election or lack quorum
 
 
 def test_the_probe_resyncs_when_consul_lost_our_services_or_answers_again():
@@ -696,65 +738,15 @@ def test_the_probe_resyncs_when_consul_lost_our_services_or_answers_again():
     assert agent.background.get() == RESYNC
 
 
-def test_without_services_of_its_own_the_probe_asks_only_whether_consul_answers_a_leader_or_not():
-    agent = Agent(Leaderless(), resync_seconds=0)
+def test_without_services_of_its_own_the_probe_takes_no_leader_for_an_outage_not_for_lost_services():
+    agent = Agent(resync_seconds=0)
+    agent.consul.leaderless = True
+    agent.controller.probe_consul()
     agent.controller.probe_consul()
     assert len(agent.background) == 0
-
-
-def test_a_write_refused_for_good_while_consul_takes_no_writes_brings_no_waiting_retry_back():
-    """An ACL denial or a rejected definition is answered by the local agent without a leader: it does
-    not tell that Consul takes writes again, so the waiting keys keep their backoff."""
-    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
-    consul_takes_no_writes(agent, "a")
-    agent.consul.denied.add(("register", "h:denied:80"))
-    agent.start("denied", host_port=9000)
-    agent.settle()
-    assert agent.queue.failures("a") == 7 and len(agent.queue) == 0
-
-
-def test_a_key_whose_write_failed_just_before_another_went_through_is_tried_again_within_a_probe(monkeypatch):
-    """Consul is back: worker 1's stalled write of a fails, and worker 2's write of b goes through
-    before worker 1 has put a back in the queue."""
-    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
-    consul_takes_no_writes(agent, "a")
-    agent.controller.probe_consul()  # a is tried early...
-    agent.consul.failing.clear()
-    agent.consul.fail_once.add(("register", "h:a:80"))  # ...and its write times out as Consul returns
-    putting_back = Hold()
-    retry = agent.queue.retry
-
-    def held_retry(key: str) -> float:
-        putting_back()
-        return retry(key)
-
-    monkeypatch.setattr(agent.queue, "retry", held_retry)
-    worker_1 = in_thread(agent.controller.process, agent.take())
-    assert putting_back.reached()
-    agent.start("b", host_port=9000)
-    agent.controller.process(agent.take())  # worker 2
-    putting_back.release()
-    worker_1.join(WAIT)
-
+    agent.consul.leaderless = False
     agent.controller.probe_consul()
-    agent.settle()
-    assert agent.consul.holder("h:a:80") == "a"
-
-
-def test_a_consul_that_fails_some_writes_and_takes_others_gets_the_waiting_keys_early_once_a_probe_period():
-    agent = Agent(backoff=wait_exponential(multiplier=1, max=60), consul_probe_seconds=5)
-    consul_takes_no_writes(agent, "a", "b")
-    agent.consul.failing.clear()
-    agent.consul.fail_once.add(("register", "h:a:80"))
-    agent.start("c", host_port=9000)
-    agent.settle()  # c's write brings a and b back; a fails again, b goes through
-    assert (agent.queue.failures("a"), agent.consul.holder("h:b:80")) == (8, "b")
-    assert len(agent.queue) == 0  # b's success came within the probe period of the last catch-up
-
-    agent.clock.advance(5)
-    agent.start("d", host_port=9001)
-    agent.settle()
-    assert agent.consul.holder("h:a:80") == "a"
+    assert len(agent.background) == 1  # back after an outage: one resync
 
 
 def remembered(agent: Agent) -> dict[str, set[str]]:

@@ -147,21 +147,6 @@ def test_a_retry_brought_forward_keeps_its_backoff_until_the_key_succeeds():
     assert queue.retry("a") == 1
 
 
-def test_one_retry_brought_forward_is_the_one_due_first_not_the_one_queued_first():
-    clock = Clock()
-    queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
-    queue.retry("late")
-    clock.now = 1
-    queue.done(queue.get() or "")
-    queue.retry("late")  # its second failure: due at 1 + 2
-    queue.retry("soon")  # its first: due at 1 + 1
-    queue.add_after("drain", 0.5)
-    assert queue.retry_one_now() == "soon"
-    assert len(queue) == 1 and queue.get() == "soon"
-    assert queue.retry_one_now() == "late"
-    assert queue.retry_one_now() is None
-
-
 def test_a_key_added_while_it_waits_for_its_retry_has_one_entry_in_the_queue():
     clock = Clock()
     queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
