@@ -234,12 +234,14 @@ class Controller:
         """Whether the event can change what the container registers. `docker run` sends create,
         network connect and start: a container that is not running has nothing to register, so
         only its start is worth an inspect. A network change or removal matters only for a
-        container known to run or to have services (resyncs catch anything missed)."""
+        container known to run or to have services, or one about to be looked at or being looked
+        at (its first inspect may have been answered before the change)."""
         if event.action == "create":
             return False
         if event.action in ("connect", "disconnect", "destroy"):
             container_id = event.container_id
-            return self._kills.running(container_id) is not None or bool(self.reconciler.view.services_of(container_id))
+            return (self._kills.running(container_id) is not None or bool(self.reconciler.view.services_of(container_id))
+                    or self._queue.has(container_id))
         return True
 
     def _resync_loop(self) -> None:

@@ -121,6 +121,11 @@ class WorkQueue:
             self._heap.clear()
             self._cond.notify_all()
 
+    def has(self, key: str) -> bool:
+        """Whether the key is waiting (now or for a timer) or being processed."""
+        with self._cond:
+            return key in self._dirty or key in self._processing or key in self._timers
+
     def waiting(self) -> list[str]:
         """Every entry a key has in the queue (ready, urgent or timed), for the simulation's "a key
         waits at most once" invariant; a key being processed is not waiting."""

@@ -14,7 +14,7 @@ from tenacity import wait_exponential, wait_fixed
 
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent, DockerUnavailable
-from registrator.model import ContainerPort, PortBinding, ServiceSpec
+from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
 from registrator.reconcile.controller import HEARTBEAT, RESYNC
 from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, in_thread, web
 
@@ -813,3 +813,30 @@ def test_a_container_refused_an_id_after_a_resync_listed_the_containers_still_ge
     agent.event("holder", "die")
     agent.settle()
     assert agent.consul.holder("shared") == "late"
+
+
+class AnswerOnItsWay(FakeDocker):
+    """Docker makes its answer when the inspect is asked; the answer reaches the agent after a hold."""
+
+    def inspect(self, container_id: str) -> Any:
+        self.inspected.append(container_id)
+        answer = self.containers.get(container_id)
+        self.pause("inspect", container_id)
+        return answer
+
+
+def test_a_network_connect_while_the_first_inspect_is_answered_is_looked_at():
+    """`docker run --network bridge -e SERVICE_NETWORK=backend … && docker network connect backend web`."""
+    agent = Agent(docker=AnswerOnItsWay(), resync_seconds=0)
+    agent.docker.containers["web"] = web("web", name="web", env={"SERVICE_NETWORK": "backend"})
+    answer = agent.docker.hold("inspect", "web")
+    agent.event("web", "start")
+    first_look = in_thread(agent.controller.process, agent.take())
+    assert answer.reached()  # Docker answered: on bridge only
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"], networks=(NetworkAttachment("backend", "172.20.0.7"),))
+    agent.event("web", "connect")
+    answer.release()
+    first_look.join(WAIT)
+    agent.settle()
+    assert agent.consul.services_["h:web:80"].address == "172.20.0.7"
+    assert agent.docker.inspected == ["web", "web"]
