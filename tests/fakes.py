@@ -199,6 +199,11 @@ class FakeConsul(Holds):
             self.writes.append(("maintenance", f"{service_id}={enable}"))
             self._lock.notify_all()
 
+    def service(self, service_id: str) -> ServiceSpec | None:
+        self._call("service", service_id)
+        with self._lock:
+            return self.services_.get(service_id)
+
     def has_service(self, service_id: str) -> bool:
         self._call("has_service", service_id)
         with self._lock:

@@ -97,6 +97,19 @@ class ConsulSink:
             self._put(f"/v1/agent/service/maintenance/{path_segment(service_id)}",
                       {"enable": "true" if enable else "false", "reason": reason})
 
+    def service(self, service_id: str) -> ServiceSpec | None:
+        """What the local agent holds under this ID now, as its listing shows it; None when it has none."""
+        with self._errors("agent/service", service_id):
+            try:
+                raw = self._client.http.get(consul.base.CB.json(), f"/v1/agent/service/{path_segment(service_id)}", headers=self._headers())
+            except ValueError as exc:
+                raise ConsulError(f"Consul agent/service {service_id}: the answer is not JSON: {exc}", transient=True) from exc
+        if isinstance(raw, tuple):  # python-consul2's answer to a 404
+            return None
+        if not isinstance(raw, Mapping) or raw.get("ID") != service_id:
+            raise ConsulError(f"Consul agent/service {service_id}: unexpected answer {str(raw)[:200]}", transient=True)
+        return service_from_agent(raw)
+
     def has_service(self, service_id: str) -> bool:
         """Whether the local agent still knows this service (False on 404)."""
         with self._errors("agent/service", service_id):

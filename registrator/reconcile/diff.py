@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
 from registrator.model import Deregister, Op, Register, ServiceSpec
 
 
-def plan(desired: Mapping[str, ServiceSpec], actual: Mapping[str, ServiceSpec]) -> list[Op]:
+def plan(desired: Mapping[str, ServiceSpec], actual: Mapping[str, ServiceSpec], unsure: Set[str] = frozenset()) -> list[Op]:
+    """`unsure`: IDs in `actual` whose last write failed after it may have been applied; a wanted
+    one is registered again, so that Consul holds it as the agent believes."""
     ops: list[Op] = [
-        Register(spec) for sid, spec in sorted(desired.items()) if sid not in actual or not same(spec, actual[sid])
+        Register(spec) for sid, spec in sorted(desired.items())
+        if sid not in actual or sid in unsure or not same(spec, actual[sid])
     ]
     ops += [Deregister(sid) for sid in sorted(actual) if sid not in desired]
     return ops

@@ -10,21 +10,21 @@ a Docker or Consul call, and a refresh of the view never waits for them.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from registrator.consul.sink import ConsulError
 from registrator.mapping.checks import mirror_check_id
-from registrator.mapping.services import META_HOST, Desired, MappingSettings, desired_services, drained
+from registrator.mapping.services import Desired, MappingSettings, desired_services, drained
 from registrator.model import ContainerSnapshot, Deregister, Op, Register, ServiceSpec
 from registrator.ops.metrics import Metrics
 from registrator.reconcile.diff import plan
 from registrator.reconcile.kills import KillLog
-from registrator.reconcile.view import FOREIGN, LocalView, Mirror
+from registrator.reconcile.ownership import FOREIGN, FREE, LEGACY, OURS, Ownership
+from registrator.reconcile.view import LocalView, Mirror
 from registrator.runtime import SYSTEM, Runtime
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class Docker(Protocol):
 
 class Consul(Protocol):
     def services(self) -> dict[str, ServiceSpec]: ...
+    def service(self, service_id: str) -> ServiceSpec | None: ...
     def check_states(self) -> dict[str, tuple[str, str]]: ...
     def register(self, spec: ServiceSpec) -> None: ...
     def deregister(self, service_id: str) -> None: ...
@@ -53,6 +54,23 @@ class Outcome:
 
     writes: int = 0  # Consul writes: registrations, deregistrations, maintenance and health updates
     look_again_in: float | None = None  # a drain in progress: when it times out
+
+
+SWEEP = "*cleanup*"  # the -cleanup sweep, as the holder of the IDs it is removing (never a container ID)
+
+
+@dataclass(slots=True)
+class _Writes:
+    """One pass's writes for a container: who Consul said holds each ID it wrote (read once, before
+    the first write), and what came of them."""
+
+    container_id: str
+    label: str
+    looks: dict[str, str] = field(default_factory=dict)
+    registered: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)  # refused for good by Consul
+    held: set[str] = field(default_factory=set)  # held by another owner: the container waits for them
+    count: int = 0
 
 
 class Reconciler:
@@ -74,12 +92,14 @@ class Reconciler:
         self._kills = kills
         self._clock = runtime.time
         self.view = LocalView(settings.hostname, wake)
+        self._wake = wake
         self._lock = threading.Lock()  # the per-container tables below
         self._warned: dict[str, tuple[str, ...]] = {}
         self._verified: dict[str, dict[str, ServiceSpec]] = {}  # what the last successful reconcile left in Consul
         self._fingerprints: dict[str, str] = {}  # `docker ps` fingerprint at the last resync
         self._legacy: dict[str, str] = {}  # gliderlabs/registrator's services for this host: ID → container name
-        self._legacy_id = re.compile(rf"^{re.escape(settings.hostname)}:([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$")
+        self._legacy_refused: set[str] = set()  # of those, the ones Consul refused for good to remove
+        self._ownership = Ownership(settings.hostname)
         self._writes = runtime.condition()
         self._writes_in_flight = 0
         self._closed = False
@@ -94,11 +114,11 @@ class Reconciler:
         except BaseException:
             self.view.abort_refresh()
             raise
-        legacy = {sid: match.group(1) for sid, spec in services.items()
-                  if META_HOST not in spec.meta and (match := self._legacy_id.match(sid))}
+        legacy = {sid: name for sid, spec in services.items() if (name := self._ownership.legacy_container(sid, spec))}
         self.view.finish_refresh(services.values(), states, adoptable=legacy)
         with self._lock:
             self._legacy = legacy
+            self._legacy_refused &= set(legacy)
         self._metrics.set("registrator_services_owned", len(self.view))
         return self.view.containers()
 
@@ -109,7 +129,8 @@ class Reconciler:
         with self._lock:
             previous, self._fingerprints[container_id] = self._fingerprints.get(container_id), fingerprint
             verified = self._verified.get(container_id)
-        unchanged = previous == fingerprint and verified is not None and not plan(verified, self.view.services_of(container_id))
+        actual = self.view.services_of(container_id)
+        unchanged = previous == fingerprint and verified is not None and not plan(verified, actual, self.view.unsure_of(container_id))
         return not unchanged or self._kills.pending(container_id)
 
     def forget_containers_except(self, running: set[str], mark: int) -> None:
@@ -125,12 +146,22 @@ class Reconciler:
     def heartbeat(self) -> int:
         """Re-send every Docker-health check's status, so its TTL never runs out while we live.
 
-        A reconcile may send a newer status meanwhile (it records it first): then that one is sent
-        again, so the heartbeat's older one never stays.
+        Only to services Consul lists as this host's now (one listing per heartbeat: a service
+        another owner took over since is left alone). A reconcile may send a newer status meanwhile
+        (it records it first): then that one is sent again, so the heartbeat's older one never stays.
         """
+        mirrors = self.view.mirrors()
+        if not mirrors:
+            return 0
+        listed = self._consul.services()
         sent = 0
         failed: list[ConsulError] = []
-        for service_id, first in sorted(self.view.mirrors().items()):
+        for service_id, first in sorted(mirrors.items()):
+            holder = self._ownership.of(service_id, listed.get(service_id))
+            if holder != OURS:
+                if holder == FOREIGN:
+                    self.view.held_by_another_owner(service_id, "")
+                continue
             mirror: Mirror | None = first
             while mirror is not None:
                 try:
@@ -151,20 +182,38 @@ class Reconciler:
 
         They carry no ownership Meta, so this is the one place that reads an ID: registrator's own
         `host:container:port[:udp]` pattern with this host's name, as its `-cleanup` did. Entries of
-        running containers are left for their reconcile to adopt (same ID, now with Meta).
+        running containers are left for their reconcile to adopt (same ID, now with Meta); a
+        container that adopts one while its removal is on its way is looked at again, since the
+        removal may have landed after its registration. One Consul refuses to remove is logged once
+        and left, and the others are still removed.
         """
         with self._lock:
-            stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names)
+            stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names and sid not in self._legacy_refused)
         removed = 0
+        failed: list[ConsulError] = []
         for service_id in stale:
             if self.view.owns(service_id):  # adopted meanwhile by a container that started after the listing
                 continue
-            self._write(self._consul.deregister, service_id)
-            with self._lock:
-                self._legacy.pop(service_id, None)
-            removed += 1
-            log.info("cleanup: deregistered %s left by registrator for a container that is gone", service_id)
+            try:
+                if self._holder_now(service_id, {}, SWEEP, "cleanup") == LEGACY:
+                    self._write(self._consul.deregister, service_id)
+                    removed += 1
+                    log.info("cleanup: deregistered %s left by registrator for a container that is gone", service_id)
+                    if adopter := self.view.container_of(service_id):
+                        self.view.maybe_deregistered(service_id)
+                        self._wake({adopter})
+                with self._lock:
+                    self._legacy.pop(service_id, None)
+            except ConsulError as exc:
+                if exc.transient:
+                    failed.append(exc)
+                else:
+                    with self._lock:
+                        self._legacy_refused.add(service_id)
+                    log.error("cleanup: %s; left in Consul", exc)
         self._metrics.inc("registrator_deregistrations_total", removed)
+        if failed:
+            raise failed[0]
         return removed
 
     def remembered(self) -> dict[str, set[str]]:
@@ -194,7 +243,7 @@ class Reconciler:
     def plan(self, container_id: str) -> tuple[str, list[Op]]:
         """What reconcile would write for this container now (its name, and the ops); writes nothing."""
         label, _, wanted, actual = self._desired(container_id, claim=False)
-        return label, plan(wanted, actual) if wanted is not None else []
+        return label, plan(wanted, actual, self.view.unsure_of(container_id)) if wanted is not None else []
 
     def _desired(self, container_id: str, claim: bool = True) -> tuple[str, Desired, dict[str, ServiceSpec] | None, dict[str, ServiceSpec]]:
         """The container's label, its desired state, the services to have (None: keep what is there), and what is there."""
@@ -249,80 +298,131 @@ class Reconciler:
                 look_again_in = 0.0  # drained without knowing its stop signal: the next look inspects and tells
             if wanted is None:
                 return Outcome(look_again_in=look_again_in)
-            written, refused = self._apply(label, wanted, actual)
-            in_place = set(wanted) - refused
-            writes = len(written) + self._set_maintenance(label, in_place, desired.maintenance)
-            writes += self._push_health(label, in_place, desired.check_status, registered=written)
+            writes = _Writes(container_id, label)
+            self._apply(writes, wanted, actual)
+            in_place = {sid: spec for sid, spec in wanted.items() if sid not in writes.refused | writes.held}
+            self._set_maintenance(writes, in_place, desired.maintenance)
+            self._push_health(writes, in_place, desired.check_status)
         except BaseException:
             self._kills.look_failed(container_id)
             raise
         finally:
             self.view.end_claims(container_id)
-        self._metrics.inc("registrator_reconcile_writes_total", writes)
-        if not writes:
+        self._metrics.inc("registrator_reconcile_writes_total", writes.count)
+        if not writes.count:
             log.debug("container %s: in sync (%d services)", label, len(wanted))
-        if not refused and self._kills.running(container_id) is not None:  # a resync may skip it while unchanged
+        if not writes.refused and self._kills.running(container_id) is not None:  # a resync may skip it while unchanged
             with self._lock:
-                self._verified[container_id] = wanted
-        return Outcome(writes, look_again_in)
+                self._verified[container_id] = {sid: spec for sid, spec in wanted.items() if sid not in writes.held}
+        return Outcome(writes.count, look_again_in)
 
-    def _apply(self, label: str, wanted: dict[str, ServiceSpec], actual: dict[str, ServiceSpec]) -> tuple[set[str], set[str]]:
-        """Register and deregister what differs; returns the service IDs written and those Consul refused.
+    def _apply(self, writes: _Writes, wanted: dict[str, ServiceSpec], actual: dict[str, ServiceSpec]) -> None:
+        """Register and deregister what differs from the view, each ID only once Consul said who holds it.
 
         A refusal for good (an ACL denial, a registration Consul rejects) is logged and the rest of
-        the plan still goes through; a transient failure ends the reconcile, to be retried whole.
+        the plan still goes through; a transient failure ends the reconcile, to be retried whole. A
+        write that failed may still have been applied: the view marks its service unsure, so the
+        next reconcile writes it again (or deregisters it).
         """
-        written: set[str] = set()
-        refused: set[str] = set()
-        for op in plan(wanted, actual):
+        for op in plan(wanted, actual, self.view.unsure_of(writes.container_id)):
+            service_id = op.spec.id if isinstance(op, Register) else op.service_id
             try:
+                holder = self._holder_now(service_id, writes.looks, writes.container_id, writes.label)
                 match op:
                     case Register(spec):
-                        self._write(self._consul.register, spec)
-                        self.view.registered(spec)
-                        self._metrics.inc("registrator_registrations_total")
-                        verb = "updated" if spec.id in actual else "registered"
-                        log.info("container %s: %s %s (%s at %s:%d)", label, verb, spec.id, spec.name, spec.address, spec.port)
-                        written.add(spec.id)
-                    case Deregister(service_id):
-                        self._write(self._consul.deregister, service_id)
-                        self.view.deregistered(service_id)
-                        self._metrics.inc("registrator_deregistrations_total")
-                        log.info("container %s: deregistered %s", label, service_id)
-                        written.add(service_id)
+                        if holder == FOREIGN:
+                            writes.held.add(service_id)
+                        else:
+                            self._register(writes, spec, "updated" if service_id in actual else "registered")
+                    case Deregister(_) if holder in (OURS, LEGACY):
+                        self._deregister(writes, service_id)
             except ConsulError as exc:
                 if exc.transient:
                     raise
-                log.error("container %s: %s", label, exc)
-                refused.add(op.spec.id if isinstance(op, Register) else op.service_id)
-        return written, refused
+                log.error("container %s: %s", writes.label, exc)
+                writes.refused.add(service_id)
 
-    def _set_maintenance(self, label: str, service_ids: set[str], enable: bool) -> int:
-        changed = [sid for sid in sorted(service_ids) if self.view.in_maintenance(sid) != enable]
-        for service_id in changed:
+    def _holder_now(self, service_id: str, looks: dict[str, str], container_id: str, label: str) -> str:
+        """Who holds the ID in Consul now, read once per pass before its first write (see ownership.py).
+
+        What Consul answers wins over the view: a service another owner holds is left alone (the
+        container waits for the ID), one Consul lost is dropped from the view.
+        """
+        if service_id in looks:
+            return looks[service_id]
+        holder = looks[service_id] = self._ownership.of(service_id, self._consul.service(service_id))
+        if holder == FOREIGN:
+            if self.view.owns(service_id) or container_id != SWEEP:
+                log.warning("container %s: service ID %s is held by %s; waiting for it to be released", label, service_id, FOREIGN)
+            self.view.held_by_another_owner(service_id, "" if container_id == SWEEP else container_id)
+        elif holder == FREE and self.view.owns(service_id):
+            self.view.deregistered(service_id)
+        return holder
+
+    def _register(self, writes: _Writes, spec: ServiceSpec, verb: str = "registered") -> None:
+        try:
+            self._write(self._consul.register, spec)
+        except ConsulError as exc:
+            if exc.transient:
+                self.view.maybe_registered(spec)
+            raise
+        self.view.registered(spec)
+        writes.looks[spec.id] = OURS
+        writes.registered.add(spec.id)
+        writes.count += 1
+        self._metrics.inc("registrator_registrations_total")
+        log.info("container %s: %s %s (%s at %s:%d)", writes.label, verb, spec.id, spec.name, spec.address, spec.port)
+
+    def _deregister(self, writes: _Writes, service_id: str) -> None:
+        try:
+            self._write(self._consul.deregister, service_id)
+        except ConsulError as exc:
+            if exc.transient:
+                self.view.maybe_deregistered(service_id)
+            raise
+        self.view.deregistered(service_id)
+        writes.looks[service_id] = FREE
+        writes.count += 1
+        self._metrics.inc("registrator_deregistrations_total")
+        log.info("container %s: deregistered %s", writes.label, service_id)
+
+    def _in_consul(self, writes: _Writes, spec: ServiceSpec) -> bool:
+        """Before a write to one of the service's checks: whether Consul holds it as this host's; one
+        Consul lost (it restarted without its data) is registered again first."""
+        holder = self._holder_now(spec.id, writes.looks, writes.container_id, writes.label)
+        if holder == FREE:
+            self._register(writes, spec)
+        return holder != FOREIGN
+
+    def _set_maintenance(self, writes: _Writes, services: dict[str, ServiceSpec], enable: bool) -> None:
+        for service_id, spec in sorted(services.items()):
+            if self.view.in_maintenance(service_id) == enable:
+                continue
+            if not self._in_consul(writes, spec) or self.view.in_maintenance(service_id) == enable:  # registered again: out of it
+                continue
             self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
             self.view.maintenance_set(service_id, enable)
-            log.info("container %s: %s %s maintenance mode", label, service_id, "entered" if enable else "left")
-        return len(changed)
+            writes.count += 1
+            log.info("container %s: %s %s maintenance mode", writes.label, service_id, "entered" if enable else "left")
 
-    def _push_health(self, label: str, service_ids: set[str], check_status: Mapping[str, tuple[str, str]], registered: set[str]) -> int:
+    def _push_health(self, writes: _Writes, services: dict[str, ServiceSpec], check_status: Mapping[str, tuple[str, str]]) -> None:
         """Bring each Docker-health check to Docker's verdict; a fresh registration starts from scratch."""
-        sent = 0
-        for service_id in sorted(service_ids):
+        for service_id in sorted(services):
             if (state := check_status.get(service_id)) is None:
                 continue
-            check_id = mirror_check_id(service_id)
             known = self.view.mirror(service_id)
-            if service_id in registered or known is None or (known.status, known.output) != state:
-                self.view.mirror_intended(service_id, *state)
-                try:
-                    self._write(self._consul.update_check, check_id, *state)
-                except Exception:
-                    self.view.mirror_unknown(service_id)
-                    raise
-                log.info("container %s: %s is %s (Docker health)", label, check_id, state[0])
-                sent += 1
-        return sent
+            if service_id not in writes.registered and known is not None and (known.status, known.output) == state:
+                continue
+            if not self._in_consul(writes, services[service_id]):
+                continue
+            self.view.mirror_intended(service_id, *state)
+            try:
+                self._write(self._consul.update_check, mirror_check_id(service_id), *state)
+            except Exception:
+                self.view.mirror_unknown(service_id)
+                raise
+            writes.count += 1
+            log.info("container %s: %s is %s (Docker health)", writes.label, mirror_check_id(service_id), state[0])
 
     def _write(self, call: Callable[..., None], *args: object) -> None:
         """Every Consul write goes through here, so that `close` can wait for the last one."""

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from registrator.mapping.checks import mirror_check_id
 from registrator.mapping.services import META_CONTAINER, META_HOST
 from registrator.model import ServiceSpec
+from registrator.reconcile.ownership import FOREIGN
 
 MAINTENANCE_PREFIX = "_service_maintenance:"  # Consul's check ID for a service in maintenance mode
-FOREIGN = "a service this host does not own"  # the holder of an ID registered by another owner
 
 # Check IDs are only ever built from a service ID (never parsed back): Consul's own maintenance
 # check, and the Docker-health mirror the mapping gives a service.
@@ -44,6 +44,7 @@ class _Tables:
     by_container: dict[str, dict[str, ServiceSpec]] = field(default_factory=dict)
     mirrors: dict[str, Mirror] = field(default_factory=dict)  # service ID → its Docker-health check as Consul shows it
     maintenance: set[str] = field(default_factory=set)  # services this agent put in maintenance mode
+    unsure: set[str] = field(default_factory=set)  # services whose last write failed after Consul may have applied it
 
     def put(self, spec: ServiceSpec) -> None:
         """A registration replaces the service's checks: their status and maintenance mode start over."""
@@ -55,6 +56,7 @@ class _Tables:
         old = self.services.pop(service_id, None)
         self.maintenance.discard(service_id)
         self.mirrors.pop(service_id, None)
+        self.unsure.discard(service_id)
         if old is not None:
             container_id = old.meta.get(META_CONTAINER, "")
             services = self.by_container.get(container_id, {})
@@ -86,7 +88,7 @@ class LocalView:
         self._lock = threading.Lock()
         self._tables = _Tables()
         self._journal: list[Change] | None = None  # changes made while a refresh is under way
-        self._foreign: frozenset[str] = frozenset()  # IDs on the Consul agent that this host does not own
+        self._foreign: set[str] = set()  # IDs on the Consul agent that this host does not own
         self._reserved: dict[str, str] = {}  # service ID → the container whose reconcile is about to register it
         self._refused: dict[str, set[str]] = {}  # service ID → containers refused it
         self._versions = itertools.count(1)
@@ -132,7 +134,7 @@ class LocalView:
             for change in self._journal or ():
                 change(tables)
             self._tables, self._journal = tables, None
-            self._foreign = frozenset(foreign - set(adoptable))
+            self._foreign = foreign - set(adoptable)
             woken |= self._release({sid for sid in self._refused if self._holder(sid) is None})
         self._wake(woken - {""})
 
@@ -141,6 +143,17 @@ class LocalView:
     def services_of(self, container_id: str) -> dict[str, ServiceSpec]:
         with self._lock:
             return dict(self._tables.by_container.get(container_id, {}))
+
+    def container_of(self, service_id: str) -> str:
+        """The container this host registered the service for; "" if the host has no such service."""
+        with self._lock:
+            spec = self._tables.services.get(service_id)
+            return spec.meta.get(META_CONTAINER, "") if spec is not None else ""
+
+    def unsure_of(self, container_id: str) -> set[str]:
+        """The container's services whose last write failed after Consul may have applied it."""
+        with self._lock:
+            return set(self._tables.by_container.get(container_id, {})) & self._tables.unsure
 
     def containers(self) -> set[str]:
         """Containers this host has services for."""
@@ -156,9 +169,10 @@ class LocalView:
             return service_id in self._tables.services
 
     def sentinel(self) -> str | None:
-        """One owned service ID, probed to notice a Consul agent that lost its state."""
+        """One owned service ID, probed to notice a Consul agent that lost its state (not one whose
+        last write failed: it may never have been there)."""
         with self._lock:
-            return min(self._tables.services, default=None)
+            return min(self._tables.services.keys() - self._tables.unsure, default=None)
 
     def mirrors(self) -> dict[str, Mirror]:
         with self._lock:
@@ -228,6 +242,26 @@ class LocalView:
             self._change_locked(lambda tables: tables.drop(service_id))
             woken = self._release({service_id} if self._holder(service_id) is None else set())
         self._wake(woken)
+
+    def maybe_registered(self, spec: ServiceSpec) -> None:
+        """A registration failed after Consul may have applied it: the service counts as there, unsure."""
+        def change(tables: _Tables) -> None:
+            tables.put(spec)
+            tables.unsure.add(spec.id)
+        self._change(change)
+
+    def maybe_deregistered(self, service_id: str) -> None:
+        """A deregistration failed after Consul may have applied it: the service stays, unsure."""
+        self._change(lambda tables: tables.unsure.add(service_id) if service_id in tables.services else None)
+
+    def held_by_another_owner(self, service_id: str, container_id: str) -> None:
+        """Consul answered that another owner holds this ID now: it is not this host's (any more), and
+        the container that asked for it waits until a refresh finds it free."""
+        with self._lock:
+            self._change_locked(lambda tables: tables.drop(service_id))
+            self._foreign.add(service_id)
+            if container_id:
+                self._refused.setdefault(service_id, set()).add(container_id)
 
     def maintenance_set(self, service_id: str, enabled: bool) -> None:
         self._change(lambda tables: tables.set_maintenance(service_id, enabled))

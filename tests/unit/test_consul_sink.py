@@ -150,6 +150,25 @@ def test_a_refused_write_keeps_the_library_meaning_of_its_status(status, transie
     assert raised.value.transient is transient
 
 
+def test_a_service_is_read_as_the_listing_shows_it_and_an_unknown_one_is_none():
+    entry = {"ID": SPEC.id, "Service": SPEC.name, "Address": SPEC.address, "Port": SPEC.port, "Tags": list(SPEC.tags),
+             "Meta": dict(SPEC.meta), "ContentHash": "4a2", "Weights": {"Passing": 1, "Warning": 1}}
+    with serving() as stub:
+        stub.answer("/v1/agent/service/h:web:80", 200, json.dumps(entry).encode())
+        stub.answer("/v1/agent/service/gone", 404, b"unknown service ID: gone")
+        sink = _sink(stub)
+        assert (sink.service("h:web:80"), sink.service("gone")) == (SPEC, None)
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy error</html>", b'{"ID": "another"}', b"[]"])
+def test_a_service_answer_that_is_not_the_service_asked_for_is_a_transient_error(body):
+    with serving() as stub:
+        stub.answer("/v1/agent/service/", 200, body)
+        with pytest.raises(ConsulError) as raised:
+            _sink(stub).service("h:web:80")
+    assert raised.value.transient
+
+
 def test_deregistering_an_unknown_service_counts_as_done():
     with serving() as stub:
         stub.answer("/v1/agent/service/deregister/", 404, b"Unknown service ID")

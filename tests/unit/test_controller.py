@@ -367,6 +367,27 @@ def test_a_wake_is_not_lost_when_the_reconcile_that_released_the_id_fails_afterw
 # -- ownership --------------------------------------------------------------------------------------
 
 
+class AppliedThenLost(FakeConsul):
+    """Consul applies the next (call, ID) in `lost`, and its answer is lost (a read timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost: set[tuple[str, str]] = set()
+
+    def register(self, spec: ServiceSpec) -> None:
+        super().register(spec)
+        self._lose("register", spec.id)
+
+    def deregister(self, service_id: str) -> None:
+        super().deregister(service_id)
+        self._lose("deregister", service_id)
+
+    def _lose(self, call: str, key: str) -> None:
+        if (call, key) in self.lost:
+            self.lost.discard((call, key))
+            raise ConsulError(f"Consul {call} {key}: read timed out", transient=True)
+
+
 def test_a_container_cannot_take_over_and_then_remove_a_service_this_host_does_not_own():
     """SERVICE_ID is container-supplied. A service another registrator (another host sharing the
     agent) registered is invisible to the claim, which only looks at this host's view: the
@@ -402,6 +423,86 @@ def test_cleanup_does_not_remove_a_registration_adopted_while_the_resync_listed_
     agent.controller.process(agent.take())  # web adopts h:web:80
     assert agent.consul.holder("h:web:80") == "web"
     listing.release()
+    resync.join(WAIT)
+    agent.settle()
+    assert agent.consul.holder("h:web:80") == "web"
+
+
+def test_a_service_another_owner_registered_after_the_last_refresh_is_neither_taken_over_nor_removed():
+    """Foreign IDs were known only as of the last refresh (every resync; with -resync 0 only at
+    start): SERVICE_ID naming a service registered since then overwrote it."""
+    agent = Agent(resync_seconds=0)
+    agent.controller.process(RESYNC)  # the refresh at start: nothing of another owner yet
+    theirs = ServiceSpec("db", "db", "10.0.0.9", 5432, meta=MappingProxyType({"registrator-host": "h2",
+                                                                            "registrator-container": "x"}))
+    agent.consul.services_["db"] = theirs
+    agent.start("web", env={"SERVICE_ID": "db"})
+    agent.settle()
+    assert agent.consul.services_["db"] == theirs
+    del agent.docker.containers["web"]
+    agent.event("web", "die")
+    agent.settle()
+    assert agent.consul.services_["db"] == theirs
+
+
+def test_a_registration_that_went_through_but_whose_answer_was_lost_is_removed_when_the_container_stops():
+    consul = AppliedThenLost()
+    consul.lost.add(("register", "h:web:80"))
+    agent = Agent(consul, resync_seconds=0)
+    agent.start("web")
+    agent.settle()  # registered; the reconcile failed and waits for its retry
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"], running=False, exit_code=0)
+    agent.event("web", "die")
+    agent.settle()
+    agent.clock.advance(BACKOFF)
+    agent.settle()
+    assert "h:web:80" not in consul.services_
+
+
+def test_a_deregistration_that_went_through_but_whose_answer_was_lost_is_undone_when_the_container_restarts():
+    consul = AppliedThenLost()
+    agent = Agent(consul, resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    consul.lost.add(("deregister", "h:web:80"))
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"], running=False, exit_code=0)
+    agent.event("web", "die")
+    agent.settle()  # deregistered; the reconcile failed and waits for its retry
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"], running=True, started_at=2000.0)
+    agent.event("web", "start")
+    agent.settle()
+    agent.clock.advance(BACKOFF)
+    agent.settle()
+    assert agent.consul.holder("h:web:80") == "web"
+
+
+def test_cleanup_goes_on_past_a_registrator_entry_consul_will_not_remove():
+    """One legacy entry whose removal the ACL denies ended every resync before any container was
+    looked at: a lost service was never registered again, a dead container's never removed."""
+    agent = Agent(cleanup=True)
+    agent.consul.services_["h:oldapp:80"] = ServiceSpec("h:oldapp:80", "oldapp", "10.0.0.5", 8080)  # no Meta
+    agent.consul.services_["h:gone:80"] = ServiceSpec("h:gone:80", "gone", "10.0.0.5", 8081)
+    agent.consul.denied.add(("deregister", "h:oldapp:80"))
+    agent.start("lost")
+    agent.start("dead", host_port=9000)
+    agent.settle()
+    agent.consul.services_.pop("h:lost:80")  # the Consul agent lost it
+    agent.docker.containers["dead"] = replace(agent.docker.containers["dead"], running=False)  # its die event was missed
+    agent.controller.process(RESYNC)
+    agent.settle()
+    assert set(agent.consul.services_) == {"h:oldapp:80", "h:lost:80"}
+
+
+def test_a_cleanup_in_flight_does_not_remove_a_registration_adopted_meanwhile():
+    agent = Agent(cleanup=True)
+    agent.consul.services_["h:web:80"] = ServiceSpec("h:web:80", "web", "10.0.0.5", 8080)  # gliderlabs/registrator's
+    sweeping = agent.consul.hold("deregister", "h:web:80")
+    resync = in_thread(agent.controller.process, RESYNC)
+    assert sweeping.reached()  # `docker ps` had no web: its entry is being removed
+
+    agent.start("web")
+    agent.controller.process(agent.take())  # web starts and asks for h:web:80
+    sweeping.release()
     resync.join(WAIT)
     agent.settle()
     assert agent.consul.holder("h:web:80") == "web"
@@ -667,16 +768,18 @@ class OneBadRegistration(FakeConsul):
         super().register(spec)
 
 
-def test_a_key_consul_keeps_failing_is_tried_as_its_backoff_says_however_often_consul_is_probed():
+@pytest.mark.parametrize("busy", [False, True], ids=["alone", "beside-writes-consul-takes"])
+def test_a_key_consul_keeps_failing_is_tried_as_its_backoff_says_however_often_consul_is_probed(busy):
     agent = Agent(OneBadRegistration(), backoff=wait_exponential(multiplier=1, max=60), consul_probe_seconds=5)
     agent.start("poison")
-    agent.start("busy", host_port=9000)
+    if busy:
+        agent.start("busy", host_port=9000)
     agent.settle()
     before = agent.docker.inspected.count("poison")
     for tick in range(120):  # ten minutes of probes, and of other containers' writes that Consul takes
         agent.clock.advance(5)
         agent.controller.probe_consul()
-        if tick % 2:
+        if busy and tick % 2:
             agent.event("busy", "health_status: healthy")
             agent.docker.containers["busy"] = replace(agent.docker.containers["busy"], started_at=agent.clock())
         agent.settle()

@@ -24,3 +24,8 @@ def test_changed_service_is_registered_again():
 
 def test_service_no_longer_desired_is_deregistered():
     assert plan({}, {WEB.id: WEB, API.id: API}) == [Deregister(API.id), Deregister(WEB.id)]
+
+
+def test_an_unsure_service_is_registered_again_if_wanted_and_deregistered_if_not():
+    """Its last write failed after Consul may have applied it."""
+    assert plan({WEB.id: WEB}, {WEB.id: replace(WEB), API.id: API}, unsure={WEB.id, API.id}) == [Register(WEB), Deregister(API.id)]
