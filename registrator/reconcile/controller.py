@@ -303,8 +303,6 @@ class Controller:
         mark = self._kills.mark()
         running = self._docker.running()
         owned = self.reconciler.refresh()
-        if self.settings.options.cleanup:
-            self.reconciler.sweep_legacy({listed.name for listed in running.values()})
         self.reconciler.forget_containers_except(set(running), mark)
         self._resyncs += 1
         full = self._resyncs % FULL_RESYNC_EVERY == 1
@@ -313,6 +311,8 @@ class Controller:
         log.debug("resync: %d containers to look at, %d unchanged", len(containers), len(running) - len(stale))
         for container_id in sorted(containers):
             self._queue.add(container_id)
+        if self.settings.options.cleanup:  # after the containers are queued: a failed sweep holds none of them up
+            self.reconciler.sweep_legacy({listed.name for listed in running.values()})
 
     def handle(self, key: str) -> None:
         if key == RESYNC:
