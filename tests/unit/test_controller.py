@@ -493,6 +493,18 @@ def test_cleanup_goes_on_past_a_registrator_entry_consul_will_not_remove():
     assert set(agent.consul.services_) == {"h:oldapp:80", "h:lost:80"}
 
 
+def test_a_cleanup_that_fails_on_its_way_holds_no_container_up():
+    agent = Agent(cleanup=True, resync_seconds=0)
+    agent.start("lost")
+    agent.settle()
+    agent.consul.services_.pop("h:lost:80")  # the Consul agent lost it
+    agent.consul.services_["h:gone:80"] = ServiceSpec("h:gone:80", "gone", "10.0.0.5", 8081)  # gliderlabs/registrator's
+    agent.consul.fail_once.add(("deregister", "h:gone:80"))
+    agent.controller.process(RESYNC)  # fails, and waits for its retry
+    agent.settle()
+    assert "h:lost:80" in agent.consul.services_
+
+
 def test_a_cleanup_in_flight_does_not_remove_a_registration_adopted_meanwhile():
     agent = Agent(cleanup=True)
     agent.consul.services_["h:web:80"] = ServiceSpec("h:web:80", "web", "10.0.0.5", 8080)  # gliderlabs/registrator's
