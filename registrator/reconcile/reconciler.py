@@ -107,15 +107,15 @@ class Reconciler:
 
     def refresh(self) -> set[str]:
         """Re-read the Consul agent's services into the view; returns the containers this host has services for."""
-        self.view.begin_refresh()
+        refreshing = self.view.begin_refresh()
         try:
             services = self._consul.services()
             states = self._consul.check_states()
         except BaseException:
-            self.view.abort_refresh()
+            self.view.abort_refresh(refreshing)
             raise
         legacy = {sid: name for sid, spec in services.items() if (name := self._ownership.legacy_container(sid, spec))}
-        self.view.finish_refresh(services.values(), states, adoptable=legacy)
+        self.view.finish_refresh(refreshing, services.values(), states, adoptable=legacy)
         with self._lock:
             self._legacy = legacy
             self._legacy_refused &= set(legacy)

@@ -87,7 +87,9 @@ class LocalView:
         self._wake = wake
         self._lock = threading.Lock()
         self._tables = _Tables()
-        self._journal: list[Change] | None = None  # changes made while a refresh is under way
+        self._journal: list[Change] = []  # changes made while refreshes are under way
+        self._refreshes: dict[int, int] = {}  # refresh under way → where the journal stood when it began
+        self._refresh_numbers = itertools.count()
         self._foreign: set[str] = set()  # IDs on the Consul agent that this host does not own
         self._reserved: dict[str, str] = {}  # service ID → the container whose reconcile is about to register it
         self._refused: dict[str, set[str]] = {}  # service ID → containers refused it
@@ -95,17 +97,25 @@ class LocalView:
 
     # -- refresh ------------------------------------------------------------------------------------
 
-    def begin_refresh(self) -> None:
-        """Call before asking Consul for its services and checks; from here on writes are journalled."""
+    def begin_refresh(self) -> int:
+        """Call before asking Consul for its services and checks; from here on writes are journalled.
+        Returns the refresh's number, for `finish_refresh` or `abort_refresh`."""
         with self._lock:
-            self._journal = []
+            refresh = next(self._refresh_numbers)
+            self._refreshes[refresh] = len(self._journal)
+            return refresh
 
-    def abort_refresh(self) -> None:
-        """Asking Consul failed: keep the view as it is, and stop journalling."""
+    def abort_refresh(self, refresh: int) -> None:
+        """Asking Consul failed: keep the view as it is (journalling stops once no refresh is under way)."""
         with self._lock:
-            self._journal = None
+            self._end_refresh(refresh)
 
-    def finish_refresh(self, services: Iterable[ServiceSpec], check_states: Mapping[str, tuple[str, str]],
+    def _end_refresh(self, refresh: int) -> None:
+        del self._refreshes[refresh]
+        if not self._refreshes:
+            self._journal.clear()
+
+    def finish_refresh(self, refresh: int, services: Iterable[ServiceSpec], check_states: Mapping[str, tuple[str, str]],
                        adoptable: Iterable[str] = ()) -> None:
         """Swap in the view built from Consul's answer.
 
@@ -131,9 +141,10 @@ class LocalView:
                     tables.mirrors[service_id] = sent or Mirror(*state, next(self._versions))
                 elif sent is not None:
                     woken.add(spec.meta.get(META_CONTAINER, ""))
-            for change in self._journal or ():
+            for change in self._journal[self._refreshes[refresh]:]:
                 change(tables)
-            self._tables, self._journal = tables, None
+            self._tables = tables
+            self._end_refresh(refresh)
             self._foreign = foreign - set(adoptable)
             woken |= self._release({sid for sid in self._refused if self._holder(sid) is None})
         self._wake(woken - {""})
@@ -282,7 +293,7 @@ class LocalView:
 
     def _change_locked(self, change: Change) -> None:
         change(self._tables)
-        if self._journal is not None:
+        if self._refreshes:
             self._journal.append(change)
 
     def _holder(self, service_id: str) -> str | None:

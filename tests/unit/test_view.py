@@ -30,8 +30,7 @@ def view_of(*specs: ServiceSpec) -> tuple[LocalView, Woken]:
 
 def refresh(view: LocalView, services: list[ServiceSpec], checks: dict[str, tuple[str, str]] | None = None,
             adoptable: tuple[str, ...] = ()) -> None:
-    view.begin_refresh()
-    view.finish_refresh(services, checks or {}, adoptable)
+    view.finish_refresh(view.begin_refresh(), services, checks or {}, adoptable)
 
 
 def test_a_refresh_keeps_this_hosts_services_their_health_and_maintenance():
@@ -57,19 +56,30 @@ def test_reads_are_copies():
 
 def test_writes_that_finish_during_a_refresh_survive_it():
     view, _ = view_of(spec("gone", "c0"))
-    view.begin_refresh()  # Consul's answer (with "gone", without "new") is on its way
+    refreshing = view.begin_refresh()  # Consul's answer (with "gone", without "new") is on its way
     view.registered(spec("new", "c1"))
     view.deregistered("gone")
-    view.finish_refresh([spec("gone", "c0")], {})
+    view.finish_refresh(refreshing, [spec("gone", "c0")], {})
     assert set(view.owned()) == {"new"}
 
 
 def test_a_failed_refresh_stops_journalling():
     view, _ = view_of()
-    view.begin_refresh()
-    view.abort_refresh()
+    refreshing = view.begin_refresh()
+    view.abort_refresh(refreshing)
     view.registered(spec("a", "c1"))
-    assert view._journal is None
+    assert not view._journal
+
+
+def test_overlapping_refreshes_each_replay_the_writes_made_while_their_answer_was_on_its_way():
+    view, _ = view_of()
+    first = view.begin_refresh()
+    second = view.begin_refresh()
+    view.registered(spec("new", "c1"))
+    view.finish_refresh(first, [], {})
+    view.finish_refresh(second, [], {})
+    assert view.owns("new")
+    assert not view._journal
 
 
 def test_a_claim_refuses_ids_another_container_holds_and_the_release_wakes_it():
