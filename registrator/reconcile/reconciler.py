@@ -70,7 +70,23 @@ class _Writes:
     registered: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)  # refused for good by Consul
     held: set[str] = field(default_factory=set)  # held by another owner: the container waits for them
+    failed: set[str] = field(default_factory=set)  # a call about them failed for a passing reason
+    error: ConsulError | None = None  # the first such failure: the container is tried again after its backoff
     count: int = 0
+
+    def fail(self, service_id: str, exc: ConsulError) -> None:
+        """A write (or the read before it) failed: refused for good, or to be tried again; either way
+        the container's other services are still written."""
+        if exc.transient:
+            self.failed.add(service_id)
+            self.error = self.error or exc
+        else:
+            self.refused.add(service_id)
+            log.error("container %s: %s", self.label, exc)
+
+    def settled(self, services: dict[str, ServiceSpec]) -> dict[str, ServiceSpec]:
+        """The services whose registration this pass left as wanted (their checks come next)."""
+        return {sid: spec for sid, spec in services.items() if sid not in self.refused | self.held | self.failed}
 
 
 class Reconciler:
@@ -300,9 +316,10 @@ class Reconciler:
                 return Outcome(look_again_in=look_again_in)
             writes = _Writes(container_id, label)
             self._apply(writes, wanted, actual)
-            in_place = {sid: spec for sid, spec in wanted.items() if sid not in writes.refused | writes.held}
-            self._set_maintenance(writes, in_place, desired.maintenance)
-            self._push_health(writes, in_place, desired.check_status)
+            self._set_maintenance(writes, writes.settled(wanted), desired.maintenance)
+            self._push_health(writes, writes.settled(wanted), desired.check_status)
+            if writes.error is not None:
+                raise writes.error
         except BaseException:
             self._kills.look_failed(container_id)
             raise
@@ -319,8 +336,8 @@ class Reconciler:
     def _apply(self, writes: _Writes, wanted: dict[str, ServiceSpec], actual: dict[str, ServiceSpec]) -> None:
         """Register and deregister what differs from the view, each ID only once Consul said who holds it.
 
-        A refusal for good (an ACL denial, a registration Consul rejects) is logged and the rest of
-        the plan still goes through; a transient failure ends the reconcile, to be retried whole. A
+        A failed call is noted (`_Writes.fail`) and the rest of the plan still goes through: one
+        service Consul refuses, or keeps failing, holds none of the container's others back. A
         write that failed may still have been applied: the view marks its service unsure, so the
         next reconcile writes it again (or deregisters it).
         """
@@ -337,10 +354,7 @@ class Reconciler:
                     case Deregister(_) if holder in (OURS, LEGACY):
                         self._deregister(writes, service_id)
             except ConsulError as exc:
-                if exc.transient:
-                    raise
-                log.error("container %s: %s", writes.label, exc)
-                writes.refused.add(service_id)
+                writes.fail(service_id, exc)
 
     def _holder_now(self, service_id: str, looks: dict[str, str], container_id: str, label: str) -> str:
         """Who holds the ID in Consul now, read once per pass before its first write (see ownership.py).
@@ -398,9 +412,13 @@ class Reconciler:
         for service_id, spec in sorted(services.items()):
             if self.view.in_maintenance(service_id) == enable:
                 continue
-            if not self._in_consul(writes, spec) or self.view.in_maintenance(service_id) == enable:  # registered again: out of it
+            try:
+                if not self._in_consul(writes, spec) or self.view.in_maintenance(service_id) == enable:  # registered again: out of it
+                    continue
+                self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
+            except ConsulError as exc:
+                writes.fail(service_id, exc)
                 continue
-            self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
             self.view.maintenance_set(service_id, enable)
             writes.count += 1
             log.info("container %s: %s %s maintenance mode", writes.label, service_id, "entered" if enable else "left")
@@ -413,14 +431,18 @@ class Reconciler:
             known = self.view.mirror(service_id)
             if service_id not in writes.registered and known is not None and (known.status, known.output) == state:
                 continue
-            if not self._in_consul(writes, services[service_id]):
-                continue
-            self.view.mirror_intended(service_id, *state)
             try:
-                self._write(self._consul.update_check, mirror_check_id(service_id), *state)
-            except Exception:
-                self.view.mirror_unknown(service_id)
-                raise
+                if not self._in_consul(writes, services[service_id]):
+                    continue
+                self.view.mirror_intended(service_id, *state)
+                try:
+                    self._write(self._consul.update_check, mirror_check_id(service_id), *state)
+                except ConsulError:
+                    self.view.mirror_unknown(service_id)
+                    raise
+            except ConsulError as exc:
+                writes.fail(service_id, exc)
+                continue
             writes.count += 1
             log.info("container %s: %s is %s (Docker health)", writes.label, mirror_check_id(service_id), state[0])
 

@@ -538,6 +538,32 @@ def test_a_service_consul_refuses_does_not_keep_the_containers_other_service_out
     assert "h:web:81" in agent.consul.services_
 
 
+class FailsOneService(FakeConsul):
+    """Every write about one service fails, transiently (a 500 for that definition, time after time)."""
+
+    def __init__(self, service_id: str) -> None:
+        super().__init__()
+        self.failing_service = service_id
+
+    def _call(self, call: str, key: str) -> None:
+        super()._call(call, key)
+        if call in ("register", "maintenance") and key == self.failing_service:
+            raise ConsulError(f"Consul {call} {key}: 500 rpc error", transient=True)
+
+
+def test_a_service_consul_keeps_failing_does_not_keep_the_containers_other_service_out_of_date():
+    agent = Agent(FailsOneService("h:web:80"), resync_seconds=0, drain="maintenance")
+    agent.docker.containers["web"] = replace(two_ports("web", {}), has_healthcheck=True, health="healthy")
+    agent.event("web", "start")
+    agent.settle()
+    assert "h:web:81" in agent.consul.services_ and agent.consul.checks["service:h:web:81#docker-health"].status == "passing"
+    assert agent.queue.failures("web") == 1  # and the container is tried again
+
+    agent.event("web", "kill", SIGTERM)  # it is being stopped: out of DNS
+    agent.settle()
+    assert "_service_maintenance:h:web:81" in agent.consul.checks
+
+
 def test_deregister_on_exit_removes_every_service_even_if_one_call_fails():
     consul = FakeConsul()
     agent = Agent(consul, deregister_on_exit=True)
