@@ -94,7 +94,7 @@ class Controller:
         self._since: str | None = None
         self._kills = KillLog(settings.options.drain_timeout)
         self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, runtime=runtime, metrics=self.metrics,
-                                     wrote=self._wrote)
+                                     wrote=self._wrote, lost=self._lost)
         self._clock = runtime.time
         self._consul_away = ""  # why the probe took Consul to be away (unreachable, no leader); "" while it answers
         self._back_at = float("-inf")  # when the probe last saw Consul back
@@ -284,6 +284,11 @@ class Controller:
         if not self._consul_away:
             log.warning("Consul agent %s", why)
         self._consul_away = why
+
+    def _lost(self, service_id: str) -> None:
+        """A reconcile found a service of ours gone from Consul: others may be gone too."""
+        log.warning("Consul agent lost service %s; resyncing", service_id)
+        self._background.add(RESYNC)
 
     def _wrote(self) -> None:
         """A write went through: Consul takes writes (the probe need not ask for a leader)."""

@@ -95,12 +95,14 @@ class Reconciler:
 
     `wake` is handed containers to look at again (see `LocalView`); the controller queues them.
     `wrote` is called after every write Consul took (the controller learns from it that Consul takes
-    writes again after failures).
+    writes again after failures); `lost` when Consul no longer holds a service the view says this
+    host has (the agent restarted without its data: the controller resyncs).
     """
 
     def __init__(self, docker: Docker, consul: Consul, settings: MappingSettings, kills: KillLog,
                  wake: Callable[[set[str]], None] = lambda _: None, runtime: Runtime = SYSTEM,
-                 metrics: Metrics | None = None, wrote: Callable[[], None] = lambda: None) -> None:
+                 metrics: Metrics | None = None, wrote: Callable[[], None] = lambda: None,
+                 lost: Callable[[str], None] = lambda _: None) -> None:
         self._metrics = metrics or Metrics()
         self._docker = docker
         self._consul = consul
@@ -120,6 +122,7 @@ class Reconciler:
         self._writes_in_flight = 0
         self._closed = False
         self._wrote = wrote
+        self._lost = lost
 
     def refresh(self) -> set[str]:
         """Re-read the Consul agent's services into the view; returns the containers this host has services for."""
@@ -283,8 +286,7 @@ class Reconciler:
             return label, desired, None, actual
         held = self.view.claim(container_id, desired.services) if claim else {}
         for service_id, holder in sorted(held.items()):
-            owner = holder if holder == FOREIGN else f"container {holder[:12]}"
-            log.warning("container %s: service ID %s is held by %s; waiting for it to be released", label, service_id, owner)
+            log.warning("container %s: service ID %s is held by container %s; waiting for it to be released", label, service_id, holder[:12])
         return label, desired, {sid: spec for sid, spec in desired.services.items() if sid not in held}, actual
 
     def _stopping(self, container_id: str) -> str | None:
@@ -370,6 +372,8 @@ class Reconciler:
                 log.warning("container %s: service ID %s is held by %s; waiting for it to be released", label, service_id, FOREIGN)
             self.view.held_by_another_owner(service_id, "" if container_id == SWEEP else container_id)
         elif holder == FREE and self.view.owns(service_id):
+            if service_id not in self.view.unsure_of(self.view.container_of(service_id)):
+                self._lost(service_id)
             self.view.deregistered(service_id)
         return holder
 

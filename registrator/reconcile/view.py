@@ -210,17 +210,18 @@ class LocalView:
     # -- claims --------------------------------------------------------------------------------------
 
     def claim(self, container_id: str, service_ids: Iterable[str]) -> dict[str, str]:
-        """The IDs another owner holds (ID → the holding container, or FOREIGN); the others are
+        """The IDs another of this host's containers holds (ID → that container); the others are
         reserved for this container until `end_claims`, so two containers never both register one.
         The container is remembered as refused the held ones in the same step, so their release
-        always wakes it."""
+        always wakes it. An ID last seen held by another owner is reserved too: whether it still is
+        is Consul's answer, read before the write (the view's may be stale)."""
         with self._lock:
             for waiting in self._refused.values():
                 waiting.discard(container_id)
             held = {}
             for service_id in service_ids:
                 holder = self._holder(service_id)
-                if holder is None or holder == container_id:
+                if holder in (None, container_id, FOREIGN):
                     self._reserved[service_id] = container_id
                 else:
                     held[service_id] = holder

@@ -445,6 +445,34 @@ def test_a_service_another_owner_registered_after_the_last_refresh_is_neither_ta
     assert agent.consul.services_["db"] == theirs
 
 
+def test_a_container_waiting_for_an_id_another_owner_held_takes_it_at_its_next_look_once_the_owner_is_gone():
+    """The view's belief that another owner holds it comes from the last refresh and may be stale
+    (with -resync 0, for good): Consul's answer at the write decides."""
+    agent = Agent(resync_seconds=0)
+    agent.consul.services_["db"] = ServiceSpec("db", "db", "10.0.0.9", 5432)  # an operator's
+    agent.controller.process(RESYNC)
+    agent.start("web", env={"SERVICE_ID": "db"})
+    agent.settle()
+    assert agent.consul.holder("db") == ""
+    del agent.consul.services_["db"]  # the operator removes it (or Consul restarted without its data)
+    agent.event("web", "health_status: healthy")
+    agent.settle()
+    assert agent.consul.holder("db") == "web"
+
+
+def test_a_reconcile_that_finds_a_service_of_this_host_gone_from_consul_brings_back_the_others_too():
+    """Consul restarted without its data, and a reconcile writes again before the probe looks."""
+    agent = Agent(resync_seconds=0)
+    agent.start("a")
+    agent.start("b", host_port=9000)
+    agent.settle()
+    agent.consul.services_.clear()
+    agent.docker.containers["a"] = replace(agent.docker.containers["a"], health="healthy", has_healthcheck=True)
+    agent.event("a", "health_status: healthy")
+    agent.settle()
+    assert set(agent.consul.services_) == {"h:a:80", "h:b:80"}
+
+
 def test_a_registration_that_went_through_but_whose_answer_was_lost_is_removed_when_the_container_stops():
     consul = AppliedThenLost()
     consul.lost.add(("register", "h:web:80"))

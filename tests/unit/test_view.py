@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from registrator.model import ServiceSpec
-from registrator.reconcile.view import FOREIGN, LocalView
+from registrator.reconcile.view import LocalView
 
 
 def spec(service_id: str, container: str, host: str = "h") -> ServiceSpec:
@@ -114,12 +114,19 @@ def test_a_reservation_that_became_a_registration_keeps_the_others_waiting():
     assert woken == {"b"}
 
 
-def test_ids_of_other_owners_cannot_be_claimed_but_registrators_own_legacy_entries_can():
-    view, _ = view_of()
+def test_a_container_waiting_for_an_id_another_owner_holds_is_woken_when_a_refresh_finds_it_free():
+    """Who holds an ID outside this host is Consul's answer at the write (the view's may be stale):
+    the claim leaves it to that, and the answer "another owner" makes the container wait."""
+    view, woken = view_of()
     theirs = ServiceSpec("db", "db", "10.0.0.9", 5432)
-    legacy = ServiceSpec("h:web:80", "web", "10.0.0.5", 8080)
-    refresh(view, [theirs, legacy], adoptable=("h:web:80",))
-    assert view.claim("c", ["db", "h:web:80"]) == {"db": FOREIGN}
+    refresh(view, [theirs])
+    assert view.claim("c", ["db"]) == {}
+    view.held_by_another_owner("db", "c")
+    view.end_claims("c")
+    refresh(view, [theirs])
+    assert woken == set()
+    refresh(view, [])
+    assert woken == {"c"}
 
 
 def test_a_container_that_no_longer_asks_for_an_id_is_not_woken_for_it():
