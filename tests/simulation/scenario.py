@@ -81,14 +81,16 @@ class Violated(Exception):
 class StampingQueue(WorkQueue):
     """The production queue; it notes when a thread took its key, for the ownership invariant."""
 
-    def __init__(self, sched: Scheduler) -> None:
+    def __init__(self, sched: Scheduler, note: Callable[[str], None]) -> None:
         super().__init__(runtime=sched.runtime())
         self._sched = sched
+        self._note = note
 
     def get(self, urgent_only: bool = False) -> str | None:
         key = super().get(urgent_only)
         if key is not None:
             self._sched.running().handling_since = self._sched.steps
+            self._note(f"{self._sched.running().name} takes {key}")
         return key
 
 
@@ -118,6 +120,7 @@ class Simulation:
         self.docker = SimDocker(self.sched, self.config.docker_timeout)
         self.consul = SimConsul(self.sched, self.config.consul_timeout, HOST)
         self.consul.note = self.note
+        self.docker.note = self.note
         self.outcome = Outcome(seed, self.config)
         self.actions = actions if actions is not None else self.rng.randint(10, 60)
         self.serial = 0
@@ -201,7 +204,7 @@ class Simulation:
                    restart_always=self.rng.random() < 0.3)
 
     def _start_agent(self) -> Agent:
-        queues = (StampingQueue(self.sched), StampingQueue(self.sched))
+        queues = (StampingQueue(self.sched, self.note), StampingQueue(self.sched, self.note))
         controller = Controller(self.settings, self.docker, self.consul, Metrics(), queue=queues[0], background=queues[1],  # type: ignore[arg-type]
                                 runtime=self.sched.runtime())
         main = self.sched.runtime().thread(controller.run, "main")

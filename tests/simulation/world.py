@@ -19,7 +19,7 @@ from registrator.mapping.services import META_HOST
 from registrator.model import CheckKind, ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
 from tests.simulation.scheduler import EPOCH, Call, Scheduler
 
-EVENT_BUFFER = 24  # events Docker keeps for `since` (moby keeps 256; fewer here, so reconnects lose some)
+EVENT_BUFFER = 24  # events Docker keeps to replay `since` (moby keeps 256; fewer here, so reconnects lose some); a live stream loses none
 
 
 @dataclass
@@ -79,8 +79,9 @@ class Stream:
             raise StopIteration
         if self.broken is not None:
             raise self.broken
-        event = self.docker.event_at(self.cursor)
+        event = self.docker.log[self.cursor]
         self.cursor += 1
+        self.docker.note(f"event {event.action} {event.container_id} reaches the agent")
         return event
 
 
@@ -94,6 +95,7 @@ class SimDocker:
         self.forgotten = 0  # events before this index are no longer in Docker's buffer
         self.stream: Stream | None = None  # the stream handed out last (what close_events closes)
         self.streams: list[Stream] = []
+        self.note: Any = lambda text: None
 
     # -- the DockerEngine protocol (calls the scheduler answers) ----------------------------------
 
@@ -138,9 +140,6 @@ class SimDocker:
 
     def has_event(self, cursor: int) -> bool:
         return cursor < len(self.log)
-
-    def event_at(self, cursor: int) -> ContainerEvent:
-        return self.log[max(cursor, self.forgotten)]
 
     def _cursor(self, since: str | None) -> int:
         """Where a stream opened with `since` starts: the first buffered event at or after it."""
