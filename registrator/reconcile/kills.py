@@ -83,12 +83,12 @@ class KillLog:
                 return True
             return False
 
-    def usual_stop(self, container_id: str) -> bool:
+    def usual_stop(self, container_id: str, now: float) -> bool:
         """For a container not inspected yet: its stop began with SIGTERM or SIGKILL, the signals
-        `docker stop` and ECS send unless the image says otherwise."""
+        `docker stop` and ECS send unless the image says otherwise, less than `timeout` ago."""
         with self._lock:
             kill = self._kills.get(container_id)
-            return kill is not None and kill.signal in (SIGTERM, SIGKILL)
+            return kill is not None and kill.signal in (SIGTERM, SIGKILL) and now - kill.at < self._timeout
 
     def look_failed(self, container_id: str) -> None:
         """A look at a stopping container failed: the next one is a first look again (no inspect)."""

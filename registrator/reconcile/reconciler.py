@@ -268,7 +268,8 @@ class Reconciler:
         """The container's label, its desired state, the services to have (None: keep what is there), and what is there."""
         if (stopping := self._stopping(container_id)) is not None:
             actual = self.view.services_of(container_id)
-            desired = drained(actual, self._settings)
+            unsure = self.view.unsure_of(container_id)  # to hide one that may not be there, remove it: never register it again
+            desired = drained({sid: spec for sid, spec in actual.items() if sid not in unsure}, self._settings)
             return stopping, desired, dict(desired.services), actual
         snapshot = self._docker.inspect(container_id)
         self._kills.observe(snapshot, container_id)
@@ -303,7 +304,8 @@ class Reconciler:
             return None
         known = self._kills.running(container_id)
         if known is None:  # not inspected by this process yet (it just started): a usual stop signal counts
-            return container_id[:12] if self._kills.usual_stop(container_id) and self.view.services_of(container_id) else None
+            usual = self._kills.usual_stop(container_id, self._clock())
+            return container_id[:12] if usual and self.view.services_of(container_id) else None
         return known.name if self._kills.draining(container_id, known, self._clock()) else None
 
     def _reconcile(self, container_id: str) -> Outcome:

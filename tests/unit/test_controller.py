@@ -445,6 +445,19 @@ def test_a_service_another_owner_registered_after_the_last_refresh_is_neither_ta
     assert agent.consul.services_["db"] == theirs
 
 
+def test_a_service_whose_registration_may_not_have_gone_through_leaves_dns_when_its_container_is_stopped():
+    """In maintenance-mode drains too: it is deregistered, not registered again to be put in maintenance."""
+    consul = AppliedThenLost()
+    consul.lost.add(("register", "h:web:80"))
+    agent = Agent(consul, resync_seconds=0, drain="maintenance")
+    agent.start("web")
+    agent.settle()  # registered, unsure: the answer was lost
+    agent.event("web", "kill", SIGTERM)
+    agent.controller.process(agent.take())  # the first look after the stop signal: no inspect
+    assert "h:web:80" not in consul.services_
+    assert [call for call, _ in consul.writes] == ["register", "deregister"]
+
+
 def test_a_container_waiting_for_an_id_another_owner_held_takes_it_at_its_next_look_once_the_owner_is_gone():
     """The view's belief that another owner holds it comes from the last refresh and may be stale
     (with -resync 0, for good): Consul's answer at the write decides."""
@@ -716,6 +729,31 @@ def test_after_a_restart_of_the_agent_a_stop_signal_leaves_dns_without_waiting_f
         docker.done.set()
         restarted.queue.shutdown()
         urgent.join(WAIT)
+
+
+class FailsMaintenance(FakeConsul):
+    """Consul fails every maintenance-mode write, for a passing reason, time after time."""
+
+    def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
+        raise ConsulError(f"Consul agent/service/maintenance {service_id}: 500 rpc error", transient=True)
+
+
+def test_a_stopping_container_not_inspected_yet_whose_drain_keeps_failing_is_inspected_once_its_drain_timed_out():
+    """A drain's retries need no inspect while the stop goes on; past --drain-timeout they are
+    looks like any other, and find the container gone."""
+    first = Agent(FailsMaintenance())
+    first.start("web")
+    first.settle()
+    restarted = Agent(consul=first.consul, docker=first.docker, drain="maintenance", drain_timeout=30, resync_seconds=0)
+    restarted.controller.process(RESYNC)  # the view has web's service; web is queued for its first look
+    restarted.event("web", "kill", SIGTERM)
+    restarted.settle()  # the drain fails
+    del restarted.docker.containers["web"]
+    for _ in range(8):
+        restarted.clock.advance(BACKOFF)
+        restarted.settle()
+    assert first.consul.services_ == {}
+    assert restarted.controller.reconciler.remembered()["kills"] == set()
 
 
 def test_the_view_is_read_from_consul_before_events_are_followed():
