@@ -248,6 +248,7 @@ class SimConsul:
         self.denied: set[str] = set()  # service names this host's token may not write
         self.poisoned: set[str] = set()  # service IDs whose registration Consul always fails (500)
         self.writes: list[tuple[str, str, int]] = []  # (call, ID, step) this host made, as applied
+        self.clobbered: set[str] = set()  # another owner's services this host wrote to in the race nobody avoids
         self.violations: list[str] = []
         self.note: Any = lambda text: None
 
@@ -362,10 +363,14 @@ class SimConsul:
         if owner.step < seen:
             self.violations.append(f"(b) {call} {subject or service_id}: a service {owner.who} registered at step {owner.step}, "
                                    f"known to the writer since step {seen}")
+        else:
+            self.clobbered.add(service_id)
+            self.note(f"{service_id} of {owner.who} is overwritten: it was registered after the writer looked (a race no agent avoids)")
 
     # -- the driver's side ------------------------------------------------------------------------
 
     def foreign(self, spec: ServiceSpec, who: str) -> None:
+        self.clobbered.discard(spec.id)
         self._drop(spec.id)
         self.services_[spec.id] = spec
         self.owners[spec.id] = Owner(who, self.sched.steps)
