@@ -45,11 +45,14 @@ class _Tables:
     mirrors: dict[str, Mirror] = field(default_factory=dict)  # service ID → its Docker-health check as Consul shows it
     maintenance: set[str] = field(default_factory=set)  # services this agent put in maintenance mode
     unsure: set[str] = field(default_factory=set)  # services whose last write failed after Consul may have applied it
+    since: dict[str, int] = field(default_factory=dict)  # service ID → when the view first had it (an ever-growing count)
 
-    def put(self, spec: ServiceSpec) -> None:
+    def put(self, spec: ServiceSpec, since: int) -> None:
         """A registration replaces the service's checks: their status and maintenance mode start over."""
+        born = self.since.get(spec.id, since)
         self.drop(spec.id)
         self.services[spec.id] = spec
+        self.since[spec.id] = born
         self.by_container.setdefault(spec.meta.get(META_CONTAINER, ""), {})[spec.id] = spec
 
     def drop(self, service_id: str) -> None:
@@ -57,6 +60,7 @@ class _Tables:
         self.maintenance.discard(service_id)
         self.mirrors.pop(service_id, None)
         self.unsure.discard(service_id)
+        self.since.pop(service_id, None)
         if old is not None:
             container_id = old.meta.get(META_CONTAINER, "")
             services = self.by_container.get(container_id, {})
@@ -125,12 +129,12 @@ class LocalView:
         Consul was unreachable) is taken as unknown, so the container's next look sends it again.
         """
         tables, foreign = _Tables(), set()
-        for spec in services:
-            if spec.meta.get(META_HOST) == self._hostname:
-                tables.put(spec)
-            else:
-                foreign.add(spec.id)
         with self._lock:
+            for spec in sorted(services, key=lambda spec: spec.id):
+                if spec.meta.get(META_HOST) == self._hostname:
+                    tables.put(spec, self._tables.since.get(spec.id, next(self._versions)))
+                else:
+                    foreign.add(spec.id)
             woken = set()
             for service_id, spec in tables.services.items():
                 if MAINTENANCE_PREFIX + service_id in check_states:
@@ -180,10 +184,12 @@ class LocalView:
             return service_id in self._tables.services
 
     def sentinel(self) -> str | None:
-        """One owned service ID, probed to notice a Consul agent that lost its state (not one whose
-        last write failed: it may never have been there)."""
+        """The owned service the view has had longest, probed to notice a Consul agent that lost its
+        state: one registered since tells nothing (nor one whose last write failed: it may never
+        have been there), and a reconcile that writes the sentinel again reads it first."""
         with self._lock:
-            return min(self._tables.services.keys() - self._tables.unsure, default=None)
+            tables = self._tables
+            return min(tables.services.keys() - tables.unsure, key=lambda sid: (tables.since[sid], sid), default=None)
 
     def mirrors(self) -> dict[str, Mirror]:
         with self._lock:
@@ -246,7 +252,8 @@ class LocalView:
     # -- writes (after Consul accepted them) --------------------------------------------------------
 
     def registered(self, spec: ServiceSpec) -> None:
-        self._change(lambda tables: tables.put(spec))
+        since = next(self._versions)
+        self._change(lambda tables: tables.put(spec, since))
 
     def deregistered(self, service_id: str) -> None:
         """The containers refused this ID are woken: they may have it now."""
@@ -257,8 +264,10 @@ class LocalView:
 
     def maybe_registered(self, spec: ServiceSpec) -> None:
         """A registration failed after Consul may have applied it: the service counts as there, unsure."""
+        since = next(self._versions)
+
         def change(tables: _Tables) -> None:
-            tables.put(spec)
+            tables.put(spec, since)
             tables.unsure.add(spec.id)
         self._change(change)
 

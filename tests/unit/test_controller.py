@@ -945,6 +945,20 @@ def test_the_probe_resyncs_when_consul_lost_our_services_or_answers_again():
     assert agent.background.get() == RESYNC
 
 
+def test_the_probe_notices_consul_lost_our_services_though_a_new_one_was_registered_since():
+    """The probe reads the oldest service of this host: one registered after Consul lost the
+    others (its restart without its data) tells nothing."""
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.consul.services_.clear()
+    agent.start("0new", host_port=9000)  # h:0new:80 comes first in ID order
+    agent.settle()
+    agent.controller.probe_consul()
+    agent.settle()
+    assert set(agent.consul.services_) == {"h:web:80", "h:0new:80"}
+
+
 def test_without_services_of_its_own_the_probe_takes_no_leader_for_an_outage_not_for_lost_services():
     agent = Agent(resync_seconds=0)
     agent.consul.leaderless = True
