@@ -421,7 +421,12 @@ class Reconciler:
             try:
                 if not self._in_consul(writes, spec) or self.view.in_maintenance(service_id) == enable:  # registered again: out of it
                     continue
-                self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
+                try:
+                    self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
+                except ConsulError as exc:
+                    if exc.transient:  # Consul may have applied it: the next reconcile writes it whatever it wants
+                        self.view.maintenance_set(service_id, None)
+                    raise
             except ConsulError as exc:
                 writes.fail(service_id, exc)
                 continue

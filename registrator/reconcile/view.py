@@ -44,6 +44,7 @@ class _Tables:
     by_container: dict[str, dict[str, ServiceSpec]] = field(default_factory=dict)
     mirrors: dict[str, Mirror] = field(default_factory=dict)  # service ID → its Docker-health check as Consul shows it
     maintenance: set[str] = field(default_factory=set)  # services this agent put in maintenance mode
+    maintenance_unsure: set[str] = field(default_factory=set)  # services whose last maintenance write failed
     unsure: set[str] = field(default_factory=set)  # services whose last write failed after Consul may have applied it
     since: dict[str, int] = field(default_factory=dict)  # service ID → when the view first had it (an ever-growing count)
 
@@ -58,6 +59,7 @@ class _Tables:
     def drop(self, service_id: str) -> None:
         old = self.services.pop(service_id, None)
         self.maintenance.discard(service_id)
+        self.maintenance_unsure.discard(service_id)
         self.mirrors.pop(service_id, None)
         self.unsure.discard(service_id)
         self.since.pop(service_id, None)
@@ -74,8 +76,10 @@ class _Tables:
         elif service_id in self.services:
             self.mirrors[service_id] = mirror
 
-    def set_maintenance(self, service_id: str, enabled: bool) -> None:
+    def set_maintenance(self, service_id: str, enabled: bool | None) -> None:
+        """None: unknown (a write failed after Consul may have applied it)."""
         (self.maintenance.add if enabled else self.maintenance.discard)(service_id)
+        (self.maintenance_unsure.add if enabled is None else self.maintenance_unsure.discard)(service_id)
 
 
 Change = Callable[[_Tables], None]
@@ -199,8 +203,11 @@ class LocalView:
         with self._lock:
             return self._tables.mirrors.get(service_id)
 
-    def in_maintenance(self, service_id: str) -> bool:
+    def in_maintenance(self, service_id: str) -> bool | None:
+        """None while unknown: the last maintenance write failed after Consul may have applied it."""
         with self._lock:
+            if service_id in self._tables.maintenance_unsure:
+                return None
             return service_id in self._tables.maintenance
 
     def remembered(self) -> dict[str, set[str]]:
@@ -284,7 +291,7 @@ class LocalView:
             if container_id:
                 self._refused.setdefault(service_id, set()).add(container_id)
 
-    def maintenance_set(self, service_id: str, enabled: bool) -> None:
+    def maintenance_set(self, service_id: str, enabled: bool | None) -> None:
         self._change(lambda tables: tables.set_maintenance(service_id, enabled))
 
     def mirror_intended(self, service_id: str, status: str, output: str) -> Mirror:

@@ -382,6 +382,10 @@ class AppliedThenLost(FakeConsul):
         super().deregister(service_id)
         self._lose("deregister", service_id)
 
+    def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
+        super().maintenance(service_id, enable, reason)
+        self._lose("maintenance", service_id)
+
     def _lose(self, call: str, key: str) -> None:
         if (call, key) in self.lost:
             self.lost.discard((call, key))
@@ -456,6 +460,19 @@ def test_a_service_whose_registration_may_not_have_gone_through_leaves_dns_when_
     agent.controller.process(agent.take())  # the first look after the stop signal: no inspect
     assert "h:web:80" not in consul.services_
     assert [call for call, _ in consul.writes] == ["register", "deregister"]
+
+
+def test_maintenance_mode_whose_answer_was_lost_is_left_when_the_container_turns_out_not_to_stop():
+    consul = AppliedThenLost()
+    agent = Agent(consul, resync_seconds=0, drain="maintenance", drain_timeout=30)
+    agent.start("web")
+    agent.settle()
+    consul.lost.add(("maintenance", "h:web:80"))
+    agent.event("web", "kill", SIGTERM)
+    agent.settle()  # in maintenance mode; the reconcile failed and waits for its retry
+    agent.clock.advance(31)  # web never stopped: past --drain-timeout it is registered as before
+    agent.settle()
+    assert "_service_maintenance:h:web:80" not in consul.checks
 
 
 def test_a_container_waiting_for_an_id_another_owner_held_takes_it_at_its_next_look_once_the_owner_is_gone():
