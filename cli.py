@@ -191,7 +191,8 @@ def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str
     \b
     Docker is found through DOCKER_HOST or the local socket; Consul through the registry URI,
     CONSUL_HTTP_ADDR, or 127.0.0.1:8500 (CONSUL_HTTP_TOKEN[_FILE], CONSUL_HTTP_SSL, CONSUL_CACERT,
-    CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY and CONSUL_TLS_SERVER_NAME apply).
+    CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY and CONSUL_TLS_SERVER_NAME apply). SIGTERM or SIGINT
+    stops it; SIGHUP compares every container with Consul at once (a full resync).
 
     \b
     Examples:
@@ -210,10 +211,11 @@ def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str
     log.info("registrator %s: Consul %s", __version__, options.consul.url)
     metrics = Metrics()
     stop = threading.Event()
+    started: list[Controller] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: started[0].resync_now() if started else None)
     docker_source, sink = _edges(options, flags, metrics)
-    started: list[Controller] = []
     server = StatusServer(listen, metrics, lambda: started[0].health() if started else (False, {"ready": False})) if listen else None
     if server is not None:
         server.start()

@@ -100,6 +100,8 @@ class Controller:
         self._back_at = float("-inf")  # when the probe last saw Consul back
         self._consul_failed = False  # Consul failed a key since the last write that went through: the probe asks for the leader
         self._resyncs = 0
+        self._resync_woken = runtime.event()  # the resync loop's wake-up: its period, SIGHUP, or stop
+        self._full_resync_asked = False
         self.loops: dict[str, LoopState] = {}
         self.restart_backoff: wait_base = wait_random_exponential(multiplier=0.5, max=30)
 
@@ -123,6 +125,7 @@ class Controller:
             thread.start()
         self.stop.wait()
         log.info("stopping")
+        self._resync_woken.set()
         self._docker.close_events()
         self._queue.shutdown()
         self._background.shutdown()
@@ -244,11 +247,19 @@ class Controller:
                     or self._queue.has(container_id))
         return True
 
+    def resync_now(self) -> None:
+        """SIGHUP: a full resync now, whatever `-resync` says (the signal handler calls only this,
+        which sets a flag and an event)."""
+        self._full_resync_asked = True
+        self._resync_woken.set()
+
     def _resync_loop(self) -> None:
         period = self.settings.options.resync_seconds
-        if period <= 0:
-            return
-        while not self.stop.wait(period * random.uniform(0.9, 1.1)):
+        while not self.stop.is_set():
+            self._resync_woken.wait(period * random.uniform(0.9, 1.1) if period > 0 else None)
+            if self.stop.is_set():
+                return
+            self._resync_woken.clear()
             self._background.add(RESYNC)
 
     def _watch_consul(self) -> None:
@@ -310,7 +321,8 @@ class Controller:
         owned = self.reconciler.refresh()
         self.reconciler.forget_containers_except(set(running), mark)
         self._resyncs += 1
-        full = self._resyncs % FULL_RESYNC_EVERY == 1
+        full = self._resyncs % FULL_RESYNC_EVERY == 1 or self._full_resync_asked
+        self._full_resync_asked = False
         stale = {cid for cid, listed in running.items() if self.reconciler.needs_look(cid, listed.fingerprint) or full}
         containers = (owned - set(running)) | stale
         log.debug("resync: %d containers to look at, %d unchanged", len(containers), len(running) - len(stale))

@@ -83,6 +83,17 @@ def test_sigterm_leaves_registrations_in_place_by_default(agent, workload, consu
     assert names(consul) == {"web"}
 
 
+def test_sighup_brings_back_a_service_removed_behind_the_agents_back_without_waiting_for_a_resync(agent, workload, consul):
+    agent.start("-resync", "0", "--consul-probe", "3600")
+    workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    eventually(lambda: names(consul) == {"web"}, what="registered")
+    consul.deregister_all()  # an operator's mistake; nothing the agent notices by itself for an hour
+
+    agent.process.send_signal(signal.SIGHUP)
+    eventually(lambda: names(consul) == {"web"}, what="registered again")
+    assert agent.process.poll() is None
+
+
 def test_deregister_on_exit(agent, workload, consul):
     agent.start("--deregister-on-exit")
     workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})

@@ -241,6 +241,28 @@ def test_a_stop_during_the_events_reconnect_backoff_does_not_reconnect():
     assert agent.docker.events_calls == 1
 
 
+@pytest.mark.parametrize("resync_seconds", [0, 60])
+def test_sighup_makes_a_full_resync_now(resync_seconds):
+    agent = Agent(resync_seconds=resync_seconds)
+    agent.start("web")
+    agent.settle()
+    agent.controller.resync()  # the first resync is a full one
+    agent.settle()
+    agent.controller.resync()  # the next ones do not look at an unchanged container
+    agent.settle()
+    inspects = len(agent.docker.inspected)
+    loop = in_thread(agent.controller.supervise, "resync", agent.controller._resync_loop)
+    agent.controller.resync_now()  # what the SIGHUP handler calls
+    assert agent.background.get() == RESYNC  # the loop queued it at once (a blocking get: the loop runs in a thread)
+    agent.controller.process(RESYNC)
+    agent.settle()
+    assert len(agent.docker.inspected) == inspects + 1
+    agent.controller.stop.set()
+    agent.controller.resync_now()  # run() wakes the loop so at stop
+    loop.join(WAIT)
+    assert not loop.is_alive()
+
+
 def test_a_loop_that_dies_is_restarted_and_healthz_says_so():
     agent = Agent()
     agent.docker.events_error = RuntimeError("decoder blew up")
