@@ -125,6 +125,7 @@ class Simulation:
         self.actions = actions if actions is not None else self.rng.randint(10, 60)
         self.serial = 0
         self.legacy: dict[str, str] = {}  # legacy ID → the container name it was for
+        self.legacy_late: set[str] = set()  # those that appeared while the agent ran (with -resync 0 no sweep sees them)
         self.ran_names: set[str] = set()  # names any container ran under while the agent ran
         self.foreign: dict[str, ServiceSpec] = {}
         self.stopping: set[str] = set()  # containers sent their stop signal, not dead yet
@@ -139,7 +140,9 @@ class Simulation:
             while self.actions > 0 and not self.consul.violations and not self.sched.crashes:
                 self._step()
             self._heal()
+            healed = self.sched.now
             self._settle(SETTLE)
+            self._check_backoff(healed)
             self._check_quiet()
             self._stop_agent()
         except Violated:
@@ -174,13 +177,21 @@ class Simulation:
             self.docker.start(box)
             self.ran_names.add(box.name)
             self.note(f"running before the agent: {box.id} ({box.name} {dict(box.env)})")
-        for name in self.rng.sample(NAMES, self.rng.randint(0, 2)):
-            service_id = f"{HOST}:{name}:80"
-            self.legacy[service_id] = name
-            self.consul.foreign(ServiceSpec(service_id, name, HOST_IP, 31000), "legacy")
-            self.note(f"gliderlabs/registrator left {service_id}")
+        for name in self.rng.sample([*NAMES, DENIED_NAME], self.rng.randint(0, 2)):
+            self._legacy(name)
         if self.rng.random() < 0.3:
             self._foreign()
+
+    def _legacy(self, name: str) -> None:
+        """An entry gliderlabs/registrator made for this host (no Meta); `secret`'s the token may not remove."""
+        service_id = f"{HOST}:{name}:80"
+        if service_id in self.consul.services_:
+            return
+        self.legacy[service_id] = name
+        if self.agent is not None:
+            self.legacy_late.add(service_id)
+        self.consul.foreign(ServiceSpec(service_id, name, HOST_IP, 31000), "legacy")
+        self.note(f"gliderlabs/registrator left {service_id}")
 
     def _new_box(self) -> Box:
         self.serial += 1
@@ -269,6 +280,7 @@ class Simulation:
             (1, self._network), (1, self._signal), (0.4, self._docker_restart), (0.4, self._docker_outage), (0.6, self._stream_breaks),
             (0.6, self._consul_outage), (0.6, self._no_leader), (0.3, self._consul_wipe), (0.8, self._foreign),
             (0.3 if self.config.resync else 0, self._foreign_leaves), (0.5, self._sighup), (0.3, self._agent_restart),
+            (0.3, lambda: self._legacy(self.rng.choice([*NAMES, DENIED_NAME]))),
         ]
         weights = [w for w, _ in actions]
         self.rng.choices([a for _, a in actions], weights)[0]()
@@ -503,6 +515,14 @@ class Simulation:
 
     # -- quiet ------------------------------------------------------------------------------------
 
+    def _check_backoff(self, since: float) -> None:
+        """(e) a key Consul keeps failing is tried as its backoff says (at most a minute apart, a
+        random part of it: about 13 tries in 400 s once it waits the longest), not at every probe."""
+        for service_id in sorted(self.consul.poisoned):
+            tries = sum(1 for sid, at in self.consul.poison_tries if sid == service_id and at >= since)
+            if tries > 45:
+                self.violation(f"(e) {service_id}, which Consul always fails, was tried {tries} times in {SETTLE:.0f}s")
+
     def _heal(self) -> None:
         self.docker.down = False
         self.consul.down = False
@@ -571,7 +591,8 @@ class Simulation:
                 self.violation(f"(b) the other owner's {sid} was changed: {self.consul.services_.get(sid)}")
         for sid, name in sorted(self.legacy.items()):
             present = self.consul.owners.get(sid) is not None and self.consul.owners[sid].who == "legacy"
-            if self.config.cleanup and present and name not in self.ran_names and self.consul.services_[sid].name != DENIED_NAME:
+            swept = self.config.cleanup and (self.config.resync or sid not in self.legacy_late)
+            if swept and present and name not in self.ran_names and self.consul.services_[sid].name != DENIED_NAME:
                 self.violation(f"(a) -cleanup left registrator's {sid}")
             if not self.config.cleanup and not present and name not in self.ran_names:
                 self.violation(f"(b) registrator's {sid} was removed without -cleanup")

@@ -249,6 +249,7 @@ class SimConsul:
         self.poisoned: set[str] = set()  # service IDs whose registration Consul always fails (500)
         self.writes: list[tuple[str, str, int]] = []  # (call, ID, step) this host made, as applied
         self.clobbered: set[str] = set()  # another owner's services this host wrote to in the race nobody avoids
+        self.poison_tries: list[tuple[str, float]] = []  # (ID, time) of every registration tried of a poisoned ID
         self.violations: list[str] = []
         self.note: Any = lambda text: None
 
@@ -303,6 +304,7 @@ class SimConsul:
     def _register(self, spec: ServiceSpec) -> None:
         self._deny(spec.id, spec.name)
         if spec.id in self.poisoned:
+            self.poison_tries.append((spec.id, self.sched.now))
             raise ConsulError(f"Consul register {spec.id}: 500 rpc error", transient=True)
         self._guard("register", spec.id)
         self._drop(spec.id)
