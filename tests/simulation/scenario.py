@@ -56,7 +56,7 @@ class Config:
     internal: bool
     workers: int
     deregister_on_exit: bool
-    drain_timeout: float = 30.0
+    drain_timeout: float
     docker_timeout: float = 10.0
     consul_timeout: float = 5.0
 
@@ -64,7 +64,7 @@ class Config:
     def pick(rng: random.Random) -> Config:
         return Config(cleanup=rng.random() < 0.4, deregister=rng.choice(["always", "always", "on-success", "never"]),
                       drain=rng.choice(["deregister", "maintenance"]), resync=rng.choice([0.0, 60.0]), internal=rng.random() < 0.25,
-                      workers=rng.choice([1, 2, 3]), deregister_on_exit=rng.random() < 0.5)
+                      workers=rng.choice([1, 2, 3]), deregister_on_exit=rng.random() < 0.5, drain_timeout=rng.choice([5.0, 30.0]))
 
     def settings(self) -> Settings:
         policy = MappingPolicy(internal=self.internal, drain=self.drain, deregister=DeregisterPolicy(self.deregister))
@@ -72,6 +72,44 @@ class Config:
                           resync_seconds=self.resync, docker_timeout=self.docker_timeout, cleanup=self.cleanup,
                           drain_timeout=self.drain_timeout, deregister_on_exit=self.deregister_on_exit, workers=self.workers)
         return Settings(options, MappingSettings.of(policy, HostFacts(HOST, HOST_IP)))
+
+
+@dataclass(frozen=True)
+class Swarm:
+    """What one schedule is made of (swarm testing: each schedule leaves some kinds of steps out and
+    weighs faults its own way, which reaches combinations an even mix hardly does)."""
+
+    fail: float  # a call fails before the world handles it
+    hang: float  # a call hangs until its timeout
+    lose: float  # a call's answer is lost (it times out after the world handled it)
+    slow: float  # a call is handled only a while later (within its timeout)
+    faulty: frozenset[str]  # the calls those faults hit (a probe that never fails never resyncs: what a resync hides shows)
+    left_out: frozenset[str]  # kinds of action this schedule never takes
+
+    @staticmethod
+    def pick(rng: random.Random, kinds: list[str]) -> Swarm:
+        """A quarter of the schedules are calm: nothing in them makes the agent resync (no reconnect,
+        no outage the probe sees, no SIGHUP, no restart), so what a resync would repair must not
+        need repairing."""
+        calls = ["register", "deregister", "maintenance", "update-check", "service", "services", "checks", "has-service", "leader",
+                 "inspect", "ps", "events"]
+        calm = rng.random() < 0.25
+        quiet = {"has-service", "leader", "services", "checks", "ps", "events"} if calm else set()
+        return Swarm(fail=rng.choice([0.0, 0.03, 0.08]), hang=rng.choice([0.0, 0.02, 0.05]), lose=rng.choice([0.0, 0.04, 0.12]),
+                     slow=rng.choice([0.0, 0.1, 0.3]),
+                     faulty=frozenset(call for call in calls if call not in quiet and rng.random() < 0.5),
+                     left_out=frozenset(kind for kind in kinds if (calm and kind in RESYNCING) or rng.random() < 0.3))
+
+
+ACTIONS = {  # what can happen next, and how often (a `_<kind>` method of Simulation each)
+    "run_container": 6, "create_container": 2, "stop_begin": 3, "stop_end": 4, "kill": 2, "crash": 2, "remove": 2, "restart": 2,
+    "rename": 1, "pause": 1, "health": 2, "network": 1, "run_and_connect": 1, "signal": 1, "docker_restart": 0.4,
+    "docker_outage": 0.4, "stream_breaks": 0.6, "consul_outage": 0.6, "no_leader": 0.6, "consul_wipe": 0.3, "foreign": 0.8,
+    "foreign_leaves": 0.3, "sighup": 0.6, "agent_restart": 0.3, "registrator_entry": 0.4,
+}
+
+
+RESYNCING = {"sighup", "stream_breaks", "docker_restart", "docker_outage", "consul_outage", "no_leader", "agent_restart"}
 
 
 class Violated(Exception):
@@ -122,6 +160,7 @@ class Simulation:
         self.consul.note = self.note
         self.docker.note = self.note
         self.outcome = Outcome(seed, self.config)
+        self.swarm = Swarm.pick(self.rng, sorted(ACTIONS))
         self.actions = actions if actions is not None else self.rng.randint(10, 60)
         self.serial = 0
         self.legacy: dict[str, str] = {}  # legacy ID → the container name it was for
@@ -129,6 +168,7 @@ class Simulation:
         self.ran_names: set[str] = set()  # names any container ran under while the agent ran
         self.foreign: dict[str, ServiceSpec] = {}
         self.stopping: set[str] = set()  # containers sent their stop signal, not dead yet
+        self.follow_ups: list[Callable[[], None]] = []  # actions that come next, whatever the dice say
         self.agent: Agent | None = None
 
     # -- the run ----------------------------------------------------------------------------------
@@ -139,6 +179,9 @@ class Simulation:
             self.agent = self._start_agent()
             while self.actions > 0 and not self.consul.violations and not self.sched.crashes:
                 self._step()
+            for _ in range(self.rng.randint(0, 600)):  # the work the last actions caused, under the same faults
+                if self.consul.violations or self.sched.crashes or not self._step(acting=False):
+                    break
             self._heal()
             healed = self.sched.now
             self._settle(SETTLE)
@@ -169,7 +212,7 @@ class Simulation:
         """Containers running before the agent starts; what Consul holds then (a previous run's
         services, gliderlabs/registrator's, another owner's)."""
         self.consul.denied.add(DENIED_NAME)
-        if self.rng.random() < 0.2:
+        if self.rng.random() < 0.35:
             self.consul.poisoned.add(f"{HOST}:{self.rng.choice(NAMES)}:80")
         for _ in range(self.rng.randint(0, 3)):
             box = self._new_box()
@@ -199,20 +242,22 @@ class Simulation:
         free = [name for name in NAMES if self.docker.free_name(name)]
         name = self.rng.choice(free) if free else f"app{n}"
         ports: tuple[ContainerPort, ...] = (ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 30000 + n),)),)
-        if self.rng.random() < 0.2:
+        if self.rng.random() < 0.3:
             ports += (ContainerPort(443, "tcp", (PortBinding("0.0.0.0", 40000 + n),)),)
         env: dict[str, str] = {}
         roll = self.rng.random()
-        if roll < 0.2:
+        if roll < 0.25:
             env["SERVICE_ID"] = self.rng.choice(SHARED_IDS)
-        elif roll < 0.27:
+        elif roll < 0.32:
             env["SERVICE_NAME"] = DENIED_NAME
-        elif roll < 0.35:
+        elif roll < 0.5:
             env["SERVICE_NETWORK"] = "backend"
+        if self.rng.random() < 0.2:
+            env["SERVICE_BAD.KEY"] = "x"  # a metadata warning the agent logs once
         ip = f"172.17.0.{n % 250 + 2}"
         return Box(id=f"c{n:02d}", name=name, ports=ports, env=env, ip=ip, networks=(NetworkAttachment("bridge", ip),),
                    stop_signal=SIGQUIT if self.rng.random() < 0.1 else SIGTERM, has_healthcheck=self.rng.random() < 0.4,
-                   restart_always=self.rng.random() < 0.3)
+                   restart_always=self.rng.random() < 0.3, auto_remove=self.rng.random() < 0.3)
 
     def _start_agent(self) -> Agent:
         queues = (StampingQueue(self.sched, self.note), StampingQueue(self.sched, self.note))
@@ -225,46 +270,72 @@ class Simulation:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def _step(self) -> None:
+    def _step(self, acting: bool = True) -> bool:
+        """A thread runs, a call is answered (or fails), something happens (when `acting`), or time
+        passes. False when nothing is left to do within a minute."""
         ready = self.sched.ready()
-        calls = [c for c in self.sched.calls if not c.lost and (c.served or c.ready())]
+        calls = self._answerable()
         roll = self.rng.random()
-        if (ready or calls) and roll < 0.78:
+        if self.follow_ups and roll < 0.3:
+            self.sched.steps += 1
+            self.follow_ups.pop(0)()
+        elif (ready or calls) and (roll < 0.78 or not acting):
             choice = self.rng.randrange(len(ready) + len(calls))
             if choice < len(ready):
                 self.sched.run(ready[choice])
             else:
                 self._answer(calls[choice - len(ready)])
-        elif roll < 0.95 or not (ready or calls):
+        elif acting and (roll < 0.95 or not (ready or calls)):
             self.actions -= 1
             self._act()
-        else:
+        elif acting:
             self._tick()
+        else:
+            deadline = self.sched.next_deadline()
+            if deadline is None or deadline > self.sched.now + 60:
+                return False
+            self.sched.advance(max(0.0, deadline - self.sched.now))
         self._check_queues()
+        return True
+
+    def _answerable(self) -> list[Call]:
+        return [c for c in self.sched.calls if not c.lost and (c.served or (c.ready() and c.not_before <= self.sched.now))]
 
     def _answer(self, call: Call) -> None:
         roll = self.rng.random()
         if not call.served:
+            faulty = call.name in self.swarm.faulty
             if call.name == "next-event":
                 self.sched.serve(call)
                 self.sched.answer(call)
-            elif roll < 0.04:
+            elif faulty and not call.not_before and self.rng.random() < self.swarm.slow:
+                call.not_before = self.sched.now + self.rng.choice([0.2, 1.0, 3.0])
+                self.note(f"{call} is slow")
+            elif faulty and roll < self.swarm.fail:
                 self.note(f"{call} fails before it is served")
-                self.sched.answer(call, call.timeout() if call.side == "consul" else call.timeout())
-            elif roll < 0.07:
+                self.sched.answer(call, call.timeout())
+            elif faulty and roll < self.swarm.fail + self.swarm.hang:
                 self.note(f"{call} hangs until its timeout")
                 call.lost = True
             else:
                 self.sched.serve(call)
                 if self.rng.random() < 0.5:
                     self._deliver(call)
+                elif call.name == "inspect" and call.key in self.docker.boxes and "SERVICE_NETWORK" in self.docker.boxes[call.key].env:
+                    self._follow(self._connects(call.key))  # Docker's answer is on its way: the container changes meanwhile
+                elif call.name == "service" and call.key in self.legacy:  # -cleanup is about to remove an entry a new container wants
+                    self._follow(self._runs_named(self.legacy[call.key]))
         else:
             self._deliver(call)
 
     def _deliver(self, call: Call) -> None:
-        if call.name != "next-event" and self.rng.random() < 0.04:
+        if call.name in self.swarm.faulty and self.rng.random() < self.swarm.lose * (2 if call.write else 1):
             self.note(f"{call} served; its answer is lost")
             call.lost = True
+            if call.name in ("register", "deregister"):  # the container stops before the agent knows what Consul did
+                self._follow(self._ends(self._holder_of(call.key)))
+            elif call.name == "maintenance":  # the container turns out not to stop
+                self._follow(self._keeps_running(self._holder_of(call.key)))
         else:
             self.sched.answer(call)
 
@@ -274,16 +345,77 @@ class Simulation:
 
     def _act(self) -> None:
         self.sched.steps += 1
-        actions: list[tuple[float, Callable[[], None]]] = [
-            (6, self._run_container), (2, self._create_container), (3, self._stop_begin), (4, self._stop_end), (2, self._kill),
-            (2, self._crash), (2, self._remove), (2, self._restart), (1, self._rename), (1, self._pause), (2, self._health),
-            (1, self._network), (1, self._signal), (0.4, self._docker_restart), (0.4, self._docker_outage), (0.6, self._stream_breaks),
-            (0.6, self._consul_outage), (0.6, self._no_leader), (0.3, self._consul_wipe), (0.8, self._foreign),
-            (0.3 if self.config.resync else 0, self._foreign_leaves), (0.5, self._sighup), (0.3, self._agent_restart),
-            (0.3, lambda: self._legacy(self.rng.choice([*NAMES, DENIED_NAME]))),
-        ]
-        weights = [w for w, _ in actions]
-        self.rng.choices([a for _, a in actions], weights)[0]()
+        kinds = [kind for kind in sorted(ACTIONS) if kind not in self.swarm.left_out]
+        if kinds:
+            kind = self.rng.choices(kinds, [ACTIONS[kind] for kind in kinds])[0]
+            getattr(self, f"_{kind}")()
+
+    def _died(self, box: Box, exit_code: int) -> None:
+        """The container exits; `docker run --rm` removes it right after (a step later: its destroy comes after its die)."""
+        self.docker.die(box, exit_code)
+        if box.auto_remove:
+            self.follow_ups.append(self._removes(box))
+
+    def _removes(self, box: Box) -> Callable[[], None]:
+        def remove() -> None:
+            if box.id in self.docker.boxes and not box.running:
+                self.docker.destroy(box)
+                self.note(f"{box.id} is removed (--rm)")
+        return remove
+
+    def _follow(self, action: Callable[[], None]) -> None:
+        """Something that happens next, because of what just happened (half the time): the faults
+        that matter most hit at the worst moment, which an even mix of steps hardly reaches."""
+        if self.rng.random() < 0.7:
+            self.follow_ups.append(action)
+
+    def _holder_of(self, service_id: str) -> Box | None:
+        spec = self.consul.services_.get(service_id)
+        return self.docker.boxes.get(spec.meta.get(META_CONTAINER, "")) if spec is not None else None
+
+    def _ends(self, box: Box | None) -> Callable[[], None]:
+        def end() -> None:
+            if box is not None and box.running:
+                self._died(box, self.rng.choice([0, 143]))
+                self.stopping.discard(box.id)
+                self.note(f"{box.id} exits ({box.exit_code}) right after")
+        return end
+
+    def _keeps_running(self, box: Box | None) -> Callable[[], None]:
+        def keep() -> None:
+            if box is not None and box.id in self.stopping:
+                self.stopping.discard(box.id)
+                self.note(f"{box.id} ignores its stop signal and keeps running")
+        return keep
+
+    def _connects(self, container_id: str) -> Callable[[], None]:
+        def connect() -> None:
+            box = self.docker.boxes.get(container_id)
+            if box is not None and box.running and not any(n.name == "backend" for n in box.networks):
+                self.docker.connect(box, NetworkAttachment("backend", f"172.20.0.{int(box.id[1:]) % 250 + 2}"))
+                self.note(f"docker network connect backend {box.id} while its inspect is answered")
+        return connect
+
+    def _runs_named(self, name: str, env: dict[str, str] | None = None) -> Callable[[], None]:
+        def run() -> None:
+            if self.docker.free_name(name):
+                box = self._new_box()
+                box.name, box.env = name, env if env is not None else box.env
+                self.docker.create(box)
+                self.docker.start(box)
+                self.ran_names.add(name)
+                self.note(f"docker run {box.id} ({box.name} {dict(box.env)}) right after")
+        return run
+
+    def _registrator_entry(self) -> None:
+        self._legacy(self.rng.choice([*NAMES, DENIED_NAME]))
+
+    def _run_and_connect(self) -> None:
+        """`docker run … && docker network connect backend …`: the connect comes right after the start."""
+        self._run_container()
+        box = self.docker.boxes[f"c{self.serial:02d}"]
+        self.docker.connect(box, NetworkAttachment("backend", f"172.20.0.{self.serial % 250 + 2}"))
+        self.note(f"docker network connect backend {box.id}")
 
     def _box(self, which: Callable[[Box], bool]) -> Box | None:
         boxes = [b for _, b in sorted(self.docker.boxes.items()) if which(b)]
@@ -320,24 +452,24 @@ class Simulation:
             return
         if self.rng.random() < 0.3:
             self.docker.kill(box, SIGKILL)
-            self.docker.die(box, 137)
+            self._died(box, 137)
             self.note(f"{box.id} killed after its stop timeout")
         elif self.rng.random() < 0.2:
             self.note(f"{box.id} ignores its stop signal and keeps running")
         else:
-            self.docker.die(box, self.rng.choice([0, 143, 1]))
+            self._died(box, self.rng.choice([0, 143, 1]))
             self.note(f"{box.id} exits ({box.exit_code})")
 
     def _kill(self) -> None:
         if (box := self._box(lambda b: b.running)) is not None:
             self.docker.kill(box, SIGKILL)
-            self.docker.die(box, 137)
+            self._died(box, 137)
             self.stopping.discard(box.id)
             self.note(f"docker kill {box.id}")
 
     def _crash(self) -> None:
         if (box := self._box(lambda b: b.running)) is not None:
-            self.docker.die(box, self.rng.choice([0, 1, 2]))
+            self._died(box, self.rng.choice([0, 1, 2]))
             self.stopping.discard(box.id)
             self.note(f"{box.id} exits by itself ({box.exit_code})")
 
@@ -345,7 +477,7 @@ class Simulation:
         if (box := self._box(lambda b: True)) is not None:
             if box.running:
                 self.docker.kill(box, SIGKILL)
-                self.docker.die(box, 137)
+                self._died(box, 137)
             self.docker.destroy(box)
             self.stopping.discard(box.id)
             self.note(f"docker rm -f {box.id}")
@@ -418,10 +550,14 @@ class Simulation:
         self.note("Consul " + ("lost its leader" if self.consul.leaderless else "has a leader again"))
 
     def _consul_wipe(self) -> None:
+        if not self.consul.ours():  # nothing of this host's to lose: a start is more use
+            self._run_container()
+            return
         self.consul.lose_everything()
         self.foreign.clear()
         self.legacy.clear()
         self.note("Consul restarts and loses every registration")
+        self._follow(self._runs_named(self.rng.choice(NAMES), {"SERVICE_ID": self.rng.choice(SHARED_IDS)}))  # registered before the probe looks
 
     def _foreign(self) -> None:
         """Another owner registers a service: another host's agent, or an operator by hand."""
@@ -441,12 +577,25 @@ class Simulation:
         self.note(f"{who} registers {service_id}")
 
     def _foreign_leaves(self) -> None:
+        """The other owner deregisters its service. With -resync 0 nothing tells the agent, so every
+        container that asks for the ID gets an event after (a reload signal); its look must take it."""
         if self.foreign:
             service_id = self.rng.choice(sorted(self.foreign))
             del self.foreign[service_id]
             if self.consul.owners.get(service_id) and self.consul.owners[service_id].who not in ("us", "legacy"):
                 self.consul._drop(service_id)
             self.note(f"the other owner deregisters {service_id}")
+            if not self.config.resync:
+                for box in sorted(self.docker.boxes.values(), key=lambda b: b.id):
+                    if box.running and box.env.get("SERVICE_ID") == service_id:
+                        self.follow_ups.append(self._signals(box))
+
+    def _signals(self, box: Box) -> Callable[[], None]:
+        def signal() -> None:
+            if box.id in self.docker.boxes and box.running:
+                self.docker.kill(box, SIGHUP)
+                self.note(f"docker kill -s HUP {box.id} (it asks for an ID that was freed)")
+        return signal
 
     def _sighup(self) -> None:
         assert self.agent is not None
@@ -500,7 +649,7 @@ class Simulation:
         if ready:
             self.sched.run(ready[0])
             return True
-        calls = [c for c in self.sched.calls if not c.lost and (c.served or c.ready())]
+        calls = self._answerable()
         if calls:
             call = calls[0]
             if not call.served:
@@ -520,10 +669,12 @@ class Simulation:
         random part of it: about 13 tries in 400 s once it waits the longest), not at every probe."""
         for service_id in sorted(self.consul.poisoned):
             tries = sum(1 for sid, at in self.consul.poison_tries if sid == service_id and at >= since)
-            if tries > 45:
+            if tries > 40:
                 self.violation(f"(e) {service_id}, which Consul always fails, was tried {tries} times in {SETTLE:.0f}s")
 
     def _heal(self) -> None:
+        while self.follow_ups:
+            self.follow_ups.pop(0)()
         self.docker.down = False
         self.consul.down = False
         self.consul.leaderless = False

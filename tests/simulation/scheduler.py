@@ -54,6 +54,7 @@ class Call:
     ready: Callable[[], bool] = lambda: True
     served: bool = False
     lost: bool = False  # served or not, the answer will not come: the caller waits for its deadline
+    not_before: float = 0.0  # a slow call: the world handles it no earlier than this
     value: Any = None
     error: BaseException | None = None
     caller: Green | None = None
@@ -266,6 +267,7 @@ class Scheduler:
     def next_deadline(self) -> float | None:
         times = [g.deadline for g in self.greens if g.state == "waiting" and g.deadline is not None]
         times += [c.deadline for c in self.calls if c.deadline is not None]
+        times += [c.not_before for c in self.calls if not c.served and c.not_before > self.now]
         return min(times, default=None)
 
     def advance(self, seconds: float) -> None:

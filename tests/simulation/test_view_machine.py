@@ -68,4 +68,4 @@ class RefreshesBesideWrites(RuleBasedStateMachine):
 
 
 TestRefreshesBesideWrites = RefreshesBesideWrites.TestCase
-TestRefreshesBesideWrites.settings = settings(max_examples=300, stateful_step_count=30, deadline=None)
+TestRefreshesBesideWrites.settings = settings(max_examples=500, stateful_step_count=30, deadline=None, derandomize=True)

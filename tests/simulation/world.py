@@ -40,6 +40,7 @@ class Box:
     has_healthcheck: bool = False
     health: str = ""
     restart_always: bool = False
+    auto_remove: bool = False  # `docker run --rm`: removed once it exits
 
     def snapshot(self) -> ContainerSnapshot:
         return ContainerSnapshot(
