@@ -169,6 +169,7 @@ class Simulation:
         self.foreign: dict[str, ServiceSpec] = {}
         self.stopping: set[str] = set()  # containers sent their stop signal, not dead yet
         self.follow_ups: list[Callable[[], None]] = []  # actions that come next, whatever the dice say
+        self.slowed: set[str] = set()  # service IDs whose next deregistration is slow
         self.agent: Agent | None = None
 
     # -- the run ----------------------------------------------------------------------------------
@@ -308,6 +309,10 @@ class Simulation:
             if call.name == "next-event":
                 self.sched.serve(call)
                 self.sched.answer(call)
+            elif call.name == "deregister" and call.key in self.slowed:
+                self.slowed.discard(call.key)
+                call.not_before = self.sched.now + self.rng.choice([0.5, 2.0])
+                self.note(f"{call} is slow")
             elif faulty and not call.not_before and self.rng.random() < self.swarm.slow:
                 call.not_before = self.sched.now + self.rng.choice([0.2, 1.0, 3.0])
                 self.note(f"{call} is slow")
@@ -322,13 +327,18 @@ class Simulation:
                 if self.rng.random() < 0.5:
                     self._deliver(call)
                 elif call.name == "inspect" and call.key in self.docker.boxes and "SERVICE_NETWORK" in self.docker.boxes[call.key].env:
-                    self._follow(self._connects(call.key))  # Docker's answer is on its way: the container changes meanwhile
-                elif call.name == "service" and call.key in self.legacy:  # -cleanup is about to remove an entry a new container wants
-                    self._follow(self._runs_named(self.legacy[call.key]))
+                    if self.rng.random() < 0.7:  # Docker's answer is on its way: the container changes meanwhile
+                        self._connects(call.key)()
+                elif call.name == "service" and call.key in self.legacy and self.rng.random() < 0.7:
+                    self._runs_named(self.legacy[call.key])()  # -cleanup is about to remove an entry a new container wants,
+                    self.slowed.add(call.key)  # and the removal takes its time
         else:
             self._deliver(call)
 
     def _deliver(self, call: Call) -> None:
+        if call.name == "inspect" and (box := self.docker.boxes.get(call.key)) is not None and box.doomed:
+            box.doomed = False
+            self.follow_ups.append(self._ends(box))
         if call.name in self.swarm.faulty and self.rng.random() < self.swarm.lose * (2 if call.write else 1):
             self.note(f"{call} served; its answer is lost")
             call.lost = True
@@ -376,7 +386,7 @@ class Simulation:
     def _ends(self, box: Box | None) -> Callable[[], None]:
         def end() -> None:
             if box is not None and box.running:
-                self._died(box, self.rng.choice([0, 143]))
+                self._died(box, self.rng.choice([0, 1, 143]))
                 self.stopping.discard(box.id)
                 self.note(f"{box.id} exits ({box.exit_code}) right after")
         return end
@@ -427,6 +437,9 @@ class Simulation:
         self.docker.start(box)
         self.ran_names.add(box.name)
         self.note(f"docker run {box.id} ({box.name} {dict(box.env)})")
+        asked = box.env.get("SERVICE_ID")
+        if asked and any(b.running and b.env.get("SERVICE_ID") == asked for b in self.docker.boxes.values() if b is not box):
+            box.auto_remove = box.doomed = True  # a job asking for an ID another container asks for too: it fails once looked at
 
     def _create_container(self) -> None:
         if (box := self._box(lambda b: not b.running)) is not None and self.rng.random() < 0.6:

@@ -25,6 +25,14 @@ EPOCH = 1_800_000_000.0  # what the wall clock reads at simulated time 0
 STUCK_AFTER = 10.0  # real seconds a green thread may run between two yield points
 
 
+def _baton() -> Any:
+    """A lock taken at once: released by one thread to let another, blocked on it, go (a binary
+    semaphore; the interpreter's own lock, several times cheaper than threading.Semaphore)."""
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 class Killed(BaseException):
     """Unwinds a green thread at teardown (not an Exception: the core must not catch it)."""
 
@@ -79,7 +87,7 @@ class Green:
     handling_since: int = 0  # the step at which it took its current key (the simulation's ownership rule)
     looked: dict[str, int] = field(default_factory=dict)  # service ID → the step its last read of it was served
     order: int = 0
-    resume: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    resume: Any = field(default_factory=lambda: _baton())
     done: SimCondition | None = None
 
     def __post_init__(self) -> None:
@@ -188,7 +196,7 @@ class Scheduler:
         self.now = 0.0
         self.greens: list[Green] = []
         self.calls: list[Call] = []  # sent and not answered yet, in the order they were made
-        self.back = threading.Semaphore(0)
+        self.back = _baton()
         self.current: Green | None = None
         self.serving: Call | None = None  # the call whose request the world handles now
         self.steps = 0

@@ -41,6 +41,7 @@ class Box:
     health: str = ""
     restart_always: bool = False
     auto_remove: bool = False  # `docker run --rm`: removed once it exits
+    doomed: bool = False  # exits right after the agent first looks at it
 
     def snapshot(self) -> ContainerSnapshot:
         return ContainerSnapshot(
