@@ -27,6 +27,7 @@ from registrator.runtime import Runtime
 
 WAIT = 10.0  # seconds a test waits for something that must happen; only reached when it does not
 BACKOFF = 5.0  # a failed key's backoff in the controller harness
+EXPIRED: list[str] = []  # holds never released: the worker that waited in one failed, and a retry may hide it (conftest fails the test)
 
 
 class Hold:
@@ -45,6 +46,7 @@ class Hold:
     def __call__(self) -> None:
         self.entered.set()
         if not self._released.wait(WAIT):
+            EXPIRED.append(threading.current_thread().name)
             raise AssertionError("a held call was never released")
 
 
@@ -295,3 +297,10 @@ def in_thread(target: Callable[..., Any], *args: Any) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, daemon=True)
     thread.start()
     return thread
+
+
+def joined(*threads: threading.Thread) -> None:
+    """Wait for the threads to end; a thread still running after WAIT is a hang, and fails the test."""
+    for thread in threads:
+        thread.join(WAIT)
+        assert not thread.is_alive(), f"thread {thread.name} still runs after {WAIT}s"

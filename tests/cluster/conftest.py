@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.cluster.fleet import Fleet
-from tests.integration.rig import consul_binary, unavailable
+from tests.integration.rig import consul_binary, mark_integration, unavailable
 
-pytestmark = pytest.mark.integration
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_integration(Path(__file__).parent, items)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,13 @@ import docker
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from tests.integration.rig import Agent, ConsulAgent, FakeEndpoint, build_image, consul_binary, dig, unavailable
+from tests.integration.rig import Agent, ConsulAgent, FakeEndpoint, build_image, consul_binary, dig, mark_integration, unavailable
 
 TEST_LABEL = "registrator-test"
-pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_integration(Path(__file__).parent, items)
 
 
 @pytest.fixture(scope="session")

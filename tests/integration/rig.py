@@ -26,11 +26,24 @@ IMAGES = ROOT / "tests" / "images"
 T = TypeVar("T")
 
 
+def in_ci() -> bool:
+    """CI is set to anything but empty, 0, false or no (CI providers set true, 1, or the provider's name)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def unavailable(reason: str) -> None:
-    """A missing part of the rig: a failure with CI=true, a skip with the reason elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the rig must be complete)", pytrace=False)
+    """A missing part of the rig: a failure in CI, a skip with the reason elsewhere."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI={os.environ['CI']}: the rig must be complete)", pytrace=False)
     pytest.skip(reason)
+
+
+def mark_integration(folder: Path, items: list[pytest.Item]) -> None:
+    """Give the tests under FOLDER the `integration` marker (`-m "not integration"` leaves them out).
+    A `pytestmark` in a conftest.py marks nothing: only test modules are read for it."""
+    for item in items:
+        if folder in item.path.parents:
+            item.add_marker(pytest.mark.integration)
 
 
 def eventually(probe: Callable[[], T], timeout: float = 2.0, interval: float = 0.05, what: str = "condition") -> T:

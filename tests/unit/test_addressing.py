@@ -43,10 +43,15 @@ def targets(snapshot: ContainerSnapshot, settings: MappingSettings = SETTINGS) -
         (container(), with_ip(SETTINGS, "10.7.7.7"), [("10.7.7.7", 32080)]),
         (container(), SETTINGS, [("10.0.0.5", 32080)]),
         (container(UNPUBLISHED), SETTINGS, []),
+        (container(UNPUBLISHED, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip"), []),
+        (container(UNPUBLISHED, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip", internal=True), [("192.0.2.9", 80)]),
+        (container(labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip", internal=True), [("192.0.2.9", 80)]),
+        (container(networks=(NetworkAttachment("front"),)), replace(SETTINGS, network="front"), [("10.0.0.5", 32080)]),
     ],
     ids=["service-ip-first", "service-ip-unpublished", "service-network-before-label", "label-before-global-network",
          "global-network-before-internal", "global-network-not-attached", "awsvpc-task", "internal-first-network-by-name",
-         "internal-default-bridge", "ip-flag", "detected-host-ip", "unreachable"],
+         "internal-default-bridge", "ip-flag", "detected-host-ip", "unreachable", "label-ip-unpublished",
+         "label-ip-unpublished-internal", "label-ip-published-internal", "global-network-without-address"],
 )
 def test_precedence(snapshot, settings, expected):
     assert targets(snapshot, settings) == expected

@@ -16,7 +16,7 @@ from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent, DockerUnavailable
 from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
 from registrator.reconcile.controller import HEARTBEAT, RESYNC
-from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, in_thread, web
+from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, in_thread, joined, web
 
 SIGHUP, SIGTERM = 1, 15
 
@@ -40,7 +40,7 @@ def test_a_container_recreated_under_the_same_name_gets_its_service_back():
     assert agent.consul.holder("h:web:80") == "old"
 
     teardown.release()
-    worker_1.join(WAIT)
+    joined(worker_1)
     agent.settle()
     assert agent.consul.holder("h:web:80") == "new"
 
@@ -79,8 +79,7 @@ def test_a_stop_signal_leaves_dns_while_a_reconcile_and_a_resync_or_heartbeat_wa
         hold.release()
     agent.queue.shutdown()
     agent.background.shutdown()
-    for thread in (*workers, urgent):
-        thread.join(WAIT)
+    joined(*workers, urgent)
 
 
 def test_a_sighup_neither_drains_nor_spoils_the_next_stop():
@@ -154,8 +153,8 @@ def test_deregister_on_exit_waits_for_a_registration_in_flight():
 
     leaving = in_thread(agent.controller.deregister_all)
     register.release()
-    worker.join(WAIT)
-    leaving.join(WAIT)
+    joined(worker)
+    joined(leaving)
     assert agent.consul.writes == [("register", "h:web:80"), ("deregister", "h:web:80")]
 
     agent.event("web", "update")
@@ -173,8 +172,7 @@ def test_stop_ends_run_and_lets_the_reconcile_in_flight_finish():
 
     agent.controller.stop.set()
     inspect.release()
-    running.join(WAIT)
-    assert not running.is_alive()
+    joined(running)
     assert set(agent.consul.services_) == {"h:web:80"}
 
 
@@ -213,8 +211,7 @@ def test_a_stop_while_the_events_stream_is_being_opened_ends_the_events_thread()
     agent.controller.stop.set()
     agent.controller._docker.close_events()  # what run does at stop: nothing is open yet
     docker.opening.release()
-    pump.join(WAIT)
-    assert not pump.is_alive()
+    joined(pump)
     assert docker.closed == docker.handed_out
 
 
@@ -236,8 +233,7 @@ def test_a_stop_during_the_events_reconnect_backoff_does_not_reconnect():
     pump = in_thread(agent.controller.pump)
     assert agent.controller.stop.waited.wait(WAIT)  # backing off before it connects again
     agent.controller.stop.set()
-    pump.join(WAIT)
-    assert not pump.is_alive()
+    joined(pump)
     assert agent.docker.events_calls == 1
 
 
@@ -259,8 +255,7 @@ def test_sighup_makes_a_full_resync_now(resync_seconds):
     assert len(agent.docker.inspected) == inspects + 1
     agent.controller.stop.set()
     agent.controller.resync_now()  # run() wakes the loop so at stop
-    loop.join(WAIT)
-    assert not loop.is_alive()
+    joined(loop)
 
 
 def test_a_loop_that_dies_is_restarted_and_healthz_says_so():
@@ -275,7 +270,7 @@ def test_a_loop_that_dies_is_restarted_and_healthz_says_so():
     assert healthy
     agent.controller.stop.set()
     agent.docker.close_events()
-    pump.join(WAIT)
+    joined(pump)
 
 
 def test_a_resync_while_reconciles_write_loses_none_of_their_writes():
@@ -289,7 +284,7 @@ def test_a_resync_while_reconciles_write_loses_none_of_their_writes():
     agent.start("b", host_port=8081)
     agent.controller.process(agent.take())
     listing.release()
-    resync.join(WAIT)
+    joined(resync)
 
     assert agent.controller.reconciler.view.owns("h:b:80")
     writes = len(agent.consul.writes)
@@ -350,7 +345,7 @@ def test_two_new_containers_racing_for_one_service_id_the_loser_gets_it_when_the
     assert a_registers.reached()
     agent.controller.process(agent.take())  # b: its claim passes, it registers `shared`
     a_registers.release()
-    worker_a.join(WAIT)
+    joined(worker_a)
 
     del agent.docker.containers["a"]
     agent.event("a", "die")
@@ -449,7 +444,7 @@ def test_cleanup_does_not_remove_a_registration_adopted_while_the_resync_listed_
     agent.controller.process(agent.take())  # web adopts h:web:80
     assert agent.consul.holder("h:web:80") == "web"
     listing.release()
-    resync.join(WAIT)
+    joined(resync)
     agent.settle()
     assert agent.consul.holder("h:web:80") == "web"
 
@@ -595,7 +590,7 @@ def test_a_cleanup_in_flight_does_not_remove_a_registration_adopted_meanwhile():
     agent.start("web")
     agent.controller.process(agent.take())  # web starts and asks for h:web:80
     sweeping.release()
-    resync.join(WAIT)
+    joined(resync)
     agent.settle()
     assert agent.consul.holder("h:web:80") == "web"
 
@@ -724,7 +719,7 @@ def test_with_one_worker_a_resync_waiting_on_consul_does_not_stop_event_handling
     finally:
         consul.go.set()
         agent.controller.stop.set()
-        running.join(WAIT)
+        joined(running)
 
 
 # -- the urgent lane --------------------------------------------------------------------------------
@@ -767,7 +762,7 @@ def test_after_a_restart_of_the_agent_a_stop_signal_leaves_dns_without_waiting_f
     finally:
         docker.done.set()
         restarted.queue.shutdown()
-        urgent.join(WAIT)
+        joined(urgent)
 
 
 class FailsMaintenance(FakeConsul):
@@ -806,7 +801,7 @@ def test_the_view_is_read_from_consul_before_events_are_followed():
     listing.release()
     assert agent.controller.ready.wait(WAIT)
     agent.controller.stop.set()
-    running.join(WAIT)
+    joined(running)
 
 
 def test_a_container_started_while_a_resync_listed_docker_still_drains_without_an_inspect():
@@ -818,7 +813,7 @@ def test_a_container_started_while_a_resync_listed_docker_still_drains_without_a
     agent.start("late", stop_signal=3)  # STOPSIGNAL SIGQUIT: only its inspect tells it is a stop signal
     agent.settle()
     listing.release()
-    resync.join(WAIT)  # it queued `late` for a look (it has services and was not listed): that look comes after the kill
+    joined(resync)  # it queued `late` for a look (it has services and was not listed): that look comes after the kill
     inspects = len(agent.docker.inspected)
 
     agent.event("late", "kill", 3)
@@ -946,7 +941,7 @@ def test_a_write_in_flight_when_consul_came_back_that_failed_after_is_tried_agai
     agent.controller.probe_consul()  # Consul is back
     agent.consul.fail_once.update({("register", "h:a:80"), ("services", "")})  # and the resync after it
     stalled.release()  # the stalled call fails
-    worker.join(WAIT)
+    joined(worker)
     agent.settle()
     assert agent.consul.holder("h:a:80") == "a"
 
@@ -1066,7 +1061,7 @@ def test_a_container_refused_an_id_after_a_resync_listed_the_containers_still_ge
     agent.start("late", host_port=9000, env={"SERVICE_ID": "shared"})
     agent.controller.process(agent.take())  # refused: holder has it
     listing.release()
-    resync.join(WAIT)
+    joined(resync)
     agent.settle()
 
     del agent.docker.containers["holder"]
@@ -1096,7 +1091,76 @@ def test_a_network_connect_while_the_first_inspect_is_answered_is_looked_at():
     agent.docker.containers["web"] = replace(agent.docker.containers["web"], networks=(NetworkAttachment("backend", "172.20.0.7"),))
     agent.event("web", "connect")
     answer.release()
-    first_look.join(WAIT)
+    joined(first_look)
     agent.settle()
     assert agent.consul.services_["h:web:80"].address == "172.20.0.7"
     assert agent.docker.inspected == ["web", "web"]
+
+
+# -- what a resync looks at -------------------------------------------------------------------------
+
+
+def test_a_resync_looks_again_at_an_unchanged_container_whose_service_consul_lost():
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.controller.resync()  # the first resync looks at every container
+    agent.settle()
+    agent.consul.services_.clear()  # Consul lost it; web itself is unchanged
+    agent.controller.resync()
+    agent.settle()
+    assert "h:web:80" in agent.consul.services_
+
+
+def test_every_tenth_resync_looks_at_every_container_changed_or_not():
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    looks = []
+    for _ in range(11):
+        inspects = len(agent.docker.inspected)
+        agent.controller.resync()
+        agent.settle()
+        looks.append(len(agent.docker.inspected) - inspects)
+    assert looks == [1] + [0] * 9 + [1]
+
+
+# -- a stop, seen by an agent that has not inspected the container yet --------------------------------
+
+
+def restarted_agent_with(container: Any) -> tuple[Agent, Agent]:
+    """An agent that registered the container, and a new one (restarted) that has only read Consul."""
+    first = Agent()
+    first.docker.containers[container.id] = container
+    first.event(container.id, "start")
+    first.settle()
+    restarted = Agent(consul=first.consul, docker=first.docker, resync_seconds=0)
+    restarted.controller.reconciler.refresh()
+    return first, restarted
+
+
+def test_a_usual_stop_signal_that_is_not_the_containers_drains_it_then_registers_it_again_at_once():
+    """SIGTERM to a container whose STOPSIGNAL is SIGQUIT: drained at the signal (no inspect: Docker
+    may be tearing it down), then looked at at once, which tells that it was no stop."""
+    _, restarted = restarted_agent_with(web("web", name="web", stop_signal=3))
+    inspects = len(restarted.docker.inspected)
+    restarted.event("web", "kill", SIGTERM)
+    restarted.controller.process(restarted.take())
+    assert "h:web:80" not in restarted.consul.services_ and len(restarted.docker.inspected) == inspects
+    restarted.clock.advance(0.1)  # not the drain timeout (120 s)
+    restarted.settle()
+    assert "h:web:80" in restarted.consul.services_
+
+
+def test_a_drain_that_failed_is_tried_again_without_an_inspect():
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    inspects = len(agent.docker.inspected)
+    agent.consul.fail_once.add(("deregister", "h:web:80"))
+    agent.event("web", "kill", SIGTERM)
+    agent.settle()
+    agent.clock.advance(BACKOFF)
+    agent.settle()
+    assert "h:web:80" not in agent.consul.services_
+    assert len(agent.docker.inspected) == inspects  # Docker is tearing it down: an inspect would wait for that

@@ -437,3 +437,9 @@ def test_a_template_count_from_a_label_past_int64_only_drops_the_template_tags()
     snapshot = container(published(80, 1), env={"SERVICE_TAGS": "mine"}, labels={"n": "99999999999999999999"})
     assert one(snapshot, settings).tags == ("mine",)
     assert "replace: '99999999999999999999' is not an integer in Go's int64 range; its tags are left out" in warnings(snapshot, settings)
+
+
+def test_a_service_id_two_ports_ask_for_goes_to_the_first_and_the_second_is_warned_about():
+    snapshot = container(published(80, 8080), published(81, 8081), env={"SERVICE_80_ID": "same", "SERVICE_81_ID": "same"})
+    assert [(spec.id, spec.port) for spec in services(snapshot).values()] == [("same", 8080)]
+    assert "service ID 'same' is produced twice; the second is skipped" in warnings(snapshot)

@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
+from registrator.consul.sink import ConsulError
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.reconciler import Closed, Reconciler
-from tests.fakes import WAIT, Clock, FakeConsul, FakeDocker, agent_settings, manual, web
+from tests.fakes import Clock, FakeConsul, FakeDocker, agent_settings, joined, manual, web
 
 MIRROR = "service:h:web:80#docker-health"
 
@@ -32,16 +33,16 @@ def test_a_heartbeat_overtaken_by_a_newer_docker_health_status_sends_the_newer_o
     assert consul.checks[MIRROR].status == "passing"
 
     beat = consul.hold("update_check", MIRROR)
-    heartbeat = threading.Thread(target=core.heartbeat)
+    heartbeat = threading.Thread(target=core.heartbeat, daemon=True)
     heartbeat.start()
     assert beat.reached()  # the heartbeat sends "passing"…
     docker.containers["web"] = web("web", name="web", health="unhealthy")
-    consul_writes = threading.Thread(target=core.reconcile, args=("web",))
+    consul_writes = threading.Thread(target=core.reconcile, args=("web",), daemon=True)
     consul_writes.start()
     assert consul.wait_until(lambda c: c.checks[MIRROR].status == "critical")  # …the reconcile sends "critical" first
     beat.release()
-    heartbeat.join(WAIT)
-    consul_writes.join(WAIT)
+    joined(heartbeat)
+    joined(consul_writes)
 
     assert consul.checks[MIRROR].status == "critical"
 
@@ -58,12 +59,26 @@ def test_a_failed_health_push_is_sent_again_by_the_next_reconcile():
     assert consul.checks[MIRROR].status == "critical"
 
 
-def test_a_heartbeat_skips_a_check_whose_service_was_deregistered_meanwhile():
+def test_a_heartbeat_passes_over_a_check_whose_service_was_deregistered_while_it_was_on_its_way():
+    """Consul answers "unknown check" for it: no failure, so the heartbeat is not retried for it."""
     docker, consul, core = healthy_web()
-    consul.checks.pop(MIRROR)  # gone from Consul, as after a deregistration racing the heartbeat
-    core.view.deregistered("h:web:80")
+    beat = consul.hold("update_check", MIRROR)
+    sent: list[int] = []
+    heartbeat = threading.Thread(target=lambda: sent.append(core.heartbeat()), daemon=True)
+    heartbeat.start()
+    assert beat.reached()  # the heartbeat listed web's service as this host's and is sending its status
+    del docker.containers["web"]
+    core.reconcile("web")  # deregistered meanwhile
+    beat.release()
+    joined(heartbeat)
+    assert sent == [0] and consul.services_ == {}
 
-    assert core.heartbeat() == 0
+
+def test_a_heartbeat_that_fails_for_a_service_still_registered_fails():
+    docker, consul, core = healthy_web()
+    consul.fail_once.add(("update_check", MIRROR))
+    with pytest.raises(ConsulError):
+        core.heartbeat()
 
 
 def test_after_close_no_write_starts():

@@ -9,7 +9,7 @@ import pytest
 from registrator.config import ConsulEndpoint, Options
 from registrator.mapping.services import HostFacts, MappingPolicy
 from registrator.startup import StartupError, Stopped, resolve
-from tests.fakes import WAIT, FakeConsul, FakeDocker
+from tests.fakes import FakeConsul, FakeDocker, joined
 
 
 def options(**chosen: object) -> Options:
@@ -60,10 +60,10 @@ def test_a_stop_while_waiting_for_docker_ends_startup():
         except BaseException as exc:  # noqa: BLE001 (the test inspects it)
             outcome.append(exc)
 
-    thread = threading.Thread(target=start)
+    thread = threading.Thread(target=start, daemon=True)
     thread.start()
     assert waiting.reached()
     stop.set()
     waiting.release()
-    thread.join(WAIT)
+    joined(thread)
     assert [type(exc) for exc in outcome] == [Stopped]

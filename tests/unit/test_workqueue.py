@@ -5,7 +5,7 @@ import threading
 from tenacity import wait_exponential, wait_fixed
 
 from registrator.reconcile.queue import WorkQueue
-from tests.fakes import manual
+from tests.fakes import joined, manual
 
 
 def test_a_key_added_many_times_waits_once():
@@ -36,10 +36,10 @@ def test_done_without_a_new_add_does_not_requeue():
 def test_shutdown_wakes_a_blocked_worker():
     queue = WorkQueue()
     got: list[str | None] = []
-    worker = threading.Thread(target=lambda: got.append(queue.get()))
+    worker = threading.Thread(target=lambda: got.append(queue.get()), daemon=True)
     worker.start()
     queue.shutdown()
-    worker.join(timeout=5)
+    joined(worker)
     assert got == [None]
     queue.add("late")
     assert len(queue) == 0
@@ -57,13 +57,13 @@ def test_urgent_keys_go_first_and_a_waiting_key_made_urgent_moves_up():
 def test_an_urgent_only_worker_waits_for_urgent_keys_and_leaves_the_rest():
     queue = WorkQueue()
     got: list[str | None] = []
-    worker = threading.Thread(target=lambda: got.append(queue.get(urgent_only=True)))
+    worker = threading.Thread(target=lambda: got.append(queue.get(urgent_only=True)), daemon=True)
     worker.start()
     queue.add("plain")
-    worker.join(timeout=0.1)
+    worker.join(timeout=0.1)  # a worker that took it would have, by now
     assert worker.is_alive() and got == []
     queue.add("stopping", urgent=True)
-    worker.join(timeout=5)
+    joined(worker)
     assert got == ["stopping"]
     assert queue.get() == "plain"
 
