@@ -88,6 +88,7 @@ class FakeDocker(Holds):
         self.inspected: list[str] = []
         self.event_stream: queue.Queue[ContainerEvent | None] = queue.Queue()
         self.events_calls = 0
+        self.since_asked: list[str | None] = []  # the `since` of each `events` call
         self.events_error: Exception | None = None  # raised by the next `events` call
         self.name = "docker-host"  # `docker info` Name
         self.down = False
@@ -106,6 +107,7 @@ class FakeDocker(Holds):
 
     def events(self, since: str | None) -> Iterator[ContainerEvent]:
         self.events_calls += 1
+        self.since_asked.append(since)
         if self.events_error is not None:
             error, self.events_error = self.events_error, None
             raise error

@@ -53,6 +53,11 @@ def _report(what: str) -> Callable[[Any], None]:
     return report
 
 
+def _docker_time(nanos: int) -> str:
+    """A time as Docker's `since` takes it, to the nanosecond: `seconds.nanoseconds`."""
+    return f"{nanos // 10**9}.{nanos % 10**9:09d}"
+
+
 class EventStreamEnded(Exception):
     """Docker closed the events stream (daemon restart or shutdown)."""
 
@@ -91,7 +96,7 @@ class Controller:
         self._background = background if background is not None else WorkQueue(runtime=runtime)  # RESYNC and HEARTBEAT, one worker
         self.stop = stop if stop is not None else runtime.event()
         self.ready = runtime.event()
-        self._since: str | None = None
+        self._since: str | None = None  # where the next events stream resumes (Docker's clock is this host's)
         self._kills = KillLog(settings.options.drain_timeout)
         self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, runtime=runtime, metrics=self.metrics,
                                      wrote=self._wrote, lost=self._lost)
@@ -208,7 +213,10 @@ class Controller:
         return lambda call: retrying(lambda: None if self.stop.is_set() else call())
 
     def follow_events(self) -> None:
+        asked_at = self._clock()
         events = self._docker.events(since=self._since)
+        if self._since is None:  # should this stream end before its first event, the next resumes from here
+            self._since = _docker_time(int(asked_at * 10**9))
         if self.stop.is_set():  # `run` may have closed the streams before this one was known: close it here
             self._docker.close_events()
             return
@@ -222,7 +230,7 @@ class Controller:
             raise EventStreamEnded("Docker events stream closed")
 
     def on_event(self, event: ContainerEvent) -> None:
-        self._since = f"{event.time_nano // 10**9}.{event.time_nano % 10**9:09d}"
+        self._since = _docker_time(event.time_nano)
         log.debug("event %s for %s", event.action, event.container_id[:12])
         self.metrics.inc("registrator_events_total", action=event.action.split(":")[0])
         if not self._may_matter(event):

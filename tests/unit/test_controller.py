@@ -15,7 +15,7 @@ from tenacity import wait_exponential, wait_fixed
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent, DockerUnavailable
 from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
-from registrator.reconcile.controller import HEARTBEAT, RESYNC
+from registrator.reconcile.controller import HEARTBEAT, RESYNC, EventStreamEnded
 from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, in_thread, joined, web
 
 SIGHUP, SIGTERM = 1, 15
@@ -235,6 +235,24 @@ def test_a_stop_during_the_events_reconnect_backoff_does_not_reconnect():
     agent.controller.stop.set()
     joined(pump)
     assert agent.docker.events_calls == 1
+
+
+def test_a_stream_that_ends_before_any_event_is_opened_again_from_when_the_first_one_was():
+    """Without an event to resume from, `since` is when the first stream was asked for: events
+    that happened while none was open are replayed. The resync cannot stand in for them: a
+    container paused during its look and started again has the same `docker ps` line as before."""
+    agent = Agent()
+    opened = agent.clock()
+    agent.docker.close_events()  # the stream ends before any event
+    with pytest.raises(EventStreamEnded):
+        agent.controller.follow_events()
+    agent.clock.advance(5)  # a container pauses and is started again meanwhile
+    agent.docker.close_events()
+    with pytest.raises(EventStreamEnded):
+        agent.controller.follow_events()
+    first, reopened = agent.docker.since_asked
+    assert first is None
+    assert reopened is not None and opened - 1 < float(reopened) <= opened
 
 
 @pytest.mark.parametrize("resync_seconds", [0, 60])
