@@ -101,6 +101,8 @@ class FakeDocker(Holds):
         return self.containers.get(container_id)
 
     def running(self) -> dict[str, Listed]:
+        if self.down:
+            raise DockerUnavailable("docker ps: connection refused")
         listing = {cid: Listed(c.name, repr(c)) for cid, c in self.containers.items() if c.running}
         self.pause("running", "")  # the listing is on its way while containers start
         return listing

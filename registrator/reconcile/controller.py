@@ -220,6 +220,7 @@ class Controller:
         if self.stop.is_set():  # `run` may have closed the streams before this one was known: close it here
             self._docker.close_events()
             return
+        self._full_resync_asked = True  # Docker replays only the events it still keeps: a gap may have lost some
         self._background.add(RESYNC)
         if not self.ready.is_set():
             log.info("ready: following Docker events, resync every %ss", self.settings.options.resync_seconds)
@@ -325,12 +326,16 @@ class Controller:
         """Refresh the view, and queue every container that may differ from what Consul holds."""
         self.metrics.inc("registrator_resyncs_total")
         mark = self._kills.mark()
-        running = self._docker.running()
-        owned = self.reconciler.refresh()
-        self.reconciler.forget_containers_except(set(running), mark)
         self._resyncs += 1
-        full = self._resyncs % FULL_RESYNC_EVERY == 1 or self._full_resync_asked
+        full = self._resyncs % FULL_RESYNC_EVERY == 1 or self._full_resync_asked  # asked before this listing
         self._full_resync_asked = False
+        try:
+            running = self._docker.running()
+            owned = self.reconciler.refresh()
+        except BaseException:
+            self._full_resync_asked |= full  # the retry looks at every container still
+            raise
+        self.reconciler.forget_containers_except(set(running), mark)
         stale = {cid for cid, listed in running.items() if self.reconciler.needs_look(cid, listed.fingerprint) or full}
         containers = (owned - set(running)) | stale
         log.debug("resync: %d containers to look at, %d unchanged", len(containers), len(running) - len(stale))

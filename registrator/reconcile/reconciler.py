@@ -56,7 +56,6 @@ class Outcome:
     look_again_in: float | None = None  # a drain in progress: when it times out
 
 
-SWEEP = "*cleanup*"  # the -cleanup sweep, as the holder of the IDs it is removing (never a container ID)
 
 
 @dataclass(slots=True)
@@ -214,7 +213,7 @@ class Reconciler:
             if self.view.owns(service_id):  # adopted meanwhile by a container that started after the listing
                 continue
             try:
-                if self._holder_now(service_id, {}, SWEEP, "cleanup") == LEGACY:
+                if self._holder_now(service_id, {}, "", "cleanup") == LEGACY:
                     self._write(self._consul.deregister, service_id)
                     removed += 1
                     log.info("cleanup: deregistered %s left by registrator for a container that is gone", service_id)
@@ -348,7 +347,7 @@ class Reconciler:
         for op in plan(wanted, actual, self.view.unsure_of(writes.container_id)):
             service_id = op.spec.id if isinstance(op, Register) else op.service_id
             try:
-                holder = self._holder_now(service_id, writes.looks, writes.container_id, writes.label)
+                holder = self._holder_now(service_id, writes.looks, writes.container_id if isinstance(op, Register) else "", writes.label)
                 match op:
                     case Register(spec):
                         if holder == FOREIGN:
@@ -360,19 +359,22 @@ class Reconciler:
             except ConsulError as exc:
                 writes.fail(service_id, exc)
 
-    def _holder_now(self, service_id: str, looks: dict[str, str], container_id: str, label: str) -> str:
+    def _holder_now(self, service_id: str, looks: dict[str, str], asker: str, label: str) -> str:
         """Who holds the ID in Consul now, read once per pass before its first write (see ownership.py).
 
         What Consul answers wins over the view: a service another owner holds is left alone (the
-        container waits for the ID), one Consul lost is dropped from the view.
+        container that asks to register it, `asker`, waits for the ID), one Consul lost is dropped
+        from the view.
         """
         if service_id in looks:
             return looks[service_id]
         holder = looks[service_id] = self._ownership.of(service_id, self._consul.service(service_id))
         if holder == FOREIGN:
-            if self.view.owns(service_id) or container_id != SWEEP:
+            if asker:
                 log.warning("container %s: service ID %s is held by %s; waiting for it to be released", label, service_id, FOREIGN)
-            self.view.held_by_another_owner(service_id, "" if container_id == SWEEP else container_id)
+            elif self.view.owns(service_id):
+                log.warning("container %s: service ID %s is held by %s now; left to it", label, service_id, FOREIGN)
+            self.view.held_by_another_owner(service_id, asker)
         elif holder == FREE and self.view.owns(service_id):
             if service_id not in self.view.unsure_of(self.view.container_of(service_id)):
                 self._lost(service_id)

@@ -102,6 +102,10 @@ DEFECTS = (
     Defect("sentinel-by-id", "the probe reads the service with the smallest ID, which a new registration can be", (
         (VIEW, "key=lambda sid: (tables.since[sid], sid), default=None)", "default=None)"),
     )),
+    Defect("stream-ends-before-an-event", "a stream that ends before its first event is opened again from now, not from when it was", (
+        (CONTROLLER, "        if self._since is None:  # should this stream end before its first event, the next resumes from here\n"
+                     "            self._since = _docker_time(int(asked_at * 10**9))\n", ""),
+    )),
     Defect("stale-foreign-belief", "a claim trusts the view's belief that another owner holds an ID", (
         (VIEW, "if holder in (None, container_id, FOREIGN):", "if holder in (None, container_id):"),
     )),

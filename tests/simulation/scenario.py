@@ -749,7 +749,7 @@ class Simulation:
         for sid, spec in sorted(ours.items()):
             holder = spec.meta.get(META_CONTAINER, "")
             if sid not in wanted and holder not in retained:
-                self.violation(f"(a) {sid} of {holder} is left in Consul ({'gone' if holder not in self.docker.boxes else 'not running'})")
+                self.violation(f"(a) {sid} of {holder} is left in Consul ({_why_unwanted(self.docker.boxes.get(holder))})")
         for sid, spec in sorted(self.foreign.items()):
             if self.consul.services_.get(sid) != spec and sid not in self.consul.clobbered:
                 self.violation(f"(b) the other owner's {sid} was changed: {self.consul.services_.get(sid)}")
@@ -782,6 +782,10 @@ class Simulation:
             gone = sorted(k for k in keys if k not in live and not k.startswith("*"))
             if gone:
                 self.violation(f"(d) {table} remembers containers that are gone: {gone}")
+
+
+def _why_unwanted(box: Box | None) -> str:
+    return "gone" if box is None else "running, but asks for it no more" if box.running else "not running"
 
 
 def simulate(seed: int, actions: int | None = None) -> Outcome:

@@ -255,6 +255,44 @@ def test_a_stream_that_ends_before_any_event_is_opened_again_from_when_the_first
     assert reopened is not None and opened - 1 < float(reopened) <= opened
 
 
+def test_after_the_events_stream_is_opened_again_the_resync_looks_at_every_container():
+    """Docker replays only the events it still keeps: a container that changed and changed back
+    while no stream was open lists as it did, and only a look tells (found by the simulation's
+    long run, seed 9096: a network disconnect Docker no longer had left a service in Consul)."""
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.controller.resync()  # the first resync, a full one: the listing is remembered
+    agent.settle()
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"], paused=True)
+    agent.event("web", "pause")
+    agent.settle()
+    assert "h:web:80" not in agent.consul.services_
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"], paused=False)  # its unpause is lost
+    agent.docker.close_events()
+    with pytest.raises(EventStreamEnded):
+        agent.controller.follow_events()  # opened again: a resync is queued
+    agent.settle()
+    assert "h:web:80" in agent.consul.services_
+
+
+def test_a_full_resync_whose_listing_fails_is_a_full_one_when_tried_again():
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.controller.resync()  # the first resync, a full one
+    agent.settle()
+    inspects = len(agent.docker.inspected)
+    agent.controller.resync_now()
+    agent.docker.down = True
+    with pytest.raises(DockerUnavailable):
+        agent.controller.resync()
+    agent.docker.down = False
+    agent.controller.resync()
+    agent.settle()
+    assert len(agent.docker.inspected) == inspects + 1
+
+
 @pytest.mark.parametrize("resync_seconds", [0, 60])
 def test_sighup_makes_a_full_resync_now(resync_seconds):
     agent = Agent(resync_seconds=resync_seconds)
@@ -1054,6 +1092,22 @@ def test_a_container_refused_an_id_that_ran_to_completion_and_was_removed_is_not
     agent.settle()
     run_to_completion(agent, "job", exit_code=1, host_port=9000, env={"SERVICE_ID": "shared"})  # refused: holder has it
     assert remembered(agent) == {"services": {"holder"}, "running": {"holder"}, "verified": {"holder"}}
+
+
+def test_a_gone_container_whose_unsure_service_id_another_owner_took_is_not_remembered():
+    """It does not ask for the ID any more, so it waits for nothing (found by the simulation's long
+    run, seed 11609, with -resync 0: no resync forgets it)."""
+    agent = Agent(resync_seconds=0)
+    agent.consul.fail_once.add(("register", "shared"))  # may have gone through: unsure
+    agent.start("job", env={"SERVICE_ID": "shared"})
+    agent.settle()
+    agent.consul.services_["shared"] = ServiceSpec("shared", "db", "10.0.0.9", 5432, meta=MappingProxyType(
+        {"registrator-host": "h2", "registrator-container": "x"}))
+    del agent.docker.containers["job"]
+    agent.event("job", "destroy")
+    agent.settle()
+    assert agent.consul.services_["shared"].address == "10.0.0.9"
+    assert remembered(agent) == {}
 
 
 def test_a_resync_forgets_containers_that_are_gone_whose_removal_the_agent_missed():
