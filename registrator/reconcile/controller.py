@@ -335,9 +335,10 @@ class Controller:
         except BaseException:
             self._full_resync_asked |= full  # the retry looks at every container still
             raise
+        under_way = self._queue.processing()  # their inspect may be older than the listing, and their events lost
         self.reconciler.forget_containers_except(set(running), mark)
         stale = {cid for cid, listed in running.items() if self.reconciler.needs_look(cid, listed.fingerprint) or full}
-        containers = (owned - set(running)) | stale
+        containers = (owned - set(running)) | stale | under_way
         log.debug("resync: %d containers to look at, %d unchanged", len(containers), len(running) - len(stale))
         for container_id in sorted(containers):
             self._queue.add(container_id)

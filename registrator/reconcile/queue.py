@@ -126,6 +126,11 @@ class WorkQueue:
         with self._cond:
             return key in self._dirty or key in self._processing or key in self._timers
 
+    def processing(self) -> set[str]:
+        """The keys a worker has now."""
+        with self._cond:
+            return set(self._processing)
+
     def waiting(self) -> list[str]:
         """Every entry a key has in the queue (ready, urgent or timed), for the simulation's "a key
         waits at most once" invariant; a key being processed is not waiting."""

@@ -382,13 +382,14 @@ class Reconciler:
         return holder
 
     def _register(self, writes: _Writes, spec: ServiceSpec, verb: str = "registered") -> None:
+        sent = self.view.ticket()
         try:
             self._write(self._consul.register, spec)
         except ConsulError as exc:
             if exc.transient:
-                self.view.maybe_registered(spec)
+                self.view.maybe_registered(spec, sent)
             raise
-        self.view.registered(spec)
+        self.view.registered(spec, sent)
         writes.looks[spec.id] = OURS
         writes.registered.add(spec.id)
         writes.count += 1

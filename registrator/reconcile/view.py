@@ -46,7 +46,7 @@ class _Tables:
     maintenance: set[str] = field(default_factory=set)  # services this agent put in maintenance mode
     maintenance_unsure: set[str] = field(default_factory=set)  # services whose last maintenance write failed
     unsure: set[str] = field(default_factory=set)  # services whose last write failed after Consul may have applied it
-    since: dict[str, int] = field(default_factory=dict)  # service ID → when the view first had it (an ever-growing count)
+    since: dict[str, int] = field(default_factory=dict)  # service ID → when its registration was sent (an ever-growing count)
 
     def put(self, spec: ServiceSpec, since: int) -> None:
         """A registration replaces the service's checks: their status and maintenance mode start over."""
@@ -188,9 +188,10 @@ class LocalView:
             return service_id in self._tables.services
 
     def sentinel(self) -> str | None:
-        """The owned service the view has had longest, probed to notice a Consul agent that lost its
-        state: one registered since tells nothing (nor one whose last write failed: it may never
-        have been there), and a reconcile that writes the sentinel again reads it first."""
+        """The owned service whose registration was sent first, probed to notice a Consul agent that
+        lost its state: Consul lost all it applied before, whatever order the answers came in, and
+        one sent since tells nothing (nor one whose last write failed: it may never have been
+        there). A reconcile that writes the sentinel again reads it first."""
         with self._lock:
             tables = self._tables
             return min(tables.services.keys() - tables.unsure, key=lambda sid: (tables.since[sid], sid), default=None)
@@ -258,9 +259,12 @@ class LocalView:
 
     # -- writes (after Consul accepted them) --------------------------------------------------------
 
-    def registered(self, spec: ServiceSpec) -> None:
-        since = next(self._versions)
-        self._change(lambda tables: tables.put(spec, since))
+    def ticket(self) -> int:
+        """Taken before a registration is sent, and given to `registered` (see `sentinel`)."""
+        return next(self._versions)
+
+    def registered(self, spec: ServiceSpec, sent: int) -> None:
+        self._change(lambda tables: tables.put(spec, sent))
 
     def deregistered(self, service_id: str) -> None:
         """The containers refused this ID are woken: they may have it now."""
@@ -269,12 +273,10 @@ class LocalView:
             woken = self._release({service_id} if self._holder(service_id) is None else set())
         self._wake(woken)
 
-    def maybe_registered(self, spec: ServiceSpec) -> None:
+    def maybe_registered(self, spec: ServiceSpec, sent: int) -> None:
         """A registration failed after Consul may have applied it: the service counts as there, unsure."""
-        since = next(self._versions)
-
         def change(tables: _Tables) -> None:
-            tables.put(spec, since)
+            tables.put(spec, sent)
             tables.unsure.add(spec.id)
         self._change(change)
 

@@ -36,7 +36,7 @@ CONTROLLER, RECONCILER, VIEW, QUEUE = ("registrator/reconcile/controller.py", "r
 
 DEFECTS = (
     Defect("timed-out-register", "a registration Consul applied but whose answer was lost is not in the view", (
-        (RECONCILER, "            if exc.transient:\n                self.view.maybe_registered(spec)\n", "            pass\n"),
+        (RECONCILER, "            if exc.transient:\n                self.view.maybe_registered(spec, sent)\n", "            pass\n"),
     )),
     Defect("cleanup-blocks-resync", "-cleanup: an entry Consul refuses to remove ends the resync before containers are queued", (
         (RECONCILER, "                else:\n                    with self._lock:\n                        self._legacy_refused.add(service_id)\n"

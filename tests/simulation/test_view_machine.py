@@ -33,7 +33,7 @@ class RefreshesBesideWrites(RuleBasedStateMachine):
     @rule(service_id=IDS, port=st.integers(1, 3))
     def register(self, service_id: str, port: int) -> None:
         self.consul[service_id] = spec(service_id, port)
-        self.view.registered(self.consul[service_id])
+        self.view.registered(self.consul[service_id], self.view.ticket())
 
     @rule(service_id=IDS)
     def deregister(self, service_id: str) -> None:

@@ -1049,6 +1049,32 @@ def test_the_probe_notices_consul_lost_our_services_though_a_new_one_was_registe
     assert set(agent.consul.services_) == {"h:web:80", "h:0new:80"}
 
 
+class AnswerAfterApplying(FakeConsul):
+    """Consul applies a registration, and its answer reaches the agent after a hold ("answer", ID)."""
+
+    def register(self, spec: ServiceSpec) -> None:
+        super().register(spec)
+        self.pause("answer", spec.id)
+
+
+def test_the_probe_notices_consul_lost_a_service_whose_answer_came_after_a_newer_ones():
+    """What counts is when a registration was sent: Consul lost everything it applied before its
+    restart, whatever order the answers came in (found by the simulation's long run, seed 18293)."""
+    agent = Agent(AnswerAfterApplying(), resync_seconds=0)
+    answer = agent.consul.hold("answer", "h:web:80")
+    agent.start("web")
+    look = in_thread(agent.controller.process, agent.take())
+    assert answer.reached()  # Consul applied it
+    agent.consul.services_.clear()  # and restarted without its data
+    agent.start("api", host_port=9000)
+    agent.settle()  # h:api:80 is registered after the restart, and its answer comes first
+    answer.release()
+    joined(look)
+    agent.controller.probe_consul()
+    agent.settle()
+    assert set(agent.consul.services_) == {"h:web:80", "h:api:80"}
+
+
 def test_without_services_of_its_own_the_probe_takes_no_leader_for_an_outage_not_for_lost_services():
     agent = Agent(resync_seconds=0)
     agent.consul.leaderless = True
@@ -1170,6 +1196,24 @@ def test_a_network_connect_while_the_first_inspect_is_answered_is_looked_at():
 
 
 # -- what a resync looks at -------------------------------------------------------------------------
+
+
+def test_a_look_whose_inspect_docker_answered_before_a_resyncs_listing_is_made_again_after_it():
+    """Its write can land after the resync, and when the events since are lost (a dockerd restart
+    stops the container and forgets its die), nothing else would look at the container again
+    (found by the simulation's long run, seed 6868, with -resync 0)."""
+    agent = Agent(docker=AnswerOnItsWay(), resync_seconds=0)
+    agent.docker.containers["web"] = web("web")
+    answer = agent.docker.hold("inspect", "web")
+    agent.event("web", "start")
+    look = in_thread(agent.controller.process, agent.take())
+    assert answer.reached()  # Docker answered: running
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"], running=False, exit_code=143)  # its die is lost
+    agent.controller.resync()
+    answer.release()
+    joined(look)
+    agent.settle()
+    assert "h:web:80" not in agent.consul.services_
 
 
 def test_a_resync_looks_again_at_an_unchanged_container_whose_service_consul_lost():

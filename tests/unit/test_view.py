@@ -24,7 +24,7 @@ def view_of(*specs: ServiceSpec) -> tuple[LocalView, Woken]:
     woken = Woken()
     view = LocalView("h", woken)
     for registered in specs:
-        view.registered(registered)
+        view.registered(registered, view.ticket())
     return view, woken
 
 
@@ -57,7 +57,7 @@ def test_reads_are_copies():
 def test_writes_that_finish_during_a_refresh_survive_it():
     view, _ = view_of(spec("gone", "c0"))
     refreshing = view.begin_refresh()  # Consul's answer (with "gone", without "new") is on its way
-    view.registered(spec("new", "c1"))
+    view.registered(spec("new", "c1"), view.ticket())
     view.deregistered("gone")
     view.finish_refresh(refreshing, [spec("gone", "c0")], {})
     assert set(view.owned()) == {"new"}
@@ -67,7 +67,7 @@ def test_a_failed_refresh_stops_journalling():
     view, _ = view_of()
     refreshing = view.begin_refresh()
     view.abort_refresh(refreshing)
-    view.registered(spec("a", "c1"))
+    view.registered(spec("a", "c1"), view.ticket())
     assert not view._journal
 
 
@@ -75,7 +75,7 @@ def test_overlapping_refreshes_each_replay_the_writes_made_while_their_answer_wa
     view, _ = view_of()
     first = view.begin_refresh()
     second = view.begin_refresh()
-    view.registered(spec("new", "c1"))
+    view.registered(spec("new", "c1"), view.ticket())
     view.finish_refresh(first, [], {})
     view.finish_refresh(second, [], {})
     assert view.owns("new")
@@ -107,7 +107,7 @@ def test_a_reservation_that_became_a_registration_keeps_the_others_waiting():
     view, woken = view_of()
     view.claim("a", ["shared"])
     view.claim("b", ["shared"])
-    view.registered(spec("shared", "a"))
+    view.registered(spec("shared", "a"), view.ticket())
     view.end_claims("a")
     assert woken == set()
     view.deregistered("shared")
@@ -174,7 +174,7 @@ def test_a_registration_or_deregistration_starts_the_checks_state_over():
     view, _ = view_of(spec("a", "c1"))
     view.mirror_intended("a", "passing", "ok")
     view.maintenance_set("a", True)
-    view.registered(spec("a", "c1"))  # Consul replaces the service's checks
+    view.registered(spec("a", "c1"), view.ticket())  # Consul replaces the service's checks
     assert (view.mirror("a"), view.in_maintenance("a")) == (None, False)
     view.deregistered("a")
     assert (view.mirrors(), view.containers()) == ({}, set())
