@@ -6,6 +6,7 @@ the fake until the test releases it, and tells the test when a worker got there.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from registrator.reconcile.controller import Controller
 from registrator.reconcile.queue import WorkQueue
 from registrator.runtime import Runtime
 
-WAIT = 10.0  # seconds a test waits for something that must happen; only reached when it does not
+WAIT = float(os.environ.get("REGISTRATOR_TEST_WAIT", "10"))  # seconds a test waits for what must happen; reached only when it does not
 BACKOFF = 5.0  # a failed key's backoff in the controller harness
 EXPIRED: list[str] = []  # holds never released: the worker that waited in one failed, and a retry may hide it (conftest fails the test)
 

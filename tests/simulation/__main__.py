@@ -1,5 +1,5 @@
-"""Replay or hunt: `python -m tests.simulation SEED [SEED_END]` runs those schedules and prints
-every failing one with its trace."""
+"""Replay or hunt: `python -m tests.simulation [--log] SEED [SEED_END]` runs those schedules and
+prints every failing one (one seed: its whole trace; `--log` adds what the agent logged, where it did)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,20 @@ from tests.simulation.scenario import simulate
 
 
 def main() -> None:
-    logging.disable(logging.CRITICAL)
-    first = int(sys.argv[1])
-    last = int(sys.argv[2]) if len(sys.argv) > 2 else first + 1
+    args = sys.argv[1:]
+    log = "--log" in args
+    if log:
+        args.remove("--log")
+    else:
+        logging.disable(logging.CRITICAL)
+    first = int(args[0])
+    last = int(args[1]) if len(args) > 1 else first + 1
     started, failed, steps = time.monotonic(), 0, 0
     for seed in range(first, last):
-        outcome = simulate(seed)
+        outcome = simulate(seed, log=log)
         steps += outcome.steps
-        if outcome.violations:
-            failed += 1
+        failed += bool(outcome.violations)
+        if outcome.violations or last - first == 1:  # one seed: its trace, failing or not
             print(f"seed {seed} {outcome.config}")
             if last - first == 1:
                 print("\n".join(outcome.trace))

@@ -15,12 +15,14 @@ every fault heals, time runs on until nothing is left to do, and the invariants 
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from registrator.config import ConsulEndpoint, Options, Settings
+from registrator.consul.sink import ConsulError
 from registrator.mapping.checks import mirror_check_id, mirror_status
 from registrator.mapping.services import (
     META_CONTAINER,
@@ -570,6 +572,9 @@ class Simulation:
         self.foreign.clear()
         self.legacy.clear()
         self.note("Consul restarts and loses every registration")
+        for call in [c for c in self.sched.calls if c.side == "consul" and not c.served and not c.lost]:
+            self.sched.answer(call, ConsulError(f"Consul {call.name} {call.key}: connection reset by peer", transient=True))
+            self.note(f"{call} fails: the restart reset its connection")  # the new agent takes requests sent from now on
         self._follow(self._runs_named(self.rng.choice(NAMES), {"SERVICE_ID": self.rng.choice(SHARED_IDS)}))  # registered before the probe looks
 
     def _foreign(self) -> None:
@@ -788,5 +793,25 @@ def _why_unwanted(box: Box | None) -> str:
     return "gone" if box is None else "running, but asks for it no more" if box.running else "not running"
 
 
-def simulate(seed: int, actions: int | None = None) -> Outcome:
-    return Simulation(seed, actions).run()
+def simulate(seed: int, actions: int | None = None, log: bool = False) -> Outcome:
+    """One schedule; with `log`, what the agent logs joins the trace where it happened."""
+    simulation = Simulation(seed, actions)
+    if not log:
+        return simulation.run()
+    handler = _TraceHandler(simulation)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        return simulation.run()
+    finally:
+        root.removeHandler(handler)
+
+
+class _TraceHandler(logging.Handler):
+    def __init__(self, simulation: Simulation) -> None:
+        super().__init__()
+        self._simulation = simulation
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._simulation.note(f"  agent {record.threadName}: {record.getMessage()}")
