@@ -106,6 +106,18 @@ DEFECTS = (
         (CONTROLLER, "        if self._since is None:  # should this stream end before its first event, the next resumes from here\n"
                      "            self._since = _docker_time(int(asked_at * 10**9))\n", ""),
     )),
+    Defect("gap-resync-trusts-listing", "after a stream opens again, the resync skips containers whose docker ps line is unchanged", (
+        (CONTROLLER, "        self._full_resync_asked = True  # Docker replays only the events it still keeps: a gap may have lost some\n", ""),
+    )),
+    Defect("look-under-way-at-resync", "a resync does not look again at a container whose look (and inspect) predates its listing", (
+        (CONTROLLER, "containers = (owned - set(running)) | stale | under_way", "containers = (owned - set(running)) | stale"),
+    )),
+    Defect("sentinel-by-answer", "the probe's sentinel is the service answered first, not sent first", (
+        (VIEW, "        self._change(lambda tables: tables.put(spec, sent))\n", "        since = next(self._versions)\n        self._change(lambda tables: tables.put(spec, since))\n"),
+    )),
+    Defect("refused-without-asking", "a container deregistering an ID another owner took waits for it, and is remembered", (
+        (RECONCILER, "writes.container_id if isinstance(op, Register) else \"\"", "writes.container_id"),
+    )),
     Defect("stale-foreign-belief", "a claim trusts the view's belief that another owner holds an ID", (
         (VIEW, "if holder in (None, container_id, FOREIGN):", "if holder in (None, container_id):"),
     )),
