@@ -129,3 +129,12 @@ def test_ecs_meta_and_service_name_still_wins():
     assert {k: v for k, v in spec.meta.items() if k.startswith("ecs_")} == {
         "ecs_cluster": "prod", "ecs_task_arn": "arn:aws:ecs:r:1:task/c/abc", "ecs_task_family": "nsq",
         "ecs_task_revision": "3", "ecs_container": "lookupd"}
+
+
+@pytest.mark.parametrize("networks", [(NetworkAttachment("front", "10.1.0.3"),), (NetworkAttachment("back", "10.2.0.3", "fd00::3"),)],
+                         ids=["ipv4-only", "dual-stack"])
+def test_an_internal_address_is_explained_by_its_rule_and_tagged_only_when_dual_stack(networks):
+    desired = desired_services(container(UNPUBLISHED, networks=networks), replace(SETTINGS, internal=True))
+    [(service_id, spec)] = desired.services.items()
+    assert any("rule 6: -internal, the container's address" in why for _, why in desired.reasons[service_id])
+    assert bool(spec.tagged_addresses) == (len(networks[0].ipv6) > 0)

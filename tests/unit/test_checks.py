@@ -78,6 +78,31 @@ def test_headers_from_several_lines_and_keys():
     assert only(env).headers == (("Authorization", ("Bearer x",)), ("X-A", ("1", "2")))
 
 
+def test_a_header_splits_at_its_first_colon_and_a_bad_or_empty_line_skips_only_itself():
+    env = {"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "no colon\n\nX-At: 10:30\n\nX-B: 1"}
+    assert only(env).headers == (("X-At", ("10:30",)), ("X-B", ("1",)))
+
+
+@pytest.mark.parametrize(("kind", "key"), [("HTTP", "METHOD"), ("HTTP", "HTTP_METHOD"), ("HTTPS", "HTTPS_METHOD"), ("HTTPS", "HTTP_METHOD")])
+def test_the_http_method_may_be_given_by_any_of_its_keys(kind, key):
+    assert only({f"SERVICE_CHECK_{kind}": "/", f"SERVICE_CHECK_{key}": "post"}).method == "POST"
+
+
+def test_a_check_cmd_alone_is_named_as_unsupported_not_as_settings_without_a_type():
+    said = warnings({"SERVICE_CHECK_CMD": "/x"})
+    assert "check_cmd needs registrator's progrium/consul helper" in said
+    assert "without a check type" not in said
+
+
+def test_a_second_check_type_is_named_as_its_numbered_key_would_be():
+    assert "e.g. SERVICE_CHECK_1_TCP" in warnings({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_HTTP": "/"})
+
+
+@pytest.mark.parametrize("value", ["false", "0", "no", "off", "OFF"])
+def test_a_tcp_check_set_to_a_false_value_is_left_out(value):
+    assert checks({"SERVICE_CHECK_TCP": value}) == {}
+
+
 def test_port_and_protocol_scoped_checks():
     env = {"SERVICE_53_UDP_CHECK_UDP": "true", "SERVICE_53_CHECK_TCP": "true"}
     assert only(env, port=53, protocol="udp").kind is CheckKind.UDP
@@ -215,6 +240,7 @@ def test_a_changed_check_changes_the_registration_hash():
         ("INTERVAL", "0.5ns", "env SERVICE_CHECK_INTERVAL: '0.5ns' is not more than 0; default 10s used"),
         ("INTERVAL", "99999999999999h", "env SERVICE_CHECK_INTERVAL: '99999999999999h' is longer than Go's limit of 2562047h; default 10s used"),
         ("INTERVAL", "2562047h48m", "env SERVICE_CHECK_INTERVAL: '2562047h48m' is longer than Go's limit of 2562047h; default 10s used"),
+        ("INTERVAL", "2562047h47m16.854775808s", "is longer than Go's limit of 2562047h; default 10s used"),
         ("INTERVAL", "9" * 5000 + "s", "is longer than Go's limit of 2562047h; default 10s used"),
         ("INTERVAL", "１０s", "env SERVICE_CHECK_INTERVAL: '１０s' is not a duration (like 10s, 1m30s); default 10s used"),
         ("INTERVAL", "١٠s", "env SERVICE_CHECK_INTERVAL: '١٠s' is not a duration (like 10s, 1m30s); default 10s used"),
@@ -223,7 +249,8 @@ def test_a_changed_check_changes_the_registration_hash():
         ("DEREGISTER_AFTER", "0m", "env SERVICE_CHECK_DEREGISTER_AFTER: '0m' is not more than 0; not set"),
         ("DEREGISTER_AFTER", "١m", "env SERVICE_CHECK_DEREGISTER_AFTER: '١m' is not a duration (like 10s, 1m30s); not set"),
     ],
-    ids=["interval-zero", "interval-below-a-nanosecond", "interval-past-int64", "interval-just-past-int64", "interval-5000-digits",
+    ids=["interval-zero", "interval-below-a-nanosecond", "interval-past-int64", "interval-just-past-int64",
+         "interval-a-nanosecond-past-int64", "interval-5000-digits",
          "interval-fullwidth-digits", "interval-arabic-indic-digits", "timeout-zero", "timeout-past-int64", "deregister-after-zero",
          "deregister-after-arabic-indic-digit"],
 )
@@ -233,7 +260,8 @@ def test_durations_consul_would_refuse_warn_and_fall_back(setting, value, warnin
     assert only(env) == CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="10s")
 
 
-@pytest.mark.parametrize("value", ["1m30s", "1.5h", "500ms", "250us", "250µs", "250μs", "2562047h"])
+@pytest.mark.parametrize("value", ["1m30s", "1.5h", "500ms", "250us", "250µs", "250μs", "2562047h", "1ns", "0.5s",
+                                   "0000000000000000000001s", "2562047h47m16.854775807s", "9223372036854775807ns"])
 def test_durations_in_gos_syntax_are_passed_on(value):
     assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INTERVAL": value}).interval == value
 

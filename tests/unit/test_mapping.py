@@ -275,17 +275,25 @@ def test_global_meta_is_a_default_that_containers_override():
     assert (meta["team"], meta["env"]) == ("web", "prod")
 
 
+LETTERS = "only letters, digits, '-' and '_' are allowed"
+RESERVED = "the 'consul-' and 'registrator-' prefixes are reserved"
+
+
 @pytest.mark.parametrize(
     ("key", "problem"),
-    [("SERVICE_A.B", "only letters"), ("SERVICE_CONSUL-X", "reserved"), ("SERVICE_REGISTRATOR-HOST", "reserved"),
-     ("SERVICE_" + "K" * 129, "longer than 128"), ("SERVICE_ÜBER", "only letters"), ("SERVICE_TEAM\n", "only letters")],
+    [("SERVICE_A.B", LETTERS), ("SERVICE_CONSUL-X", RESERVED), ("SERVICE_REGISTRATOR-HOST", RESERVED),
+     ("SERVICE_" + "K" * 129, "longer than 128 characters"), ("SERVICE_ÜBER", LETTERS), ("SERVICE_TEAM\n", LETTERS)],
 )
 def test_invalid_meta_keys_are_dropped_with_a_warning_and_the_rest_registered(key, problem):
     snapshot = container(published(80, 1), labels={key: "v", "SERVICE_REGION": "eu"})
     spec = one(snapshot)
     assert spec.meta["region"] == "eu"
     assert spec.meta[META_HOST] == "host1"
-    assert f"label {key}: Meta key" in warnings(snapshot) and problem in warnings(snapshot)
+    assert f"label {key}: Meta key" in warnings(snapshot) and f"dropped: {problem}" in warnings(snapshot)
+
+
+def test_a_meta_key_of_128_characters_is_kept():
+    assert one(container(published(80, 1), labels={"SERVICE_" + "K" * 128: "v"})).meta["k" * 128] == "v"
 
 
 def test_long_meta_values_and_too_many_pairs_are_dropped():

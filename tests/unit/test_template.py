@@ -23,6 +23,9 @@ DATA = {
         ('az-{{mIndex "missing" .Config.Labels}}', "az-"),
         ("{{strSlice .ID 0 12}}", "e20f9c1a7656"),
         ("{{strSlice .ID 60}}", "af4f"),
+        ('[{{strSlice "abc" 3}}|{{strSlice "abc" 5}}|{{strSlice "abc" 1 3}}|{{strSlice "abc" 1 5}}]', "[|abc|bc|abc]"),
+        ('[{{strSlice "abcd" 3 1}}|{{strSlice "abcd" 2 2}}|{{strSlice "abcd" 0 2}}]', "[d||ab]"),
+        ('{{replace 0 "=" "" "=foo="}}', "=foo="),
         ("{{sIndex 0 .Config.Env}},{{sIndex -1 .Config.Env}},{{sIndex 99 .Config.Env}}", "ENVIRONMENT=test,SERVICE_9404_NAME=bar,SERVICE_9404_NAME=bar"),
         ('{{splitIndex -1 "/" (mIndex "com.amazonaws.ecs.task-arn" .Config.Labels)}}', "368f4403"),
         ('{{.Config.Labels | mIndex "az" | toUpper}}', "A"),
@@ -33,6 +36,8 @@ DATA = {
         ('{{matchFirstElement "^SERVICE_" .Config.Env}}', "SERVICE_8105_NAME=foo"),
         ('{{join "," (matchAllElements "^SERVICE_" .Config.Env)}}', "SERVICE_8105_NAME=foo,SERVICE_9404_NAME=bar"),
         ('{{index .Config.Labels "az"}}', "a"),
+        ('[{{index .Config.Labels "missing"}}{{index .Config.Labels "missing" | toUpper}}]', "[]"),
+        ("{{index .Config.Env 0}},{{index .Config.Env 3}}", "ENVIRONMENT=test,SERVICE_9404_NAME=bar"),
         ("{{.Name}} {{.State.Running}} {{.Config.Hostname}}", "/web.1 true e20f9c1a7656"),
         ("a {{- /* comment */ -}} b", "ab"),
         ("{{`raw`}}", "raw"),
@@ -63,6 +68,15 @@ def test_unsupported_templates_are_refused_at_parse_time(template, message):
 def test_render_errors_are_template_errors():
     with pytest.raises(TemplateError):
         parse("{{sIndex 0 .Config.Nope}}").render(DATA)
+
+
+@pytest.mark.parametrize(("key", "message"), [("4", "index 4 out of range"), ("-1", "index -1 out of range"),
+                                              ('"a"', "index 'a' out of range")],
+                         ids=["past-the-end", "negative", "not-a-number"])
+def test_index_of_a_list_outside_it_is_an_error_naming_the_key(key, message):
+    """As Go's `index`: no wrap-around from the end, no key that is not a number."""
+    with pytest.raises(TemplateError, match=f"^index: {message}$"):
+        parse(f"{{{{index .Config.Env {key}}}}}").render(DATA)
 
 
 @pytest.mark.parametrize(
@@ -157,3 +171,26 @@ def test_nested_replaces_stop_at_the_bound_instead_of_growing_exponentially():
         nested = f'(replace -1 "" "ab" {nested})'
     with pytest.raises(TemplateError, match="longer than 8192"):
         parse("{{" + nested + "}}").render(DATA)
+
+
+@pytest.mark.parametrize(
+    ("template", "data"),
+    [
+        ('{{replace -1 "a" "b" .Long}}', {"Long": "a" * 8000}),
+        ('{{join "," .Items}}', {"Items": ["a" * 4095, "b" * 4096]}),
+        ('{{join "," .Items}}', {"Items": ["a" * 8192]}),
+    ],
+    ids=["replace-same-length", "join-two-to-the-limit", "join-one-at-the-limit"],
+)
+def test_results_up_to_the_limit_are_rendered(template, data):
+    assert len(parse(template).render(data)) <= 8192
+
+
+def test_a_join_one_past_the_limit_is_an_error():
+    with pytest.raises(TemplateError, match="longer than 8192"):
+        parse('{{join "," .Items}}').render({"Items": ["a" * 4096, "b" * 4096]})
+
+
+def test_a_pattern_function_without_its_pattern_is_refused_at_parse_time():
+    with pytest.raises(TemplateError, match="the pattern must be a string literal"):
+        parse("{{matchFirstElement}}")
