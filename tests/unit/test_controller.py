@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from types import MappingProxyType
@@ -15,8 +16,8 @@ from tenacity import wait_exponential, wait_fixed
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent, DockerUnavailable
 from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
-from registrator.reconcile.controller import HEARTBEAT, RESYNC, EventStreamEnded
-from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, in_thread, joined, web
+from registrator.reconcile.controller import HEARTBEAT, RESYNC, Controller, EventStreamEnded
+from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, agent_settings, in_thread, joined, web
 
 SIGHUP, SIGTERM = 1, 15
 
@@ -201,6 +202,25 @@ class StreamOpening(FakeDocker):
             self.handed_out[-1].put(None)
 
 
+def test_run_as_registrator_run_builds_it_registers_what_runs_follows_events_and_deregisters_on_exit():
+    """No queue and no clock passed in: the controller makes its own, as `registrator run` has it."""
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web")
+    controller = Controller(agent_settings(deregister_on_exit=True), docker, consul)
+    running = in_thread(controller.run)
+    assert controller.ready.wait(WAIT)
+    assert consul.wait_until(lambda c: "h:web:80" in c.services_)  # the first resync
+    docker.containers["api"] = web("api", name="api", host_port=9000)
+    docker.event_stream.put(ContainerEvent("api", "start", time.time_ns(), None))
+    assert consul.wait_until(lambda c: "h:api:80" in c.services_)
+    docker.containers["api"] = replace(docker.containers["api"], running=False)
+    docker.event_stream.put(ContainerEvent("api", "kill", time.time_ns(), 15))  # its stop signal: the urgent worker drains it
+    assert consul.wait_until(lambda c: "h:api:80" not in c.services_)
+    controller.stop.set()
+    joined(running)
+    assert consul.services_ == {}
+
+
 def test_a_stop_while_the_events_stream_is_being_opened_ends_the_events_thread():
     """Else `run` waits the whole Docker timeout for it (longer than ECS's stopTimeout, which
     SIGKILLs the agent before --deregister-on-exit), and leaves it following the stream."""
@@ -242,7 +262,7 @@ def test_a_stream_that_ends_before_any_event_is_opened_again_from_when_the_first
     that happened while none was open are replayed. The resync cannot stand in for them: a
     container paused during its look and started again has the same `docker ps` line as before."""
     agent = Agent()
-    opened = agent.clock()
+    agent.clock.advance(1.25)
     agent.docker.close_events()  # the stream ends before any event
     with pytest.raises(EventStreamEnded):
         agent.controller.follow_events()
@@ -250,9 +270,7 @@ def test_a_stream_that_ends_before_any_event_is_opened_again_from_when_the_first
     agent.docker.close_events()
     with pytest.raises(EventStreamEnded):
         agent.controller.follow_events()
-    first, reopened = agent.docker.since_asked
-    assert first is None
-    assert reopened is not None and opened - 1 < float(reopened) <= opened
+    assert agent.docker.since_asked == [None, "2001.250000000"]  # Docker's `since`: seconds.nanoseconds
 
 
 def test_after_the_events_stream_is_opened_again_the_resync_looks_at_every_container():
