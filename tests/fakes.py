@@ -120,7 +120,8 @@ class FakeDocker(Holds):
         self.event_stream.put(None)
 
     def ping(self) -> None:
-        pass
+        if self.down:
+            raise DockerUnavailable("docker ping: connection refused")
 
     def daemon_name(self) -> str:
         self.pause("info", "")

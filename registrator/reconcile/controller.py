@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -151,7 +150,7 @@ class Controller:
             except (DockerUnavailable, ConsulError) as exc:
                 details[name] = str(exc)
         last = self.metrics.value("registrator_last_reconcile_timestamp_seconds")
-        details["last_reconcile_age_seconds"] = round(time.time() - last, 3) if last else None
+        details["last_reconcile_age_seconds"] = round(self._clock() - last, 3) if last else None  # on the clock that stamped it
         details["ready"] = self.ready.is_set()
         details["loops"] = {name: {"restarts": s.restarts, "last_error": s.last_error, "failing": s.failing}
                             for name, s in sorted(self.loops.items())}

@@ -332,6 +332,25 @@ def test_sighup_makes_a_full_resync_now(resync_seconds):
     joined(loop)
 
 
+def test_healthz_says_what_answers_whether_the_agent_is_ready_and_how_long_ago_it_last_reconciled():
+    agent = Agent()
+    assert agent.controller.health() == (True, {"docker": "ok", "consul": "ok", "last_reconcile_age_seconds": None,
+                                                "ready": False, "loops": {}})
+    agent.start("web")
+    agent.settle()
+    agent.clock.advance(2.5)
+    agent.docker.down = True
+    agent.consul.failing.add("leader")
+    assert agent.controller.health() == (False, {"docker": "docker ping: connection refused",
+                                                 "consul": "Consul leader : connection refused",
+                                                 "last_reconcile_age_seconds": 2.5, "ready": False, "loops": {}})
+    agent.docker.down = False
+    assert not agent.controller.health()[0]  # Consul alone is enough to be unhealthy
+    agent.consul.failing.clear()
+    agent.docker.down = True
+    assert not agent.controller.health()[0]
+
+
 def test_a_loop_that_dies_is_restarted_and_healthz_says_so():
     agent = Agent()
     agent.docker.events_error = RuntimeError("decoder blew up")
@@ -623,6 +642,34 @@ def test_a_deregistration_that_went_through_but_whose_answer_was_lost_is_undone_
     agent.clock.advance(BACKOFF)
     agent.settle()
     assert agent.consul.holder("h:web:80") == "web"
+
+
+def test_cleanup_removes_each_entry_of_a_gone_container_once_and_says_how_many():
+    agent = Agent(cleanup=True, resync_seconds=0)
+    for name, port in (("gone", 8081), ("also-gone", 8082), ("running", 8083)):
+        agent.consul.services_[f"h:{name}:80"] = ServiceSpec(f"h:{name}:80", name, "10.0.0.5", port)  # registrator's, no Meta
+    agent.consul.services_["h:refused:80"] = ServiceSpec("h:refused:80", "refused", "10.0.0.5", 8084)
+    agent.consul.denied.add(("deregister", "h:refused:80"))
+    reconciler = agent.controller.reconciler
+    reconciler.refresh()
+    assert reconciler.sweep_legacy({"running"}) == 2
+    assert set(agent.consul.services_) == {"h:running:80", "h:refused:80"}
+    assert ("deregister", "h:gone:80") in agent.consul.writes
+    assert reconciler.sweep_legacy({"running"}) == 0  # the refused one is not tried again, the removed ones are forgotten
+    assert [w for w in agent.consul.writes if w[0] == "deregister"] == [("deregister", "h:also-gone:80"), ("deregister", "h:gone:80")]
+
+
+def test_cleanup_that_consul_fails_on_its_way_raises_after_trying_every_entry():
+    agent = Agent(cleanup=True, resync_seconds=0)
+    for name, port in (("one", 8081), ("two", 8082)):
+        agent.consul.services_[f"h:{name}:80"] = ServiceSpec(f"h:{name}:80", name, "10.0.0.5", port)
+    agent.consul.fail_once.add(("deregister", "h:one:80"))
+    reconciler = agent.controller.reconciler
+    reconciler.refresh()
+    with pytest.raises(ConsulError, match="deregister h:one:80"):
+        reconciler.sweep_legacy(set())
+    assert set(agent.consul.services_) == {"h:one:80"}
+    assert reconciler.sweep_legacy(set()) == 1  # tried again at the next resync
 
 
 def test_cleanup_goes_on_past_a_registrator_entry_consul_will_not_remove():
