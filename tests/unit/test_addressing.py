@@ -138,3 +138,31 @@ def test_an_internal_address_is_explained_by_its_rule_and_tagged_only_when_dual_
     [(service_id, spec)] = desired.services.items()
     assert any("rule 6: -internal, the container's address" in why for _, why in desired.reasons[service_id])
     assert bool(spec.tagged_addresses) == (len(networks[0].ipv6) > 0)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "settings", "rule"),
+    [
+        (container(env={"SERVICE_IP": "192.0.2.7"}), SETTINGS, "rule 1: env SERVICE_IP"),
+        (container(env={"SERVICE_NETWORK": "front"}), SETTINGS, "rule 2: env SERVICE_NETWORK, the address on network front"),
+        (container(labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip"), "rule 3: -useIpFromLabel ip"),
+        (container(UNPUBLISHED, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip", internal=True),
+         "rule 3: -useIpFromLabel ip"),
+        (container(), replace(SETTINGS, network="front", internal=True), "rule 4: --network front"),
+        (container(UNPUBLISHED, task_ip="10.9.0.4"), SETTINGS, "rule 5: ECS awsvpc task address from the ECS agent"),
+        (container(UNPUBLISHED), replace(SETTINGS, internal=True), "rule 6: -internal, the container's address"),
+        (container(), with_ip(SETTINGS, "10.7.7.7"), "rule 7: published port, -ip"),
+        (container(), SETTINGS, "rule 7: published port, the host IP (--ip-from route)"),
+    ],
+    ids=["service-ip", "service-network", "label", "label-internal", "global-network", "awsvpc", "internal", "ip-flag", "host-ip"],
+)
+def test_explain_names_the_rule_that_chose_the_address(snapshot, settings, rule):
+    desired = desired_services(snapshot, settings)
+    assert [why for reasons in desired.reasons.values() for _, why in reasons if why.startswith("rule")] == [rule]
+
+
+@pytest.mark.parametrize("settings", [replace(SETTINGS, network="back", internal=True), replace(SETTINGS, internal=True)],
+                         ids=["global-network", "internal"])
+def test_a_dual_stack_network_gives_both_addresses_whichever_rule_chose_it(settings):
+    [spec] = desired_services(container(UNPUBLISHED), settings).services.values()
+    assert spec.tagged_addresses == (("lan_ipv4", "10.2.0.3", 80), ("lan_ipv6", "fd00::3", 80))
