@@ -20,9 +20,9 @@ build_go_module() {
     mkdir -p "$work/bin"
     go build -trimpath -ldflags "-s -w" -o "$work/bin/" "$@"
     mkdir -p "$outdir"
-    for binary in "$work/bin/"*; do
-      cp "$binary" "$outdir/.$(basename "$binary").tmp"
-      mv "$outdir/.$(basename "$binary").tmp" "$outdir/$(basename "$binary")"
+    for binary in "$work/bin/"*; do  # a temporary name of this process's own, then an atomic rename: builds may run side by side
+      cp "$binary" "$outdir/.$(basename "$binary").$BASHPID.tmp"
+      mv "$outdir/.$(basename "$binary").$BASHPID.tmp" "$outdir/$(basename "$binary")"
     done
   ) >&2
 }

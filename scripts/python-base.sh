@@ -21,7 +21,7 @@ if [[ ! -s "$TARBALL" ]]; then
   chroot "$root" python3 -m venv /opt/venv >&2
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
   mkdir -p "$CACHE"
-  tar -C "$root" --numeric-owner -cf "$TARBALL.tmp" .
-  mv "$TARBALL.tmp" "$TARBALL"
+  tar -C "$root" --numeric-owner -cf "$TARBALL.$$.tmp" .  # this process's own name, then an atomic rename
+  mv "$TARBALL.$$.tmp" "$TARBALL"
 fi
 echo "$TARBALL"

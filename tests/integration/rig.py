@@ -237,8 +237,11 @@ def build_image(client: docker.DockerClient, name: str) -> str:
         if (folder / "go.mod").exists():
             _go_build(folder, Path(context) / name)
         if (folder / "binaries-from").exists():  # a script that prints a folder of prebuilt binaries
-            built = Path(subprocess.run(["bash", str(ROOT / (folder / "binaries-from").read_text().strip())],
-                                        capture_output=True, text=True, check=True).stdout.strip())
+            script = ROOT / (folder / "binaries-from").read_text().strip()
+            result = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"{script.name} failed ({result.returncode}): {result.stderr[-2000:]}")
+            built = Path(result.stdout.strip())
             for binary in built.iterdir():
                 shutil.copy(binary, context)
         client.images.build(path=context, tag=tag, rm=True, forcerm=True)
