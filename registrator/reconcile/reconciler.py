@@ -56,8 +56,6 @@ class Outcome:
     look_again_in: float | None = None  # a drain in progress: when it times out
 
 
-
-
 @dataclass(slots=True)
 class _Writes:
     """One pass's writes for a container: who Consul said holds each ID it wrote (read once, before

@@ -20,17 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 120  # seconds: a mutant that makes the core spin forever is killed by its hang
 
-HUNT = """
-import logging, sys
-logging.disable(logging.CRITICAL)
-from tests.simulation.scenario import simulate
-for seed in range(int(sys.argv[1])):
-    if (outcome := simulate(seed)).violations:
-        print(f"seed {seed}: {outcome.violations[0]}"[:160])
-        sys.exit(1)
-"""
-
-
 def survivors() -> list[str]:
     listing = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     names = [line.split(":")[0].strip() for line in listing.splitlines() if line.strip().endswith(": survived")]
@@ -40,14 +29,14 @@ def survivors() -> list[str]:
 def hunt(name: str, schedules: int) -> str:
     env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(ROOT / "mutants")}
     try:
-        result = subprocess.run([sys.executable, "-c", HUNT, str(schedules)], cwd=ROOT / "mutants", env=env,
-                                capture_output=True, text=True, timeout=LIMIT)
+        result = subprocess.run([sys.executable, "-m", "tests.simulation", "--first", "0", str(schedules)], cwd=ROOT / "mutants",
+                                env=env, capture_output=True, text=True, timeout=LIMIT)
     except subprocess.TimeoutExpired:
         return "killed: hangs"
     if result.returncode == 0:
         return "survived"
-    found = result.stdout.strip() or (result.stderr.strip().splitlines() or ["crash"])[-1][:160]
-    return f"killed: {found}"
+    found = result.stdout.strip().splitlines()[-1:] or (result.stderr.strip().splitlines() or ["crash"])[-1:]
+    return f"killed: {found[0][:160]}"
 
 
 def main() -> None:

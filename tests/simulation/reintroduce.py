@@ -141,13 +141,8 @@ def hunt(defect: Defect) -> str:
             result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/simulation/test_view_machine.py"],
                                     cwd=tree, capture_output=True, text=True)
             return "found by the view machine" if result.returncode else "NOT FOUND"
-        code = ("import logging; logging.disable(logging.CRITICAL)\n"
-                "from tests.simulation.scenario import simulate\n"
-                f"for seed in range({BUDGET}):\n"
-                "    if (o := simulate(seed)).violations:\n"
-                "        print(f'seed {seed}: {o.violations[0]}'); break\n")
-        found = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True).stdout.strip()
-        return found[:140] if found else "NOT FOUND"
+        result = subprocess.run([sys.executable, "-m", "tests.simulation", "--first", "0", str(BUDGET)], cwd=tree, capture_output=True, text=True)
+        return result.stdout.strip()[:140] if result.returncode else "NOT FOUND"
 
 
 def main() -> None:
