@@ -42,6 +42,8 @@ RESYNC = "*resync*"  # never a container ID
 HEARTBEAT = "*heartbeat*"
 FULL_RESYNC_EVERY = 10  # every 10th resync (and the first) inspects every container, changed or not
 DRAIN_MARGIN = 0.05  # seconds past a drain's end before looking again, so the look sees it ended
+RECONNECT_BACKOFF = wait_random_exponential(multiplier=0.5, max=10)  # Docker's events, Consul's first read: at most 10 s apart
+RESTART_BACKOFF = wait_random_exponential(multiplier=0.5, max=30)  # a loop that died
 
 
 def _report(what: str) -> Callable[[Any], None]:
@@ -107,7 +109,7 @@ class Controller:
         self._resync_woken = runtime.event()  # the resync loop's wake-up: its period, SIGHUP, or stop
         self._full_resync_asked = False
         self.loops: dict[str, LoopState] = {}
-        self.restart_backoff: wait_base = wait_random_exponential(multiplier=0.5, max=30)
+        self.restart_backoff: wait_base = RESTART_BACKOFF
 
     def run(self) -> None:
         """Run until `stop` is set.
@@ -116,7 +118,7 @@ class Controller:
         with what Consul holds (an unchanged service is not written again after a restart) and know
         the IDs of other owners.
         """
-        self._until_stopped(retry_if_exception(transient), wait_random_exponential(multiplier=0.5, max=10),
+        self._until_stopped(retry_if_exception(transient), RECONNECT_BACKOFF,
                             _report("reading Consul's services"))(self.reconciler.refresh)
         loops = {"events": self.pump, "consul-probe": self._watch_consul, "resync": self._resync_loop,
                  "heartbeat": self._heartbeat_loop}
@@ -201,7 +203,7 @@ class Controller:
 
     def pump(self) -> None:
         """Follow Docker events; reconnect with `since` after a closed stream or an unreachable daemon."""
-        self._until_stopped(retry_if_exception_type((DockerUnavailable, EventStreamEnded)), wait_random_exponential(multiplier=0.5, max=10),
+        self._until_stopped(retry_if_exception_type((DockerUnavailable, EventStreamEnded)), RECONNECT_BACKOFF,
                             _report("Docker events"))(self.follow_events)
 
     def _until_stopped(self, retry: Any, wait: wait_base, report: Callable[[Any], None]) -> Callable[[Callable[[], Any]], Any]:

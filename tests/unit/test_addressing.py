@@ -166,3 +166,60 @@ def test_explain_names_the_rule_that_chose_the_address(snapshot, settings, rule)
 def test_a_dual_stack_network_gives_both_addresses_whichever_rule_chose_it(settings):
     [spec] = desired_services(container(UNPUBLISHED), settings).services.values()
     assert spec.tagged_addresses == (("lan_ipv4", "10.2.0.3", 80), ("lan_ipv6", "fd00::3", 80))
+
+
+def test_a_label_ip_with_more_than_one_slash_is_not_an_ip():
+    desired = desired_services(container(labels={"ip": "192.0.2.9/24/8"}), replace(SETTINGS, use_ip_from_label="ip", network="front"))
+    assert [(s.address, s.port) for s in desired.services.values()] == [("10.1.0.3", 80)]
+    assert desired.warnings == ("label ip: '192.0.2.9/24/8' is not an IP address; -useIpFromLabel ignored for this container",)
+
+
+def test_a_missing_ip_label_is_no_warning_and_the_next_rule_applies():
+    desired = desired_services(container(), replace(SETTINGS, use_ip_from_label="ip"))
+    assert ([(s.address, s.port) for s in desired.services.values()], desired.warnings) == ([("10.0.0.5", 32080)], ())
+
+
+def test_internal_without_any_container_address_is_explained_and_registers_nothing():
+    snapshot = container(UNPUBLISHED, networks=(NetworkAttachment("none", ""),), network_mode="none")
+    desired = desired_services(snapshot, replace(SETTINGS, internal=True))
+    assert (dict(desired.services), desired.notes) == ({}, ("port 80/tcp: no container address for -internal (network mode none)",))
+
+
+@pytest.mark.parametrize(("family", "settings", "address"), [
+    ("ipv4", replace(SETTINGS, ip_family="ipv6", network="back"), "10.2.0.3"),
+    ("IPv6", replace(SETTINGS, network="back"), "fd00::3"),
+    ("ipv6", replace(SETTINGS, internal=True), "fd00::3"),
+], ids=["ipv4-over-the-flag", "ipv6-any-case-on-the-network", "ipv6-internal"])
+def test_a_port_chooses_its_address_family(family, settings, address):
+    desired = desired_services(container(UNPUBLISHED, env={"SERVICE_IP_FAMILY": family}), settings)
+    assert ([s.address for s in desired.services.values()], desired.warnings) == ([address], ())
+
+
+def test_an_unknown_address_family_is_warned_about_and_the_flag_applies():
+    desired = desired_services(container(UNPUBLISHED, env={"SERVICE_IP_FAMILY": "ipv5"}), replace(SETTINGS, network="back", ip_family="ipv6"))
+    assert [s.address for s in desired.services.values()] == ["fd00::3"]
+    assert desired.warnings == ("env SERVICE_IP_FAMILY: 'ipv5' is not ipv4 or ipv6; ipv6 used",)
+
+
+@pytest.mark.parametrize(("settings", "address"), [(SETTINGS, "10.0.0.5"), (replace(SETTINGS, host_ipv6="2001:db8::5"), "2001:db8::5")],
+                         ids=["host-ipv6-unknown", "host-ipv6-known"])
+def test_a_port_published_on_ipv6_only_registers_the_host_address_of_that_family_when_known(settings, address):
+    [spec] = desired_services(container(ContainerPort(80, "tcp", (PortBinding("::", 32080),))), settings).services.values()
+    assert (spec.address, spec.port, spec.tagged_addresses) == (address, 32080, ())
+
+
+def test_a_host_named_by_a_hostname_is_registered_without_dual_stack_tags():
+    settings = replace(with_ip(SETTINGS, "node1.example"), host_ipv6="2001:db8::5")
+    [spec] = desired_services(container(), settings).services.values()
+    assert (spec.address, spec.port, spec.tagged_addresses) == ("node1.example", 32080, ())
+
+
+def test_an_unpublished_port_with_service_ip_is_explained_by_its_rule():
+    desired = desired_services(container(UNPUBLISHED, env={"SERVICE_IP": "192.0.2.7"}), SETTINGS)
+    assert [why for reasons in desired.reasons.values() for _, why in reasons if why.startswith("rule")] == ["rule 1: env SERVICE_IP"]
+
+
+def test_dual_stack_published_ports_are_explained_by_their_rule():
+    desired = desired_services(container(), replace(SETTINGS, host_ipv6="2001:db8::5"))
+    assert [why for reasons in desired.reasons.values() for _, why in reasons if why.startswith("rule")] == [
+        "rule 7: published port, the host IP (--ip-from route)"]

@@ -312,3 +312,27 @@ def test_no_two_services_can_have_a_check_id_in_common(first, second):
 def test_check_ids_separate_the_service_id_with_a_character_service_ids_cannot_hold():
     assert set(checks({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_2_HTTP": "/"}, has_healthcheck=True)) == {
         "service:h:web:80", "service:h:web:80#2", "service:h:web:80#docker-health"}
+
+
+def test_an_unnumbered_check_comes_before_check_zero_whatever_the_order_of_the_keys():
+    found = checks({"SERVICE_CHECK_0_TCP": "true", "SERVICE_CHECK_HTTP": "/"})
+    assert [(c.check_id, c.kind) for c in found.values()] == [(ID, CheckKind.HTTP), (f"{ID}#0", CheckKind.TCP)]
+
+
+def test_docker_exec_checks_put_the_service_address_and_port_in_their_command():
+    check = only({"SERVICE_CHECK_DOCKER": "probe $SERVICE_IP:$SERVICE_PORT"})
+    assert (check.kind, check.args) == (CheckKind.DOCKER, ("probe", "10.0.0.5:32000"))
+
+
+@pytest.mark.parametrize(("env", "settings", "warning"), [
+    ({"SERVICE_CHECK_SCRIPT": "sh -c 'unclosed"}, replace(SETTINGS, checks=CheckSettings(allow_scripts=True)),
+     "env SERVICE_CHECK_SCRIPT: cannot split \"sh -c 'unclosed\": No closing quotation; check left out"),
+    ({"SERVICE_CHECK_DOCKER": "true"}, with_scripts(SETTINGS, False),
+     "env SERVICE_CHECK_DOCKER: the Consul agent does not run Docker exec checks (enable_script_checks); check left out"),
+], ids=["script-that-cannot-be-split", "docker-on-an-agent-without-script-checks"])
+def test_command_checks_that_cannot_run_are_left_out_with_one_warning(env, settings, warning):
+    assert (checks(env, settings), warnings(env, settings)) == ({}, warning)
+
+
+def test_a_container_without_a_health_verdict_yet_shows_unknown():
+    assert mirror_status(container({}, has_healthcheck=True, health=""), CheckSettings()) == ("critical", "Docker health: unknown")

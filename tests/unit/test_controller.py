@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import queue
+import random
+import re
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import replace
-from types import MappingProxyType
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +20,9 @@ from tenacity import wait_exponential, wait_fixed
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent, DockerUnavailable
 from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
-from registrator.reconcile.controller import HEARTBEAT, RESYNC, Controller, EventStreamEnded
+from registrator.reconcile.controller import HEARTBEAT, RECONNECT_BACKOFF, RESTART_BACKOFF, RESYNC, Controller, EventStreamEnded
+from registrator.reconcile.queue import DEFAULT_BACKOFF
+from registrator.runtime import Runtime
 from tests.fakes import BACKOFF, WAIT, Agent, Check, FakeConsul, FakeDocker, Hold, agent_settings, in_thread, joined, web
 
 SIGHUP, SIGTERM = 1, 15
@@ -1345,3 +1351,154 @@ def test_a_drain_that_failed_is_tried_again_without_an_inspect():
     agent.settle()
     assert "h:web:80" not in agent.consul.services_
     assert len(agent.docker.inspected) == inspects  # Docker is tearing it down: an inspect would wait for that
+
+
+class Recorded(logging.Handler):
+    """Log records as they come, and an event set by the first that matches."""
+
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern)
+        self.matched = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.messages.append(message)
+        if self.pattern.fullmatch(message):
+            self.matched.set()
+
+
+@contextmanager
+def recorded(pattern: str) -> Iterator[Recorded]:
+    handler = Recorded(pattern)
+    logger = logging.getLogger("registrator")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+@dataclass(frozen=True)
+class Spawning(Runtime):
+    """The system runtime, noting each thread the agent makes: its name and its arguments that are not code."""
+
+    spawned: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+
+    def thread(self, target: Callable[..., object], name: str, args: tuple[Any, ...] = ()) -> threading.Thread:
+        self.spawned.append((name, tuple(a for a in args if not callable(a))))
+        return super().thread(target, name, args)
+
+
+def test_run_waits_for_consuls_services_then_starts_its_loops_and_workers_under_the_names_healthz_and_the_logs_show():
+    docker, consul, runtime = FakeDocker(), FakeConsul(), Spawning()
+    consul.failing.add("services")
+    controller = Controller(agent_settings(workers=2), docker, consul, runtime=runtime)
+    with recorded(r"reading Consul's services: Consul services : connection refused; trying again in \d+\.\ds") as log:
+        running = in_thread(controller.run)
+        assert log.matched.wait(WAIT), log.messages
+    assert runtime.spawned == []
+    consul.failing.clear()
+    assert controller.ready.wait(WAIT)
+    assert runtime.spawned == [("events", ("events",)), ("consul-probe", ("consul-probe",)), ("resync", ("resync",)),
+                               ("heartbeat", ("heartbeat",)), ("worker-0", ()), ("worker-1", ()), ("worker-urgent", (True,)),
+                               ("worker-background", ())]
+    controller.stop.set()
+    joined(running)
+
+
+def test_a_closed_events_stream_is_a_warning_that_names_it():
+    agent = Agent()
+    pump = in_thread(agent.controller.pump)
+    assert agent.controller.ready.wait(WAIT)
+    with recorded(r"Docker events: Docker events stream closed; trying again in \d+\.\ds") as log:
+        agent.docker.event_stream.put(None)
+        assert log.matched.wait(WAIT), log.messages
+    agent.controller.stop.set()
+    agent.docker.close_events()
+    joined(pump)
+
+
+@pytest.mark.parametrize("action", ["connect", "disconnect", "destroy"])
+def test_a_network_change_or_removal_of_a_container_the_agent_knows_nothing_of_is_not_looked_at(action):
+    agent = Agent()
+    agent.event("stranger", action)
+    assert len(agent.queue) == 0
+
+
+def test_events_are_counted_by_action_without_their_detail():
+    agent = Agent()
+    agent.event("web", "health_status: healthy")
+    agent.event("web", "exec_start: sh -c true")
+    assert [agent.controller.metrics.value("registrator_events_total", action=a) for a in ("health_status", "exec_start")] == [1, 1]
+
+
+@pytest.mark.parametrize(("backoff", "ceilings"), [
+    (RECONNECT_BACKOFF, [0.5, 1, 2, 4, 8, 10, 10]),
+    (RESTART_BACKOFF, [0.5, 1, 2, 4, 8, 16, 30, 30]),
+    (DEFAULT_BACKOFF, [0.25, 0.5, 1, 2, 4, 8, 16, 32, 60, 60]),
+], ids=["docker-and-consul-reconnect", "dead-loop-restart", "one-container"])
+def test_retries_double_from_a_fraction_of_a_second_up_to_their_ceiling(backoff, ceilings, monkeypatch):
+    """The README's promises: Docker and Consul are tried again at most 10 s apart, one container at most 60 s apart.
+    Each wait is random below its ceiling (jitter); here the random draw is the ceiling itself."""
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    assert [backoff(SimpleNamespace(attempt_number=n)) for n in range(1, len(ceilings) + 1)] == ceilings
+
+
+def test_while_consul_takes_this_hosts_writes_the_probe_reads_one_service_and_does_not_ask_for_the_leader():
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.consul.failing.add("leader")  # were it asked, Consul would look away, then back, and a resync would follow
+    for _ in range(2):
+        agent.controller.probe_consul()
+    agent.consul.failing.clear()
+    agent.controller.probe_consul()
+    assert len(agent.background) == 0
+
+
+def test_after_consul_failed_a_key_the_probe_asks_for_the_leader_until_a_write_goes_through():
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.consul.fail_once.add(("register", "h:api:80"))
+    agent.start("api", host_port=9000)
+    agent.settle()  # its registration failed: its retry waits
+    agent.consul.leaderless = True
+    agent.controller.probe_consul()  # no leader: Consul is away
+    agent.consul.leaderless = False
+    agent.controller.probe_consul()  # back: a resync
+    assert len(agent.background) == 1 and agent.background.get() == RESYNC
+    agent.controller.process(RESYNC)
+    agent.settle()
+    assert agent.consul.holder("h:api:80") == "api"
+    agent.consul.leaderless = True  # a write went through: the leader is not asked any more
+    agent.controller.probe_consul()
+    agent.consul.leaderless = False
+    agent.controller.probe_consul()
+    assert len(agent.background) == 0
+
+
+def test_once_consul_is_back_the_next_probes_find_nothing_to_catch_up():
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.consul.failing.add("has_service")
+    agent.controller.probe_consul()
+    agent.consul.failing.clear()
+    with recorded(r"Consul agent is back: resyncing, and retrying the 0 waiting reconciles now") as log:
+        agent.controller.probe_consul()
+    assert log.matched.is_set(), log.messages
+    agent.settle()
+    agent.controller.probe_consul()
+    assert len(agent.background) == 0
+
+
+def test_consul_away_is_one_warning_however_many_probes_find_it_away():
+    agent = Agent(resync_seconds=0)
+    agent.consul.leaderless = True
+    with recorded(r"Consul agent has no cluster leader") as log:
+        for _ in range(3):
+            agent.controller.probe_consul()
+    assert log.messages == ["Consul agent has no cluster leader"]

@@ -136,6 +136,13 @@ def test_name_that_dns_cannot_serve_is_registered_with_a_warning():
     assert "label SERVICE_NAME: service name 'wéb_1' is not a valid DNS label" in warnings(snapshot)
 
 
+def test_an_image_name_that_dns_cannot_serve_is_registered_with_a_warning_naming_the_image():
+    snapshot = replace(container(published(80, 1)), image="team/my_app:1")
+    assert one(snapshot).name == "my_app"
+    assert warnings(snapshot) == ("image name: service name 'my_app' is not a valid DNS label; "
+                                  "it is registered but not discoverable via DNS")
+
+
 # ---- IDs ----
 
 def test_udp_ports_get_a_distinct_id_and_tag():
@@ -195,6 +202,17 @@ def test_service_ids_hostile_in_a_url_path_are_refused_with_a_warning(env, warni
     desired = desired_services(snapshot, SETTINGS)
     assert (dict(desired.services), dict(desired.check_status)) == ({}, {})
     assert warning in desired.warnings
+
+
+def test_a_service_id_may_hold_any_letter():
+    assert one(container(published(80, 8080), env={"SERVICE_ID": "X-ray"})).id == "X-ray"
+
+
+def test_a_default_service_id_too_long_for_consul_names_the_port():
+    snapshot = replace(container(published(80, 8080)), name="n" * 300)
+    desired = desired_services(snapshot, SETTINGS)
+    assert dict(desired.services) == {}
+    assert desired.warnings == (f"port 80/tcp: service ID 'host1:{'n' * 300}:80' is longer than 256 characters; not registered",)
 
 
 def test_a_refused_service_id_leaves_the_other_ports_and_containers_registered():
@@ -301,6 +319,17 @@ def test_long_meta_values_and_too_many_pairs_are_dropped():
     snapshot = container(published(80, 1), env=env)
     assert len(one(snapshot).meta) == 64
     assert "value longer than 512" in warnings(snapshot) and "more than 61 Meta pairs" in warnings(snapshot)
+
+
+def test_meta_at_its_limits_is_kept_whole():
+    env = {f"SERVICE_K{i:02d}": "v" for i in range(60)} | {"SERVICE_BIG": "x" * 512}
+    spec = one(container(published(80, 1), env=env))
+    assert (len(spec.meta), spec.meta["big"], warnings(container(published(80, 1), env=env))) == (64, "x" * 512, "")
+
+
+def test_the_meta_pairs_past_the_limit_are_named():
+    env = {f"SERVICE_K{i:02d}": "v" for i in range(63)}
+    assert warnings(container(published(80, 1), env=env)) == "more than 61 Meta pairs; dropped k61, k62"
 
 
 def test_unknown_check_settings_are_warned_about():
@@ -451,3 +480,59 @@ def test_a_service_id_two_ports_ask_for_goes_to_the_first_and_the_second_is_warn
     snapshot = container(published(80, 8080), published(81, 8081), env={"SERVICE_80_ID": "same", "SERVICE_81_ID": "same"})
     assert [(spec.id, spec.port) for spec in services(snapshot).values()] == [("same", 8080)]
     assert "service ID 'same' is produced twice; the second is skipped" in warnings(snapshot)
+
+
+ECS_TASK = {"com.amazonaws.ecs.task-arn": "arn:aws:ecs:eu-west-1:1:task/c/abc", "com.amazonaws.ecs.container-name": "web",
+            "com.amazonaws.ecs.task-definition-family": "shop"}
+
+
+@pytest.mark.parametrize(("snapshot", "settings", "expected"), [
+    pytest.param(container(published(80, 8080)), SETTINGS, {"host1:app.1:80": (
+        ("name", "image basename of registry:5000/team/app:1.2"),
+        ("id", "host:container:port[:protocol]"),
+        ("address", "rule 7: published port, the host IP (--ip-from route)"),
+        ("tags", "none"),
+        ("meta", "ownership only"),
+        ("checks", "none"))}, id="nothing-set"),
+    pytest.param(container(published(53, 5353, "udp"), labels={
+        "SERVICE_NAME": "dns", "SERVICE_ID": "dns-a", "SERVICE_TAGS": "x", "SERVICE_ZONE": "b", "SERVICE_CHECK_TCP": "1"}),
+        replace(SETTINGS, tags=parse("t"), meta=MappingProxyType({"team": "core"})), {"dns-a:udp": (
+            ("name", "label SERVICE_NAME"),
+            ("id", "label SERVICE_ID"),
+            ("address", "rule 7: published port, the host IP (--ip-from route)"),
+            ("tags", "label SERVICE_TAGS, -tags, udp port"),
+            ("meta", "label SERVICE_ZONE, --meta"),
+            ("checks", "service:dns-a:udp"))}, id="every-source"),
+    pytest.param(container(published(80, 8080), published(81, 8081, host_ip="10.1.1.1"), labels=ECS_TASK), SETTINGS, {
+        "host1:app.1:80": (
+            ("name", "ECS container label (--ecs-name container), with the -80 suffix (--port-suffix auto)"),
+            ("id", "host:container:port[:protocol]"),
+            ("address", "rule 7: published port, the host IP (--ip-from route)"),
+            ("tags", "none"),
+            ("meta", "ECS labels"),
+            ("checks", "none")),
+        "host1:app.1:81": (
+            ("name", "ECS container label (--ecs-name container), with the -81 suffix (--port-suffix auto)"),
+            ("id", "host:container:port[:protocol]"),
+            ("address", "rule 7: published port, the bound address"),
+            ("tags", "none"),
+            ("meta", "ECS labels"),
+            ("checks", "none"))}, id="ecs-two-ports"),
+    pytest.param(container(published(80, 8080), labels={**ECS_TASK, "com.amazonaws.ecs.container-name": "app"}), SETTINGS,
+                 {"host1:app.1:80": (
+                     ("name", "image basename of registry:5000/team/app:1.2"),
+                     ("id", "host:container:port[:protocol]"),
+                     ("address", "rule 7: published port, the host IP (--ip-from route)"),
+                     ("tags", "none"),
+                     ("meta", "ECS labels"),
+                     ("checks", "none"))}, id="ecs-name-equal-to-the-image"),
+])
+def test_explain_names_the_source_of_every_field(snapshot: ContainerSnapshot, settings: MappingSettings, expected: dict) -> None:
+    assert dict(desired_services(snapshot, settings).reasons) == expected
+
+
+def test_warnings_about_keys_and_notes_about_ignored_ports_come_with_the_services():
+    snapshot = container(published(80, 8080), published(81, 8081), env={"SERVICE_0_NAME": "x", "SERVICE_81_IGNORE": "yes"})
+    desired = desired_services(snapshot, SETTINGS)
+    assert (list(desired.services), desired.warnings, desired.notes) == (
+        ["host1:app.1:80"], ("env SERVICE_0_NAME: '0' is not a port number; ignored",), ("port 81/tcp: ignored by env SERVICE_81_IGNORE",))

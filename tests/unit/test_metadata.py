@@ -64,3 +64,20 @@ def test_malformed_keys_are_warned_about_and_ignored(key, warning):
     metadata, port_meta = metadata_for({key: "x", "SERVICE_NAME": "ok"}, {})
     assert [w for w in metadata.warnings if warning in w and key in w]
     assert {k: e.value for k, e in port_meta.entries.items()} == {"name": "ok"}
+
+
+@pytest.mark.parametrize(("port", "key"), [(1, "SERVICE_1_NAME"), (65535, "SERVICE_65535_NAME")], ids=["lowest", "highest"])
+def test_every_port_number_can_be_scoped(port, key):
+    metadata, port_meta = metadata_for({key: "x"}, {}, port=port)
+    assert (metadata.warnings, {k: e.value for k, e in port_meta.entries.items()}) == ([], {"name": "x"})
+
+
+def test_one_past_the_highest_port_is_named_in_a_warning():
+    metadata, port_meta = metadata_for({"SERVICE_65536_NAME": "x"}, {})
+    assert (metadata.warnings, dict(port_meta.entries)) == (["env SERVICE_65536_NAME: '65536' is not a port number; ignored"], {})
+
+
+@pytest.mark.parametrize("key", ["SERVICE_:1_NAME", "SERVICE_@A_B", "SERVICE_/X_Y"])
+def test_a_key_that_starts_with_a_symbol_is_an_ordinary_key(key):
+    metadata, port_meta = metadata_for({key: "x"}, {})
+    assert (metadata.warnings, list(port_meta.entries)) == ([], [key[len("SERVICE_"):].lower()])

@@ -194,3 +194,79 @@ def test_a_join_one_past_the_limit_is_an_error():
 def test_a_pattern_function_without_its_pattern_is_refused_at_parse_time():
     with pytest.raises(TemplateError, match="the pattern must be a string literal"):
         parse("{{matchFirstElement}}")
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{ }}", "template '{{ }}': empty command"),
+        ("{{ .ID ) }}", "template '{{ .ID ) }}': unexpected ')'"),
+        ("{{ | .ID }}", "template '{{ | .ID }}': unexpected '|'"),
+        ("{{ toUpper toLower }}", "template '{{ toUpper toLower }}': function 'toLower' used as an argument needs parentheses"),
+        ("{{ (nope) }}", "template '{{ (nope) }}': unsupported function or keyword 'nope'"),
+        ("{{ toUpper (nope) }}", "template '{{ toUpper (nope) }}': unsupported function or keyword 'nope'"),
+        ('{{ matchAllElements "(" .Env }}', "template '{{ matchAllElements \"(\" .Env }}': matchAllElements: bad pattern '(': "
+                                             "missing ), unterminated subpattern at position 0"),
+        ("{{ $x }}", "template '{{ $x }}': cannot parse '$x' (unsupported syntax)"),
+        ("{{/* x}}", "template '{{/* x}}': cannot parse '/* x' (unsupported syntax)"),
+        ("a}}b", "template 'a}}b': unbalanced braces"),
+        ("{{ 00000000000000000001 }}", "template '{{ 00000000000000000001 }}': 00000000000000000001 is outside Go's int64 range"),
+        ('{{ "a\nb" }}', "template '{{ \"a\\nb\" }}': string '\"a\\nb\"': newline in string"),
+        (r'{{ "\xff" }}', "template '{{ \"\\\\xff\" }}': string '\"\\\\xff\"': not valid UTF-8"),
+        (r'{{ "\udfff" }}', "template '{{ \"\\\\udfff\" }}': string '\"\\\\udfff\"': escape '\\\\udfff' is not a Unicode code point"),
+    ],
+    ids=["empty-command", "stray-paren", "leading-pipe", "function-as-argument", "in-parentheses", "argument-in-parentheses",
+         "bad-pattern", "variable", "unclosed-comment", "closing-braces-alone", "twenty-digits", "newline", "invalid-utf8",
+         "last-surrogate"],
+)
+def test_parse_errors_name_the_template_and_the_problem_exactly(template, message):
+    with pytest.raises(TemplateError) as raised:
+        parse(template)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("template", "data", "output"),
+    [
+        ("{{.Labels}}", {"Labels": {"b": "2", "a": {"c": ["x", True]}}}, "map[a:map[c:[x true]] b:2]"),
+        ("{{.Args}}", {"Args": ["-v", "run", False]}, "[-v run false]"),
+        ("{{.Args}}|{{.Labels}}", {"Args": [], "Labels": {}}, "[]|map[]"),
+        ("[{{.Nothing}}][{{.Missing}}][{{.Name.Deeper}}]", {"Nothing": None, "Name": "/web"}, "[][][]"),
+        ("{{toUpper .Missing}}", {}, ""),
+        ("{{/* one */}}a{{/* two */}}{{.Name}}", {"Name": "n"}, "an"),
+        ('{{ "\\x41bc" }}{{ "a\\u00e9" }}', {}, "Abcaé"),
+        ('{{ "\\U0010FFFF" }}{{ "\\uE000" }}', {}, "\U0010ffff\ue000"),
+        ("{{sIndex -5 .Items}}{{sIndex -3 .Items}}{{sIndex -1 .Items}}", {"Items": ["a", "b", "c"]}, "aac"),
+        ("{{sIndex 9223372036854775807 .Items}}", {"Items": ["a", "b"]}, "b"),
+        ("{{strSlice .Name 9223372036854775807}}", {"Name": "web"}, "web"),
+    ],
+    ids=["nested-map", "list", "empty-list-and-map", "null-missing-and-not-a-map", "missing-to-a-function", "comments",
+         "escapes-after-text", "last-code-points", "negative-index-clamps", "int64-max-index", "int64-max-bound"],
+)
+def test_values_print_as_go_prints_them(template, data, output):
+    assert parse(template).render(data) == output
+
+
+@pytest.mark.parametrize(
+    ("template", "data", "message"),
+    [
+        ("{{ .ID | .Name }}", DATA, "only a function can receive a piped value"),
+        ("{{sIndex 0 .Items}}", {"Items": []}, "sIndex: index of an empty list"),
+        ('{{join "x" (split "," .Items)}}', {"Items": "a" * 4096 + "," + "b" * 4096}, "join: the result would be longer than 8192 characters"),
+    ],
+    ids=["piped-into-a-field", "empty-list", "join-separator-past-the-limit"],
+)
+def test_render_errors_say_exactly_what_went_wrong(template, data, message):
+    with pytest.raises(TemplateError) as raised:
+        parse(template).render(data)
+    assert str(raised.value) == message
+
+
+def test_data_that_fails_to_print_is_a_template_error_naming_the_exception():
+    class Unprintable:
+        def __str__(self) -> str:
+            raise ValueError("cannot print")
+
+    with pytest.raises(TemplateError) as raised:
+        parse("{{.Odd}}").render({"Odd": Unprintable()})
+    assert str(raised.value) == "ValueError: cannot print"
