@@ -1373,11 +1373,14 @@ class Recorded(logging.Handler):
 def recorded(pattern: str) -> Iterator[Recorded]:
     handler = Recorded(pattern)
     logger = logging.getLogger("registrator")
+    level = logger.level
     logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
     try:
         yield handler
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -1501,4 +1504,46 @@ def test_consul_away_is_one_warning_however_many_probes_find_it_away():
     with recorded(r"Consul agent has no cluster leader") as log:
         for _ in range(3):
             agent.controller.probe_consul()
-    assert log.messages == ["Consul agent has no cluster leader"]
+    assert [m for m in log.messages if m.startswith("Consul agent")] == ["Consul agent has no cluster leader"]
+
+
+def test_every_table_the_memory_bound_is_checked_on_is_named():
+    """The simulation's invariant (d) names the table that holds a gone container."""
+    agent = Agent()
+    assert set(agent.controller.reconciler.remembered()) == {"warned", "verified", "fingerprints", "services", "reserved", "refused",
+                                                             "kills", "unseen", "running"}
+    assert set(agent.queue.remembered()) == {"failures", "urgent", "dirty", "processing", "timers"}
+
+
+def test_each_write_is_counted_once_and_logged_with_what_it_did():
+    agent = Agent(resync_seconds=0, drain="maintenance")
+    agent.docker.containers["web"] = two_ports("web", {})
+    writes = lambda: agent.controller.metrics.value("registrator_reconcile_writes_total")  # noqa: E731
+    with recorded(r"container web: registered h:web:81 \(nginx-81 at 10\.0\.0\.5:8081\)") as log:
+        agent.event("web", "start")
+        agent.settle()
+    assert writes() == 2 and log.matched.is_set(), log.messages
+
+    agent.docker.containers["web"] = replace(two_ports("web", {"SERVICE_81_TAGS": "new"}), started_at=1001.0)
+    with recorded(r"container web: updated h:web:81 \(nginx-81 at 10\.0\.0\.5:8081\)") as log:
+        agent.event("web", "start")
+        agent.settle()
+    assert writes() == 3 and log.matched.is_set(), log.messages
+
+    with recorded(r"container web: h:web:81 entered maintenance mode") as log:
+        agent.event("web", "kill", 15)
+        agent.settle()
+    assert writes() == 5 and log.matched.is_set(), log.messages
+    assert {k: (c.status, c.output) for k, c in agent.consul.checks.items() if k.startswith("_service_maintenance:")} == {
+        f"_service_maintenance:h:web:{port}": ("critical", "container is stopping (registrator)") for port in (80, 81)}
+
+
+def test_one_service_consul_fails_to_put_in_maintenance_holds_none_of_the_others_back():
+    agent = Agent(resync_seconds=0, drain="maintenance")
+    agent.docker.containers["web"] = two_ports("web", {})
+    agent.event("web", "start")
+    agent.settle()
+    agent.consul.fail_once.add(("maintenance", "h:web:80"))
+    agent.event("web", "kill", 15)
+    agent.controller.process(agent.take())
+    assert [k for k in agent.consul.checks if k.startswith("_service_maintenance:")] == ["_service_maintenance:h:web:81"]

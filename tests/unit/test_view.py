@@ -178,3 +178,17 @@ def test_a_registration_or_deregistration_starts_the_checks_state_over():
     assert (view.mirror("a"), view.in_maintenance("a")) == (None, False)
     view.deregistered("a")
     assert (view.mirrors(), view.containers()) == ({}, set())
+
+
+def test_a_service_with_this_hosts_meta_but_no_container_is_held_for_no_container_and_wakes_none():
+    """Made by hand, or by something that copied this host's Meta: no container to look at for it."""
+    orphan = ServiceSpec("x", "web", "10.0.0.5", 80, meta=MappingProxyType({"registrator-host": "h"}))
+    view, woken = view_of()
+    refresh(view, [orphan])
+    assert (view.services_of(""), view.container_of("x"), view.container_of("nope")) == ({"x": orphan}, "", "")
+    assert view.remembered()["services"] == {""}
+    view.mirror_intended("x", "passing", "ok")
+    refresh(view, [orphan], {"service:x#docker-health": ("critical", "TTL expired")})  # Consul shows another status
+    assert woken == set()
+    view.deregistered("x")
+    assert (view.services_of(""), view.remembered()["services"]) == ({}, set())
