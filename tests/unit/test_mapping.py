@@ -531,6 +531,11 @@ def test_explain_names_the_source_of_every_field(snapshot: ContainerSnapshot, se
     assert dict(desired_services(snapshot, settings).reasons) == expected
 
 
+def test_explain_lists_every_check_of_a_service():
+    snapshot = container(published(80, 8080), labels={"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_2_HTTP": "/"})
+    assert dict(desired_services(snapshot, SETTINGS).reasons["host1:app.1:80"])["checks"] == "service:host1:app.1:80, service:host1:app.1:80#2"
+
+
 def test_warnings_about_keys_and_notes_about_ignored_ports_come_with_the_services():
     snapshot = container(published(80, 8080), published(81, 8081), env={"SERVICE_0_NAME": "x", "SERVICE_81_IGNORE": "yes"})
     desired = desired_services(snapshot, SETTINGS)
