@@ -51,3 +51,36 @@ def test_a_stopped_container_ends_its_stop():
     kills.record("c", signal.SIGTERM, 2000.0)
     kills.observe(None, "c")
     assert not kills.pending("c") and kills.running("c") is None and not kills.first_look("c")
+
+
+def test_a_drain_past_its_timeout_is_looked_at_again_at_once():
+    kills = log_with_running()
+    kills.record("c", signal.SIGTERM, 2000.0)
+    assert [kills.drain_ends_in("c", now) for now in (2029.5, 2030.0, 2031.0)] == [0.5, 0.0, 0.0]
+
+
+def test_a_usual_stop_lasts_less_than_the_timeout():
+    kills = KillLog(timeout=30)
+    kills.record("new", signal.SIGTERM, 2000.0)
+    assert [kills.usual_stop("new", now) for now in (2029.9, 2030.0)] == [True, False]
+
+
+def test_a_kill_at_the_instant_the_container_started_is_a_stop_of_that_run():
+    kills = log_with_running()
+    kills.record("c", signal.SIGTERM, STARTED)
+    assert kills.draining("c", kills.running("c"), STARTED + 1)
+
+
+def test_a_container_no_longer_running_ends_its_stop():
+    kills = log_with_running()
+    kills.record("c", signal.SIGTERM, 2000.0)
+    assert not kills.draining("c", None, 2001.0)
+    assert (kills.pending("c"), kills.remembered()) == (False, {"kills": set(), "unseen": set(), "running": set()})
+
+
+def test_a_resync_forgets_what_was_observed_before_its_listing_and_keeps_what_came_after():
+    kills = log_with_running()
+    mark = kills.mark()
+    kills.observe(web("d", started_at=STARTED), "d")  # started while the listing was on its way
+    kills.forget_except(set(), mark)
+    assert kills.remembered()["running"] == {"d"}

@@ -5,7 +5,7 @@ import threading
 from tenacity import wait_exponential, wait_fixed
 
 from registrator.reconcile.queue import WorkQueue
-from tests.fakes import joined, manual
+from tests.fakes import Clock, joined, manual
 
 
 def test_a_key_added_many_times_waits_once():
@@ -78,16 +78,8 @@ def test_a_key_made_urgent_while_processing_comes_back_urgent():
     assert queue.get(urgent_only=True) == "a"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_failed_key_comes_back_after_its_backoff_which_grows_until_forgotten():
-    clock = Clock()
+    clock = Clock(0.0)
     queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
     assert [queue.retry("a"), queue.retry("a"), queue.retry("a")] == [1, 2, 4]
     assert len(queue) == 0
@@ -98,14 +90,14 @@ def test_a_failed_key_comes_back_after_its_backoff_which_grows_until_forgotten()
 
 
 def test_an_add_does_not_wait_for_a_pending_retry():
-    queue = WorkQueue(backoff=wait_exponential(multiplier=1), runtime=manual(Clock()))
+    queue = WorkQueue(backoff=wait_exponential(multiplier=1), runtime=manual(Clock(0.0)))
     queue.retry("a")
     queue.add("a")
     assert queue.get() == "a"
 
 
 def test_a_delayed_key_comes_back_as_a_plain_key_behind_urgent_ones():
-    clock = Clock()
+    clock = Clock(0.0)
     queue = WorkQueue(runtime=manual(clock))
     queue.add_after("a", 5)
     queue.add("urgent", urgent=True)
@@ -115,7 +107,7 @@ def test_a_delayed_key_comes_back_as_a_plain_key_behind_urgent_ones():
 
 
 def test_shutdown_drops_delayed_keys():
-    clock = Clock()
+    clock = Clock(0.0)
     queue = WorkQueue(runtime=manual(clock))
     queue.add_after("a", 1)
     queue.shutdown()
@@ -124,7 +116,7 @@ def test_shutdown_drops_delayed_keys():
 
 
 def test_retries_brought_forward_are_due_at_once_but_timers_are_not():
-    clock = Clock()
+    clock = Clock(0.0)
     queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
     queue.retry("a")
     queue.retry("b")
@@ -137,7 +129,7 @@ def test_retries_brought_forward_are_due_at_once_but_timers_are_not():
 
 
 def test_a_retry_brought_forward_keeps_its_backoff_until_the_key_succeeds():
-    clock = Clock()
+    clock = Clock(0.0)
     queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
     assert [queue.retry("a"), queue.retry("a")] == [1, 2]
     queue.retry_all_now()
@@ -148,7 +140,7 @@ def test_a_retry_brought_forward_keeps_its_backoff_until_the_key_succeeds():
 
 
 def test_a_key_added_while_it_waits_for_its_retry_has_one_entry_in_the_queue():
-    clock = Clock()
+    clock = Clock(0.0)
     queue = WorkQueue(backoff=wait_exponential(multiplier=1, max=60), runtime=manual(clock))
     queue.retry("a")
     queue.add("a")  # an event: looked at now, its retry is moot
@@ -160,7 +152,7 @@ def test_a_key_added_while_it_waits_for_its_retry_has_one_entry_in_the_queue():
 
 def test_a_key_that_keeps_failing_is_retried_once_per_backoff_however_often_events_came_while_it_waited():
     """During an outage, every event for a waiting key used to start one more chain of retries."""
-    clock = Clock()
+    clock = Clock(0.0)
     queue = WorkQueue(backoff=wait_fixed(60), runtime=manual(clock))
 
     def fail_what_is_due() -> int:
@@ -183,3 +175,57 @@ def test_a_key_that_keeps_failing_is_retried_once_per_backoff_however_often_even
         clock.now += 1
         handed += fail_what_is_due()
     assert handed == 10
+
+
+def test_a_timer_brought_forward_many_times_gives_its_key_once_when_the_last_is_due():
+    clock = Clock(0.0)
+    queue = WorkQueue(runtime=manual(clock))
+    for key in ("a", "b"):
+        for delay in range(100, 60, -1):  # each timer replaces the one before it: their heap entries are stale
+            queue.add_after(key, delay)
+    clock.advance(60)
+    assert len(queue) == 0
+    clock.advance(1)
+    assert len(queue) == 2 and [queue.get(), queue.get()] == ["a", "b"]
+    clock.advance(100)
+    assert len(queue) == 0 and queue.remembered()["timers"] == set()
+
+
+def test_a_worker_blocked_on_an_empty_queue_takes_a_delayed_key_when_it_is_due():
+    queue = WorkQueue()
+    got: list[str | None] = []
+    queue.add_after("later", 0.05)
+    worker = threading.Thread(target=lambda: got.append(queue.get()), daemon=True)
+    worker.start()
+    joined(worker)
+    assert got == ["later"]
+
+
+def test_keys_due_or_brought_forward_are_plain_and_an_urgent_key_handed_out_is_no_longer_urgent():
+    clock = Clock(0.0)
+    queue = WorkQueue(backoff=wait_fixed(5), runtime=manual(clock))
+    queue.add_after("due", 1)
+    queue.retry("failed")
+    queue.add("urgent", urgent=True)
+    clock.advance(1)
+    queue.retry_all_now()
+    assert len(queue) == 3 and queue.remembered()["urgent"] == {"urgent"}
+    assert queue.get() == "urgent" and queue.remembered()["urgent"] == set()
+
+
+def test_a_key_waiting_now_gets_no_timer_and_a_shut_down_queue_none():
+    queue = WorkQueue()
+    queue.add("now")
+    queue.add_after("now", 5)
+    assert queue.waiting() == ["now"]
+    queue.shutdown()
+    queue.add_after("later", 5)
+    assert queue.remembered()["timers"] == set()
+
+
+def test_a_retry_due_with_a_drains_timer_keeps_the_drains_which_a_catch_up_does_not_bring_forward():
+    clock = Clock(0.0)
+    queue = WorkQueue(backoff=wait_fixed(5), runtime=manual(clock))
+    queue.add_after("draining", 5)
+    queue.retry("draining")  # due at the same instant
+    assert queue.retry_all_now() == 0
