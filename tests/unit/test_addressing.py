@@ -223,3 +223,8 @@ def test_dual_stack_published_ports_are_explained_by_their_rule():
     desired = desired_services(container(), replace(SETTINGS, host_ipv6="2001:db8::5"))
     assert [why for reasons in desired.reasons.values() for _, why in reasons if why.startswith("rule")] == [
         "rule 7: published port, the host IP (--ip-from route)"]
+
+
+def test_a_label_with_an_empty_name_is_no_address_when_no_ip_label_is_chosen():
+    """Docker's API takes a label named "" (its CLI does not)."""
+    assert targets(container(labels={"": "192.0.2.66"})) == [("10.0.0.5", 32080)]

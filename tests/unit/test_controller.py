@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from tenacity import wait_exponential, wait_fixed
 
+from registrator.config import ConsulEndpoint, Settings
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import ContainerEvent, DockerUnavailable
 from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
@@ -1547,3 +1548,131 @@ def test_one_service_consul_fails_to_put_in_maintenance_holds_none_of_the_others
     agent.event("web", "kill", 15)
     agent.controller.process(agent.take())
     assert [k for k in agent.consul.checks if k.startswith("_service_maintenance:")] == ["_service_maintenance:h:web:81"]
+
+
+def outcome_of(call: Callable[[], object]) -> tuple[threading.Thread, list[BaseException | None]]:
+    """`call` in a thread, and what it raised (None once it returned)."""
+    ended: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            ended.append(exc)
+        else:
+            ended.append(None)
+    return in_thread(run), ended
+
+
+def with_consul_timeout(settings: Settings, seconds: float) -> Settings:
+    return replace(settings, options=replace(settings.options, consul=ConsulEndpoint(timeout=seconds)))
+
+
+@pytest.mark.parametrize("during", ["the-backoff", "the-call"])
+def test_a_stop_while_consuls_first_read_keeps_failing_ends_run_quietly(during):
+    docker, consul = FakeDocker(), FakeConsul()
+    consul.failing.add("services")
+    controller = Controller(agent_settings(), docker, consul)
+    with recorded(r"reading Consul's services: .*") as log:
+        running, ended = outcome_of(controller.run)
+        assert log.matched.wait(WAIT), log.messages
+    call = consul.hold("services") if during == "the-call" else None
+    if call is not None:
+        assert call.reached()
+    controller.stop.set()
+    if call is not None:
+        call.release()  # and the call fails
+    joined(running)
+    assert ended == [None]
+
+
+def test_a_stop_waits_for_threads_stuck_in_a_call_no_longer_than_the_docker_timeout():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web")
+    stuck = docker.hold("inspect", "web")
+    controller = Controller(agent_settings(docker_timeout=0.2), docker, consul)
+    running = in_thread(controller.run)
+    assert stuck.reached()  # the first resync's look: a worker is stuck in Docker
+    controller.stop.set()
+    joined(running)
+    stuck.release()
+
+
+def test_a_stop_signal_is_drained_by_the_urgent_worker_while_every_other_worker_is_stuck():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web")
+    controller = Controller(agent_settings(workers=1), docker, consul)
+    running = in_thread(controller.run)
+    assert consul.wait_until(lambda c: "h:web:80" in c.services_)
+    stuck = [docker.hold("inspect", name) for name in ("a", "b")]
+    for name in ("a", "b"):
+        docker.containers[name] = web(name, name=name, host_port=9000 + len(name))
+        docker.event_stream.put(ContainerEvent(name, "start", time.time_ns(), None))
+    assert stuck[0].reached()  # the one ordinary worker is stuck; "b" waits for it
+    docker.event_stream.put(ContainerEvent("web", "kill", time.time_ns(), 15))
+    assert consul.wait_until(lambda c: "h:web:80" not in c.services_)
+    for hold in stuck:
+        hold.release()
+    controller.stop.set()
+    joined(running)
+
+
+def test_deregister_on_exit_removes_the_services_the_agent_knows_of_when_consul_cannot_list_them():
+    agent = Agent(deregister_on_exit=True)
+    agent.start("web")
+    agent.settle()
+    agent.consul.failing.add("services")
+    agent.controller.deregister_all()
+    assert agent.consul.services_ == {}
+
+
+def test_deregister_on_exit_waits_for_a_write_in_flight_no_longer_than_two_consul_timeouts_and_says_so():
+    consul = FakeConsul()
+    docker = FakeDocker()
+    docker.containers["web"] = web("web")
+    controller = Controller(with_consul_timeout(agent_settings(), 0.1), docker, consul)
+    stuck = consul.hold("register", "h:web:80")
+    look = in_thread(controller.reconciler.reconcile, "web")
+    assert stuck.reached()
+    with recorded(r"deregistering on exit while a Consul write is still in flight") as log:
+        leaving = in_thread(controller.deregister_all)
+        joined(leaving)
+    assert log.matched.is_set(), log.messages
+    stuck.release()
+    joined(look)
+
+
+def test_healthz_gives_the_age_of_the_last_reconcile_to_the_millisecond():
+    agent = Agent()
+    agent.start("web")
+    agent.settle()
+    agent.clock.advance(2.5004)
+    assert agent.controller.health()[1]["last_reconcile_age_seconds"] == 2.5
+
+
+def test_a_resync_consul_refuses_for_good_starts_from_the_shortest_backoff_when_it_fails_again():
+    agent = Agent(backoff=wait_exponential(multiplier=1, max=60))
+    agent.consul.fail_once.add(("services", ""))
+    agent.background.add(RESYNC)
+    agent.settle()
+    assert agent.background.failures(RESYNC) == 1
+    agent.consul.denied.add(("services", ""))
+    agent.clock.advance(1)
+    with recorded(r"\*resync\*: Consul services : permission denied by ACL") as log:
+        agent.settle()
+    assert agent.background.failures(RESYNC) == 0 and log.matched.is_set(), log.messages
+
+
+def test_a_failed_resync_and_a_failed_look_are_logged_under_their_names():
+    agent = Agent()
+    agent.docker.containers["web"] = web("web")
+    agent.docker.failing.add("web")
+    with recorded(r"container web: .*; trying again in \d+\.\ds") as log:
+        agent.event("web", "start")
+        agent.settle()
+    assert log.matched.is_set(), log.messages
+    agent.consul.failing.add("services")
+    with recorded(r"\*resync\*: Consul services : connection refused; trying again in \d+\.\ds") as log:
+        agent.background.add(RESYNC)
+        agent.controller.process(agent.background.get() or "")
+    assert log.matched.is_set(), log.messages

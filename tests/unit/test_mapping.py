@@ -541,3 +541,8 @@ def test_warnings_about_keys_and_notes_about_ignored_ports_come_with_the_service
     desired = desired_services(snapshot, SETTINGS)
     assert (list(desired.services), desired.warnings, desired.notes) == (
         ["host1:app.1:80"], ("env SERVICE_0_NAME: '0' is not a port number; ignored",), ("port 81/tcp: ignored by env SERVICE_81_IGNORE",))
+
+
+def test_a_container_without_an_image_name_or_service_name_is_not_registered_and_says_why():
+    desired = desired_services(replace(container(published(80, 8080)), image=""), SETTINGS)
+    assert (dict(desired.services), desired.warnings) == ({}, ("port 80: no SERVICE_NAME and no image name to default to; not registered",))
