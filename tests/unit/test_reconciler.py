@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
+from types import MappingProxyType
 
 import pytest
 
@@ -115,3 +118,46 @@ def test_a_refresh_keeps_only_this_hosts_services_and_wakes_containers_refused_a
     assert core.refresh() == set()
     assert woken == {"b"}
     assert not core.view.owns("other")
+
+
+def test_the_heartbeat_resends_each_docker_health_status_as_it_was_and_counts_what_it_sent():
+    docker, consul, core = healthy_web()
+    output = consul.checks[MIRROR].output
+    consul.checks[MIRROR].output = "stale"
+    assert core.heartbeat() == 1
+    assert (consul.checks[MIRROR].status, consul.checks[MIRROR].output) == ("passing", output)
+
+
+def test_without_docker_health_checks_the_heartbeat_sends_and_asks_nothing():
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web")
+    core = reconciler(docker, consul)
+    core.reconcile("web")
+    consul.failing.add("services")  # were Consul asked, the heartbeat would fail
+    assert core.heartbeat() == 0
+
+
+def test_the_heartbeat_leaves_a_service_another_owner_took_and_remembers_no_container_for_it():
+    docker, consul, core = healthy_web()
+    consul.services_["h:web:80"] = replace(consul.services_["h:web:80"], meta=MappingProxyType({"registrator-host": "other"}))
+    assert core.heartbeat() == 0
+    assert (core.view.owns("h:web:80"), core.view.remembered()["refused"]) == (False, set())
+
+
+def test_a_containers_warnings_are_logged_once_and_again_only_when_they_change(caplog):
+    docker, consul = FakeDocker(), FakeConsul()
+    docker.containers["web"] = web("web", name="web", env={"SERVICE_0_NAME": "x"})
+    core = reconciler(docker, consul)
+    with caplog.at_level(logging.WARNING, logger="registrator"):
+        core.reconcile("web")
+        core.reconcile("web")
+        docker.containers["web"] = web("web", name="web", env={"SERVICE_00_NAME": "x"})
+        core.reconcile("web")
+        docker.containers["web"] = web("web", name="web")
+        core.reconcile("web")
+        docker.containers["web"] = web("web", name="web", env={"SERVICE_00_NAME": "x"})
+        core.reconcile("web")
+    assert [r.getMessage() for r in caplog.records] == [
+        "container web: env SERVICE_0_NAME: '0' is not a port number; ignored",
+        "container web: env SERVICE_00_NAME: '00' is not a port number; ignored",
+        "container web: env SERVICE_00_NAME: '00' is not a port number; ignored"]
