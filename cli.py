@@ -24,7 +24,7 @@ from registrator.consul.sink import ConsulError, ConsulSink
 from registrator.docker.ecs import DEFAULT_URL as DEFAULT_ECS_URL
 from registrator.docker.ecs import EcsAgent
 from registrator.docker.source import DockerSource, DockerUnavailable
-from registrator.hostip import HostIPError, check_method
+from registrator.hostip import HostIPError, check_address, check_method
 from registrator.mapping.checks import CheckSettings
 from registrator.mapping.services import DeregisterPolicy, MappingPolicy, PortSuffix, desired_services
 from registrator.mapping.template import TemplateError, parse
@@ -396,7 +396,7 @@ def _options(uri: str | None, flags: dict[str, Any]) -> Options:
         return Options(
             consul=consul_endpoint(uri, timeout=flags["consul_timeout"], token=flags["consul_token"]),
             mapping=MappingPolicy(
-                host_ipv6=flags["ip6"],
+                host_ipv6=check_address("--ip6", flags["ip6"], version=6),
                 network=flags["network"],
                 ip_family=flags["ip_family"],
                 internal=flags["internal"],
@@ -413,7 +413,7 @@ def _options(uri: str | None, flags: dict[str, Any]) -> Options:
                 drain=flags["on_kill"],
             ),
             hostname=flags["hostname"] or "",
-            ip=flags["ip"] or "",
+            ip=check_address("-ip", flags["ip"] or ""),
             ip_from=check_method(flags["ip_from"]),
             ec2_metadata_url=flags["ec2_metadata_url"],
             retry_attempts=flags["retry_attempts"],

@@ -13,6 +13,8 @@ Registrator resolved its own hostname instead, which often gives 127.0.1.1 or a 
 from __future__ import annotations
 
 import fcntl
+import ipaddress
+import re
 import socket
 import struct
 
@@ -25,6 +27,39 @@ METHODS = ("route", "interface:NAME", "ec2", "docker")
 
 class HostIPError(RuntimeError):
     pass
+
+
+_HOST_NAME = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def address_problem(text: str, version: int = 0) -> str:
+    """Why `text` cannot be the address of this host's published ports; empty when it can.
+
+    An IP address (of `version`, when given) that names one host, or for `version` 0 a DNS host
+    name, which Consul's DNS answers with a CNAME (registrator passed `-ip` through as given).
+    """
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        if version == 0 and _HOST_NAME.fullmatch(text) and not text.replace(".", "").isdigit():
+            return ""
+        return f"is not an IPv{version} address" if version else "is neither an IP address nor a host name"
+    if version and address.version != version:
+        return f"is not an IPv{version} address"
+    if address.is_unspecified:
+        return "is the unspecified address, which names no host"
+    if address.is_multicast:
+        return "is a multicast address"
+    if address == ipaddress.IPv4Address("255.255.255.255"):
+        return "is the broadcast address"
+    return ""
+
+
+def check_address(flag: str, text: str, version: int = 0) -> str:
+    """Validate an address flag (`-ip`, `--ip6`) at startup; empty means not set."""
+    if text and (problem := address_problem(text, version)):
+        raise HostIPError(f"{flag} {text!r}: {problem}")
+    return text
 
 
 def default_route_interface(route_table: str) -> str | None:

@@ -198,6 +198,23 @@ def test_startup_errors_are_one_clear_line(consul):
         assert message in result.stderr, result.stderr
 
 
+def test_a_host_address_that_names_no_single_host_is_one_line_and_nothing_is_written(consul, workload):
+    """A second agent started with `-ip 999.1.1.1` rewrote every service of the host (issue 21)."""
+    workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    before = (consul.services(), consul.writes())
+    cases = {
+        ("-ip", "999.1.1.1"): "-ip '999.1.1.1': is neither an IP address nor a host name",
+        ("-ip", "0.0.0.0"): "-ip '0.0.0.0': is the unspecified address, which names no host",
+        ("-ip", "224.0.0.1"): "-ip '224.0.0.1': is a multicast address",
+        ("-ip", "127.0.0.1 ; x"): "-ip '127.0.0.1 ; x': is neither an IP address nor a host name",
+        ("-ip", "127.0.0.1", "--ip6", "nope"): "--ip6 'nope': is not an IPv6 address",
+    }
+    for flags, message in cases.items():
+        result = run_registrator("--hostname", "h", *flags, consul.uri)
+        assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (2, f"Error: {message}"), result
+    assert (consul.services(), consul.writes()) == before
+
+
 def test_retry_attempts_gives_up_on_an_unreachable_consul(agent):
     result = run_registrator("-retry-attempts", "1", "-retry-interval", "100", "--hostname", "h", "-ip", "127.0.0.1",
                              "consul://127.0.0.1:1")

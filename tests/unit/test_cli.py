@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -64,3 +65,33 @@ def test_the_completion_script_comes_from_the_command():
 
     result = CliRunner().invoke(cli.main, [], prog_name="registrator", env={"_REGISTRATOR_COMPLETE": "bash_source"})
     assert "complete -o nosort -F _registrator_completion registrator" in result.output
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["-ip", "999.1.1.1"], "-ip '999.1.1.1': is neither an IP address nor a host name"),
+    (["-ip", "0.0.0.0"], "-ip '0.0.0.0': is the unspecified address, which names no host"),
+    (["-ip", "::"], "-ip '::': is the unspecified address, which names no host"),
+    (["-ip", "224.0.0.1"], "-ip '224.0.0.1': is a multicast address"),
+    (["-ip", "255.255.255.255"], "-ip '255.255.255.255': is the broadcast address"),
+    (["-ip", "127.0.0.1 ; x"], "-ip '127.0.0.1 ; x': is neither an IP address nor a host name"),
+    (["-ip", "-bad-.example"], "-ip '-bad-.example': is neither an IP address nor a host name"),
+    (["--ip6", "nope"], "--ip6 'nope': is not an IPv6 address"),
+    (["--ip6", "10.0.0.5"], "--ip6 '10.0.0.5': is not an IPv6 address"),
+    (["--ip6", "ff02::1"], "--ip6 'ff02::1': is a multicast address"),
+], ids=["not-an-address", "unspecified", "unspecified-ipv6", "multicast", "broadcast", "shell-text", "bad-host-name",
+        "ip6-not-an-address", "ip6-ipv4", "ip6-multicast"])
+def test_host_addresses_that_name_no_single_host_are_refused_in_one_line(argv, message):
+    with pytest.raises(click.UsageError) as refused:
+        cli_options(argv)
+    assert refused.value.message == message
+
+
+@pytest.mark.parametrize(("argv", "ip", "ip6"), [
+    (["-ip", "10.0.0.5", "--ip6", "2001:db8::5"], "10.0.0.5", "2001:db8::5"),
+    (["-ip", "127.0.0.1"], "127.0.0.1", ""),
+    (["-ip", "2001:db8::5"], "2001:db8::5", ""),
+    (["-ip", "node-1.example.internal"], "node-1.example.internal", ""),
+], ids=["both", "loopback-for-one-host", "ipv6", "host-name-as-registrator-took-it"])
+def test_host_addresses_that_name_one_host_are_taken(argv, ip, ip6):
+    options = cli_options(argv)
+    assert (options.ip, options.mapping.host_ipv6) == (ip, ip6)
