@@ -125,6 +125,10 @@ def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeou
     address = rest.strip("/") or env.get("CONSUL_HTTP_ADDR", "").strip()
     if address.startswith("unix://"):
         return replace(common, socket=address[len("unix://"):])
+    where = "registry URI" if rest.strip("/") else "CONSUL_HTTP_ADDR"
+    if "@" in address.split("://", 1)[-1].split("/", 1)[0]:  # user:password@host
+        raise ConfigError(f"{where}: credentials in the Consul address are not supported (they would be dropped, and the "
+                          "address is logged); give a token with --consul-token, CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE")
     source = f"registry URI {uri!r}" if rest.strip("/") else "CONSUL_HTTP_ADDR"
     http_scheme, host, port = parse_consul_address(address, source) if address else ("http", "127.0.0.1", DEFAULT_CONSUL_PORT)
     if scheme == "consul-tls" or env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true"):

@@ -26,7 +26,7 @@ from tenacity.stop import stop_base
 from registrator.config import ConsulEndpoint, Options, Settings
 from registrator.consul.sink import ConsulError
 from registrator.docker.source import DockerUnavailable
-from registrator.hostip import HostIPError, detect_host_ip, ec2_local_ipv4, interface_ipv4
+from registrator.hostip import HostIPError, address_problem, detect_host_ip, ec2_local_ipv4, interface_ipv4
 from registrator.mapping.services import HostFacts, MappingSettings, service_id_problem
 from registrator.runtime import Event
 
@@ -111,7 +111,7 @@ def _detect_host_ip(options: Options, docker: DockerDaemon, stop: threading.Even
     """The address for published ports by `--ip-from`; retried like startup."""
     method = options.ip_from
 
-    def detect() -> str:
+    def found() -> str:
         if method == "route":
             return detect_host_ip()
         if method.startswith("interface:"):
@@ -121,6 +121,13 @@ def _detect_host_ip(options: Options, docker: DockerDaemon, stop: threading.Even
         address = docker.advertised_address()
         if not address:
             raise HostIPError("the Docker daemon advertises no address (not in swarm mode)")
+        return address
+
+    def detect() -> str:
+        """What the source answered, if it is one host's IP address (a proxy's HTML page is not)."""
+        address = found()
+        if problem := address_problem(address, version=4) if method == "ec2" else address_problem(address):
+            raise HostIPError(f"found {address[:80]!r}, which {problem}")
         return address
 
     address = _retrying(options, stop, retry_if_exception_type((HostIPError, DockerUnavailable)), f"host IP (--ip-from {method})")(detect)

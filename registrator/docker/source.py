@@ -41,6 +41,7 @@ class Listed:
 
 
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_CONTAINER_REF = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # a container ID, or a name as Docker allows it
 
 
 def listed_container(entry: dict[str, Any]) -> Listed:
@@ -142,6 +143,8 @@ class DockerSource:
         return snapshot
 
     def _inspect(self, container_id: str) -> ContainerSnapshot | None:
+        if not _CONTAINER_REF.fullmatch(container_id):  # docker-py leaves '/' and '..' in the path it builds
+            return None
         self._metrics.inc("registrator_docker_requests_total", call="inspect")
         api = self.api
         adapter = api.adapters.get("http+docker://")

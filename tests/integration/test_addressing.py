@@ -177,6 +177,22 @@ def test_unreachable_metadata_is_a_clear_error_and_the_agent_keeps_trying(agent,
         process.wait()
 
 
+def test_metadata_that_answers_no_address_is_a_clear_error_and_the_agent_keeps_trying(agent, consul, fake_endpoint, workload):
+    """A proxy's page in place of the instance's address is not registered as the address of every service."""
+    metadata = fake_endpoint(imds("t0ken", "<html>captive portal</html>"))
+    workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    log = agent.log_path
+    process = subprocess.Popen([*registrator_command(), "run", "--hostname", "h", "--ip-from", "ec2", "--ec2-metadata-url",
+                                metadata.url, "-retry-interval", "200", consul.uri], stderr=open(log, "wb"))
+    try:
+        eventually(lambda: log.read_text().count("host IP (--ip-from ec2): found '<html>captive portal</html>', "
+                                                 "which is not an IPv4 address") >= 2, timeout=10, what="repeated clear error")
+        assert process.poll() is None and consul.services() == {}
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_ip_from_interface(agent, workload, consul):
     agent.launch(["run", "--hostname", agent.hostname, "--ip-from", "interface:lo", consul.uri])
     workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})

@@ -181,3 +181,10 @@ def test_explain_asks_consul_about_script_checks_like_run_and_says_when_it_canno
                                   web.get_wrapped_container().name, f"consul://127.0.0.1:{free_port()}")
     assert unreachable.returncode == 0, unreachable.stderr
     assert "note: Consul" in unreachable.stderr and "shown as a Consul agent that runs them would get them" in unreachable.stderr
+
+
+def test_explain_of_what_is_no_container_name_says_so_in_one_line(agent):
+    """`explain ''` was "HTTP 301", and `explain ../version` asked the engine another path (issue 21)."""
+    for reference in ("", "../version", "/web"):
+        result = run_registrator("explain", "--hostname", "h", "-ip", "10.0.0.5", reference, agent.consul.uri)
+        assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (1, f"Error: no container {reference!r}"), result

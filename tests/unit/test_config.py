@@ -131,3 +131,16 @@ def test_port_zero_is_refused_not_replaced_by_the_default(text):
 def test_registry_uri_with_port_zero_is_refused():
     with pytest.raises(ConfigError, match="registry URI 'consul://127.0.0.1:0': port 0"):
         consul_endpoint("consul://127.0.0.1:0", env={})
+
+
+@pytest.mark.parametrize(("uri", "env", "where"), [
+    ("consul://user:s3cret@10.0.0.1:8500", {}, "registry URI"),
+    ("consul-tls://s3cret@consul.local", {}, "registry URI"),
+    ("consul://", {"CONSUL_HTTP_ADDR": "https://user:s3cret@consul.local:8501"}, "CONSUL_HTTP_ADDR"),
+    (None, {"CONSUL_HTTP_ADDR": "user:s3cret@10.0.0.2:8500"}, "CONSUL_HTTP_ADDR"),
+], ids=["user-and-password", "tls-user-only", "variable-with-scheme", "variable"])
+def test_credentials_in_the_consul_address_are_refused_without_printing_them(uri, env, where):
+    with pytest.raises(ConfigError) as refused:
+        consul_endpoint(uri, env=env)
+    assert str(refused.value) == (f"{where}: credentials in the Consul address are not supported (they would be dropped, and the "
+                                  "address is logged); give a token with --consul-token, CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE")

@@ -60,3 +60,11 @@ def test_an_engine_that_is_not_there_is_unavailable(tmp_path, monkeypatch):
     source = DockerSource(timeout=2)
     with pytest.raises(DockerUnavailable):
         source.inspect("abc")
+
+
+@pytest.mark.parametrize("reference", ["", "..", "../../version", "a/b", "/web", "web?x=1", "-web"])
+def test_what_is_no_container_name_or_id_is_no_container_and_never_reaches_the_engine(engine, reference):
+    source = DockerSource(timeout=2)
+    asked = len(engine.seen)
+    assert source.inspect(reference) is None
+    assert engine.seen[asked:] == []
