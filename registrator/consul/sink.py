@@ -75,13 +75,13 @@ class ConsulSink:
     def leader(self) -> str:
         """The cluster leader's address; empty while the cluster has none."""
         with self._errors("status/leader"):
-            return str(self._client.status.leader() or "")
+            return str(_expect("status/leader", self._client.status.leader() or "", str))
 
     def services(self) -> dict[str, ServiceSpec]:
         """Every service registered with the local agent, keyed by ID."""
         with self._errors("agent/services"):
-            raw: Mapping[str, Any] = self._client.agent.services() or {}
-        return {sid: service_from_agent(entry) for sid, entry in raw.items()}
+            raw: Mapping[str, Any] = _expect("agent/services", self._client.agent.services() or {}, Mapping)
+        return {sid: service_from_agent(_expect("agent/services", entry, Mapping)) for sid, entry in raw.items()}
 
     def owned_services(self, hostname: str) -> dict[str, ServiceSpec]:
         """Services this host registered, found by their ownership Meta."""
@@ -132,7 +132,7 @@ class ConsulSink:
     def catalog(self, name: str = "") -> list[dict[str, Any]]:
         """Every instance in the catalog (or of one service), with its node and worst check status."""
         with self._errors("catalog/services"):
-            names = sorted(self._client.catalog.services()[1] or {})
+            names = sorted(_expect("catalog/services", self._client.catalog.services()[1], Mapping))
         rows = []
         for service in (n for n in names if not name or n == name):
             with self._errors("health/service", service):
@@ -148,13 +148,13 @@ class ConsulSink:
 
     def _agent_checks(self) -> Mapping[str, Any]:
         with self._errors("agent/checks"):
-            return self._client.agent.checks() or {}
+            return _expect("agent/checks", self._client.agent.checks() or {}, Mapping)
 
     def runs_script_checks(self) -> bool | None:
         """Whether the agent accepts script and Docker checks over HTTP; None when it will not say."""
         with self._errors("agent/self"):
             try:
-                me = self._client.agent.self() or {}
+                me = _expect("agent/self", self._client.agent.self() or {}, Mapping)
             except consul.ACLPermissionDenied:
                 return None
         return bool((me.get("DebugConfig") or {}).get("EnableRemoteScriptChecks"))
@@ -162,7 +162,7 @@ class ConsulSink:
     def version(self) -> str:
         """The Consul agent's version (`/v1/agent/self` Config.Version); reading it needs agent:read."""
         with self._errors("agent/self"):
-            me = self._client.agent.self() or {}
+            me = _expect("agent/self", self._client.agent.self() or {}, Mapping)
         return str((me.get("Config") or {}).get("Version") or "")
 
     def authorize(self, rights: list[tuple[str, str, str]]) -> list[bool] | None:
@@ -245,10 +245,21 @@ class ConsulSink:
             raise ConsulError(f"Consul {call_text}: rejected: {exc}", transient=False) from exc
         except consul.ConsulException as exc:
             raise ConsulError(f"Consul {call_text}: {exc}", transient=True) from exc
+        except ValueError as exc:  # something else on the port (a proxy's error page): it may be Consul again later
+            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: the answer is not JSON: {exc}", transient=True) from exc
+        except KeyError as exc:  # a header every Consul answer of this call has
+            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: the answer has no {exc}", transient=True) from exc
         finally:
             if self._metrics is not None:
                 self._metrics.inc("registrator_consul_requests_total", call=call, outcome=outcome)
                 self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
+
+
+def _expect(call: str, answer: Any, kind: type) -> Any:
+    """The answer, if it has the shape Consul gives it; else whatever answered is not Consul (yet)."""
+    if not isinstance(answer, kind):
+        raise ConsulError(f"Consul {call}: unexpected answer {str(answer)[:200]!r}", transient=True)
+    return answer
 
 
 def path_segment(text: str) -> str:

@@ -7,6 +7,7 @@ import socket
 
 import dns.exception
 import dns.message
+import dns.name
 import dns.query
 import dns.rdatatype
 
@@ -21,6 +22,9 @@ def resolve_service(name: str, tag: str, server: str, domain: str = "consul", ti
     host, _, port = server.rpartition(":")
     if not host or not port.isdecimal() or not 0 < int(port) < 65536:
         raise ResolveError(f"--dns {server!r}: expected HOST:PORT")
+    for what, value in (("NAME", name), ("--tag", tag), ("--domain", domain)):
+        if value or what != "--tag":
+            _check_name(what, value, one_label=what != "--domain")
     host = _address(host.strip("[]"), int(port), server)
     qname = ".".join(p for p in (tag, name, "service", domain) if p) + "."
     srv = _query(qname, dns.rdatatype.SRV, host, int(port), timeout)
@@ -35,6 +39,16 @@ def resolve_service(name: str, tag: str, server: str, domain: str = "consul", ti
             found = addresses.get(target) or _addresses(target, host, int(port), timeout)
             endpoints |= {(address, int(record.port)) for address in found}
     return sorted(endpoints)
+
+
+def _check_name(what: str, value: str, one_label: bool) -> None:
+    """A part of the question must be a DNS name (a service name or tag: one label); else one line saying why."""
+    try:
+        labels = dns.name.from_text(value, origin=None).labels if value else ()
+    except dns.exception.DNSException as exc:
+        raise ResolveError(f"{what} {value!r}: not a DNS name: {exc}") from None
+    if not labels or (one_label and len(labels) > 1):
+        raise ResolveError(f"{what} {value!r}: not a DNS {'label' if one_label else 'name'}")
 
 
 def _address(host: str, port: int, server: str) -> str:
@@ -60,8 +74,7 @@ def _addresses(target: str, host: str, port: int, timeout: float) -> list[str]:
 
 
 def _query(qname: str, rdtype: dns.rdatatype.RdataType, host: str, port: int, timeout: float) -> dns.message.Message:
-    request = dns.message.make_query(qname, rdtype, use_edns=0, payload=4096)
     try:
-        return dns.query.udp(request, host, port=port, timeout=timeout)
+        return dns.query.udp(dns.message.make_query(qname, rdtype, use_edns=0, payload=4096), host, port=port, timeout=timeout)
     except (dns.exception.DNSException, OSError) as exc:
         raise ResolveError(f"DNS query {qname} to {host}:{port}: {exc or type(exc).__name__}") from None

@@ -88,6 +88,10 @@ def test_resolve_prints_what_a_consumer_sees(agent, workload, consul):
     assert run_registrator("resolve", "web", "--tag", "blue", "--dns", dns).stdout.split() == [f"{agent.ip}:{web.get_exposed_port(80)}"]
     missing = run_registrator("resolve", "nothing", "--dns", dns)
     assert missing.returncode == 1 and "no healthy instances" in missing.stderr
+    for argv, message in (([("a" * 64)], f"NAME {'a' * 64!r}: not a DNS name: A DNS label is > 63 octets long."),
+                          (["web", "--domain", ".."], "--domain '..': not a DNS name: A DNS label is empty.")):
+        bad = run_registrator("resolve", *argv, "--dns", dns)
+        assert (bad.returncode, bad.stderr.strip().splitlines()[-1]) == (1, f"Error: {message}"), bad.stderr
 
 
 def test_list_all_and_service_filter_with_check_status(agent, workload, consul):
@@ -188,3 +192,15 @@ def test_explain_of_what_is_no_container_name_says_so_in_one_line(agent):
     for reference in ("", "../version", "/web"):
         result = run_registrator("explain", "--hostname", "h", "-ip", "10.0.0.5", reference, agent.consul.uri)
         assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (1, f"Error: no container {reference!r}"), result
+
+
+def test_something_else_on_the_consul_port_is_one_line_and_never_a_traceback(fake_endpoint):
+    """A web server where Consul should be answers 200 with HTML, 404 to the rest (issue 21: JSONDecodeError exits)."""
+    other = fake_endpoint(lambda method, path, headers: (200, "<html>It works!</html>") if path == "/v1/status/leader" else (404, "<html>no</html>"))
+    uri = other.url.replace("http://", "consul://")
+    listed = run_registrator("list", uri)
+    started = run_registrator("-retry-attempts", "1", "-retry-interval", "100", "--hostname", "h", "-ip", "127.0.0.1", uri)
+    assert (listed.returncode, listed.stderr.strip().splitlines()[-1]) == (1, "Error: Consul agent/checks: unexpected answer '(None, None)'")
+    assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr
+    assert started.stderr.strip().splitlines()[-1] == (f"Error: Consul at {other.url} not reachable after 2 attempts: Consul status/leader at "
+                                                       f"{other.url}: the answer is not JSON: Expecting value: line 1 column 1 (char 0)")

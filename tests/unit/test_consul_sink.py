@@ -205,3 +205,16 @@ def test_a_consul_agent_on_an_ipv6_address_is_reached_for_reads_and_writes():
         sink.register(SPEC)
         assert sink.leader() == "[::1]:8300"
     assert [seen.path for seen in stub.seen] == ["/v1/agent/service/register?replace-existing-checks=true", "/v1/status/leader"]
+
+
+@pytest.mark.parametrize("answer", [(200, b"<html>It works!</html>", "the answer is not JSON"), (404, b"<html>Not found</html>", ""),
+                                    (200, b'[["not", "Consul"]]', "")], ids=["html", "not-found", "other-json"])
+@pytest.mark.parametrize("call", ["leader", "services", "service_health", "catalog", "check_states", "runs_script_checks", "version"])
+def test_something_else_on_the_consul_port_is_a_transient_error_naming_the_call(call, answer):
+    """A proxy's error page, or another program on the port: one line per retry, never a traceback (issue 21)."""
+    status, body, reason = answer
+    with serving() as stub:
+        stub.answer("/", status, body)
+        with pytest.raises(ConsulError) as raised:
+            getattr(_sink(stub), call)()
+    assert raised.value.transient and reason in str(raised.value)

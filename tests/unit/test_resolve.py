@@ -43,3 +43,17 @@ def test_the_dns_server_may_be_named_by_address_or_by_name(dns_server, host):
 def test_a_dns_server_that_cannot_be_used_is_one_clear_error(server):
     with pytest.raises(ResolveError, match="--dns"):
         resolve_service("web", "", server, timeout=0.5)
+
+
+@pytest.mark.parametrize(("name", "tag", "domain", "message"), [
+    ("a" * 64, "", "consul", f"NAME {'a' * 64!r}: not a DNS name: A DNS label is > 63 octets long."),
+    ("", "", "consul", "NAME '': not a DNS label"),
+    ("a.b", "", "consul", "NAME 'a.b': not a DNS label"),
+    ("web", "t" * 64, "consul", f"--tag {'t' * 64!r}: not a DNS name: A DNS label is > 63 octets long."),
+    ("web", "", "..", "--domain '..': not a DNS name: A DNS label is empty."),
+    ("web", "", "", "--domain '': not a DNS name"),
+], ids=["long-name", "empty-name", "dotted-name", "long-tag", "empty-labels", "empty-domain"])
+def test_a_question_that_is_no_dns_name_is_one_line_naming_the_part(name, tag, domain, message):
+    with pytest.raises(ResolveError) as refused:
+        resolve_service(name, tag, "127.0.0.1:1", domain)
+    assert str(refused.value) == message
