@@ -54,8 +54,9 @@ def port_targets(
     explicit_ip = port_meta.get("ip").strip()
     if explicit_ip:
         if _is_ip(explicit_ip):
-            rule = f"rule 1: {port_meta.entries['ip'].source}"
-            return _unique([Target(explicit_ip, b.host_port, rule=rule) for b in bindings] or [Target(explicit_ip, port.port, rule=rule)])
+            source = port_meta.entries["ip"].source
+            return _given_address(explicit_ip, port, bindings, f"rule 1: {source}", source, warnings) if bindings \
+                else [Target(explicit_ip, port.port, rule=f"rule 1: {source}")]
         warnings.append(f"{port_meta.entries['ip'].source}: {explicit_ip!r} is not an IP address; ignored")
     network = port_meta.get("network").strip()
     if network:
@@ -70,7 +71,7 @@ def port_targets(
         rule = f"rule 3: -useIpFromLabel {settings.use_ip_from_label}"
         if settings.internal or not bindings:
             return [Target(label_ip, port.port, rule=rule)] if settings.internal else []
-        return _unique([Target(label_ip, b.host_port, rule=rule) for b in bindings])
+        return _given_address(label_ip, port, bindings, rule, f"label {settings.use_ip_from_label}", warnings)
     if settings.network:
         attachment = next((n for n in snapshot.networks if n.name == settings.network and (n.ip or n.ipv6)), None)
         if attachment is not None:
@@ -87,6 +88,20 @@ def port_targets(
         return _published_targets(bindings, settings)
     notes.append(f"port {port.port}/{port.protocol}: no reachable port (not published on the host, no network chosen)")
     return []
+
+
+def _given_address(address: str, port: ContainerPort, bindings: tuple[PortBinding, ...], rule: str, source: str,
+                   warnings: list[str]) -> list[Target]:
+    """An address given for a published port goes with the host port published on its family, once: Docker
+    may publish one port on two host ports (IPv4 and IPv6), and the other family's may be another
+    container's port on this address."""
+    family = _version(address)
+    same = [b for b in bindings if b.host_ip == "" or _version(b.host_ip or "0.0.0.0") == family]
+    if not same:
+        warnings.append(f"{source}: {address} is an IPv{family} address, and port {port.port} is published on "
+                        f"IPv{6 if family == 4 else 4} only; not registered")
+        return []
+    return [Target(address, same[0].host_port, rule=rule)]
 
 
 def _container_addresses(snapshot: ContainerSnapshot) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
@@ -35,7 +36,7 @@ MAX_META_VALUE = 512
 MAX_SERVICE_ID = 256
 _META_KEY = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: Python's `$` would let a final newline through
 _DNS_NAME = re.compile(r"^[A-Za-z0-9-]{1,63}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INVISIBLE = {"Cf", "Zl", "Zp", "Cs"}  # format characters (U+202E turns text around), line and paragraph separators
 
 # Keys that configure the registration itself and never become Meta (nor do `check_*` keys).
 SERVICE_KEYS = {"name", "id", "tags", "ignore", "ip", "network", "ip_family"}
@@ -206,10 +207,13 @@ def parse_tags(text: str) -> list[str]:
 
 def _printable_tags(tags: list[str], source: str, warnings: list[str]) -> list[str]:
     """Tags without control characters: Consul would store them, but DNS cannot carry them."""
+    kept = []
     for tag in tags:
-        if _CONTROL.search(tag):
-            warnings.append(f"{source}: tag {tag!r} contains a control character; left out")
-    return [tag for tag in tags if not _CONTROL.search(tag)]
+        if what := unprintable(tag):
+            warnings.append(f"{source}: tag {tag!r} contains {what}; left out")
+        else:
+            kept.append(tag)
+    return kept
 
 
 def spec_hash(spec: ServiceSpec) -> str:
@@ -268,6 +272,10 @@ def _services_for_port(
         return []
     if not name and not _default_name(snapshot, settings):
         warnings.append(f"port {port.port}: no SERVICE_NAME and no image name to default to; not registered")
+        return []
+    if what := unprintable(name or _default_name(snapshot, settings)):
+        source = port_meta.entries["name"].source if name else "image name"
+        warnings.append(f"{source}: service name {name or _default_name(snapshot, settings)!r} contains {what}; not registered")
         return []
     name_reason = port_meta.entries["name"].source if name else _default_name_reason(snapshot, settings)
     full_name = _service_name(name or _default_name(snapshot, settings), port, port_meta, multi_port, settings, warnings)
@@ -381,8 +389,8 @@ def service_id_problem(service_id: str) -> str:
     for char in "/\\?#":
         if char in service_id:
             return f"contains {char!r}"
-    if _CONTROL.search(service_id):
-        return "contains a control character"
+    if what := unprintable(service_id):
+        return f"contains {what}"
     if service_id in (".", ".."):
         return "is a dot segment"
     if len(service_id) > MAX_SERVICE_ID:
@@ -395,7 +403,8 @@ def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], port_checks: Che
     for key, entry in sorted(port_meta.entries.items()):
         if key in SERVICE_KEYS or key in port_checks.keys:
             continue
-        problem = meta_key_problem(key) or (len(entry.value) > MAX_META_VALUE and f"value longer than {MAX_META_VALUE} characters")
+        problem = meta_key_problem(key) or (len(entry.value) > MAX_META_VALUE and f"value longer than {MAX_META_VALUE} characters") \
+            or ((what := unprintable(entry.value)) and f"its value contains {what}")
         if problem:
             warnings.append(f"{entry.source}: Meta key {key!r} dropped: {problem}")
         else:
@@ -406,6 +415,21 @@ def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], port_checks: Che
         warnings.append(f"more than {room} Meta pairs; dropped {', '.join(dropped)}")
         meta = {k: meta[k] for k in sorted(meta)[:room]}
     return meta
+
+
+def unprintable(text: str) -> str:
+    """The kind of the first character Consul or a reader cannot take in a name, ID, tag or Meta value; empty if none.
+
+    Control characters forge log lines and break DNS; format characters (U+202E) Consul stores but
+    then answers 400 to every URL that holds them, and they show text other than what it is.
+    """
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cc":
+            return "a control character"
+        if category in _INVISIBLE:
+            return f"an invisible character (U+{ord(char):04X})"
+    return ""
 
 
 def meta_key_problem(key: str) -> str:

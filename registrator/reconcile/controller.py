@@ -104,6 +104,7 @@ class Controller:
         self._clock = runtime.time
         self._consul_away = ""  # why the probe took Consul to be away (unreachable, no leader); "" while it answers
         self._back_at = float("-inf")  # when the probe last saw Consul back
+        self._probe_refused = ""  # what Consul last answered when it refused the probe's read (said once)
         self._consul_failed = False  # Consul failed a key since the last write that went through: the probe asks for the leader
         self._resyncs = 0
         self._resync_woken = runtime.event()  # the resync loop's wake-up: its period, SIGHUP, or stop
@@ -287,8 +288,14 @@ class Controller:
             present = self._consul.has_service(sentinel) if sentinel else True
             leader = self._consul.leader() if self._consul_failed or not sentinel else "not asked"
         except ConsulError as exc:
+            if not exc.transient:  # it answered, refusing this read (an ACL, an ID it cannot address): not away
+                if str(exc) != self._probe_refused:
+                    log.warning("Consul agent refuses the probe's read: %s", exc)
+                self._probe_refused = str(exc)
+                return
             self._away(f"unreachable: {exc}")
             return
+        self._probe_refused = ""
         if not leader:
             self._away("has no cluster leader")
             return

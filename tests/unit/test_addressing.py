@@ -228,3 +228,24 @@ def test_dual_stack_published_ports_are_explained_by_their_rule():
 def test_a_label_with_an_empty_name_is_no_address_when_no_ip_label_is_chosen():
     """Docker's API takes a label named "" (its CLI does not)."""
     assert targets(container(labels={"": "192.0.2.66"})) == [("10.0.0.5", 32080)]
+
+
+SPLIT = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 36959), PortBinding("::", 36956)))  # Docker 20.10: one -p, two host ports
+
+
+@pytest.mark.parametrize(("snapshot", "settings", "expected"), [
+    (container(SPLIT, env={"SERVICE_IP": "127.0.0.1"}), SETTINGS, [("127.0.0.1", 36959)]),
+    (container(SPLIT, env={"SERVICE_IP": "::1"}), SETTINGS, [("::1", 36956)]),
+    (container(SPLIT, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip"), [("192.0.2.9", 36959)]),
+    (container(SPLIT, labels={"ip": "2001:db8::9"}), replace(SETTINGS, use_ip_from_label="ip"), [("2001:db8::9", 36956)]),
+], ids=["service-ip-v4", "service-ip-v6", "label-v4", "label-v6"])
+def test_an_address_given_for_a_port_takes_the_host_port_published_on_its_family_only(snapshot, settings, expected):
+    """On IPv4, 36956 may be another container's port: registering it sent clients to the wrong container (issue 21)."""
+    assert targets(snapshot, settings) == expected
+
+
+def test_an_address_given_for_a_port_published_only_on_the_other_family_registers_nothing_and_says_why():
+    port = ContainerPort(80, "tcp", (PortBinding("::", 36956),))
+    desired = desired_services(container(port, env={"SERVICE_IP": "192.0.2.7"}), SETTINGS)
+    assert (dict(desired.services), desired.warnings) == (
+        {}, ("env SERVICE_IP: 192.0.2.7 is an IPv4 address, and port 80 is published on IPv6 only; not registered",))

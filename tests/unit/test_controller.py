@@ -1676,3 +1676,20 @@ def test_a_failed_resync_and_a_failed_look_are_logged_under_their_names():
         agent.background.add(RESYNC)
         agent.controller.process(agent.background.get() or "")
     assert log.matched.is_set(), log.messages
+
+
+def test_consul_refusing_to_read_the_probed_service_is_not_consul_away():
+    """A 400 or 403 is an answer: Consul is there (a U+202E in an ID got a 400 on every read, and the
+    probe said "unreachable" for ever, so lost services were never noticed; issue 21)."""
+    agent = Agent(resync_seconds=0)
+    agent.start("web")
+    agent.settle()
+    agent.consul.denied.add(("has_service", "h:web:80"))
+    with recorded(r"Consul agent (unreachable|has no cluster leader).*") as log:
+        for _ in range(3):
+            agent.controller.probe_consul()
+    agent.consul.denied.clear()
+    agent.controller.probe_consul()
+    assert not log.matched.is_set() and len(agent.background) == 0, log.messages
+    assert [m for m in log.messages if m.startswith("Consul agent")] == [
+        "Consul agent refuses the probe's read: Consul has_service h:web:80: permission denied by ACL"]

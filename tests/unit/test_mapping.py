@@ -546,3 +546,24 @@ def test_warnings_about_keys_and_notes_about_ignored_ports_come_with_the_service
 def test_a_container_without_an_image_name_or_service_name_is_not_registered_and_says_why():
     desired = desired_services(replace(container(published(80, 8080)), image=""), SETTINGS)
     assert (dict(desired.services), desired.warnings) == ({}, ("port 80: no SERVICE_NAME and no image name to default to; not registered",))
+
+
+@pytest.mark.parametrize(("env", "warning"), [
+    ({"SERVICE_ID": "web\u202eevil"}, "env SERVICE_ID: service ID 'web\\u202eevil' contains an invisible character (U+202E); not registered"),
+    ({"SERVICE_ID": "web\u2028x"}, "env SERVICE_ID: service ID 'web\\u2028x' contains an invisible character (U+2028); not registered"),
+    ({"SERVICE_NAME": "we\u200bb"}, "env SERVICE_NAME: service name 'we\\u200bb' contains an invisible character (U+200B); not registered"),
+    ({"SERVICE_NAME": "we\nb"}, "env SERVICE_NAME: service name 'we\\nb' contains a control character; not registered"),
+], ids=["id-right-to-left-override", "id-line-separator", "name-zero-width-space", "name-newline"])
+def test_ids_and_names_with_characters_consul_cannot_address_or_show_are_refused(env, warning):
+    """Consul took an ID with U+202E, then answered 400 to every URL with it: never removable (issue 21)."""
+    desired = desired_services(container(published(80, 8080), env=env), SETTINGS)
+    assert (dict(desired.services), desired.warnings) == ({}, (warning,))
+
+
+def test_tags_and_meta_values_with_invisible_characters_are_left_out_with_a_warning():
+    spec_env = {"SERVICE_TAGS": "ok,b\u202ead", "SERVICE_ZONE": "a\u200bb", "SERVICE_RACK": "r1"}
+    desired = desired_services(container(published(80, 8080), env=spec_env), SETTINGS)
+    [spec] = desired.services.values()
+    assert (spec.tags, {k: spec.meta[k] for k in ("rack",)}, "zone" in spec.meta) == (("ok",), {"rack": "r1"}, False)
+    assert desired.warnings == ("env SERVICE_TAGS: tag 'b\\u202ead' contains an invisible character (U+202E); left out",
+                                "env SERVICE_ZONE: Meta key 'zone' dropped: its value contains an invisible character (U+200B)")

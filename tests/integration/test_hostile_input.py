@@ -1,0 +1,21 @@
+"""What a container supplies is hostile (issue 21): refused or left out in one line naming the
+container and the key, never registered in a form Consul cannot serve or address again."""
+
+from __future__ import annotations
+
+from tests.integration.rig import eventually
+
+
+def test_an_id_with_a_format_character_is_refused_and_the_other_containers_are_registered(agent, workload, consul):
+    """Consul took SERVICE_ID=web<U+202E>evil, then answered 400 to every URL with it: never removable,
+    and the loss probe took Consul for unreachable for ever."""
+    agent.start()
+    hostile = workload("http", env={"SERVICE_NAME": "hostile", "SERVICE_ID": "web\u202eevil", "SERVICE_TAGS": "ok,b\u200bad"},
+                       ports={80: None})
+    workload("http", env={"SERVICE_NAME": "fine"}, ports={80: None})
+    eventually(lambda: [s["Service"] for s in consul.services().values()] == ["fine"], timeout=10, what="only the fine one")
+    name = hostile.get_wrapped_container().name
+    expected = (f"container {name}: env SERVICE_ID: service ID 'web\\u202eevil' contains an invisible character (U+202E); "
+                "not registered")
+    eventually(lambda: expected in agent.log(), what="one line naming the container and the key")
+    assert "\u202e" not in agent.log()
