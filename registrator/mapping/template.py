@@ -19,6 +19,7 @@ a TemplateError.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -206,7 +207,7 @@ def _tokenize(body: str, source: str) -> list[tuple[str, str]]:
 def _parse_pipeline(tokens: list[tuple[str, str]], source: str, depth: int) -> tuple[Pipeline, list[tuple[str, str]]]:
     commands: list[Node] = []
     while True:
-        command, tokens = _parse_command(tokens, source, depth)
+        command, tokens = _parse_command(tokens, source, depth, piped=len(commands) > 0)
         commands.append(command)
         if tokens and tokens[0] == ("punct", "|"):
             tokens = tokens[1:]
@@ -214,7 +215,7 @@ def _parse_pipeline(tokens: list[tuple[str, str]], source: str, depth: int) -> t
         return Pipeline(tuple(commands)), tokens
 
 
-def _parse_command(tokens: list[tuple[str, str]], source: str, depth: int) -> tuple[Node, list[tuple[str, str]]]:
+def _parse_command(tokens: list[tuple[str, str]], source: str, depth: int, piped: bool) -> tuple[Node, list[tuple[str, str]]]:
     if not tokens:
         raise TemplateError(f"template {source!r}: empty command")
     kind, value = tokens[0]
@@ -230,8 +231,19 @@ def _parse_command(tokens: list[tuple[str, str]], source: str, depth: int) -> tu
             args.append(arg)
         if value in PATTERN_FUNCTIONS:
             _check_pattern(value, args, source)
+        _check_arity(value, len(args) + piped, source)
         return Call(value, tuple(args)), tokens
     return _parse_operand(tokens, source, depth)
+
+
+def _check_arity(function: str, given: int, source: str) -> None:
+    """A call's argument count (a piped value is the last) is known at parse time: a wrong one is a startup error."""
+    params = inspect.signature(FUNCTIONS[function]).parameters.values()
+    fixed = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+    more = any(p.kind is p.VAR_POSITIONAL for p in params)
+    if given < fixed or (given > fixed and not more):
+        raise TemplateError(f"template {source!r}: {function} takes {'at least ' if more else ''}{fixed} "
+                            f"argument{'' if fixed == 1 else 's'}, {given} given")
 
 
 def _check_pattern(function: str, args: list[Node], source: str) -> None:
@@ -314,14 +326,28 @@ def _eval(node: Node, data: Mapping[str, Any], piped: tuple[Any, ...] = ()) -> A
         args = [_eval(arg, data) for arg in node.args] + list(piped)
         try:
             return FUNCTIONS[node.function](*args)
-        except Exception as exc:
-            problem = str(exc) if isinstance(exc, TemplateError) else f"{type(exc).__name__}: {exc}"
-            raise TemplateError(f"{node.function}: {problem}") from None
+        except TemplateError as exc:
+            raise TemplateError(f"{node.function}: {exc}") from None
+        except Exception:  # the arity is checked at parse time: a type the function cannot take
+            raise TemplateError(f"{node.function}: wrong type of argument ({', '.join(map(_go_type, args))})") from None
     if piped:
         raise TemplateError("only a function can receive a piped value")
     if isinstance(node, Literal):
         return node.value
     return _lookup(data, node.path)
+
+
+def _go_type(value: Any) -> str:
+    """A value's kind as Go's template engine would name it, for messages."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, Mapping):
+        return "map"
+    if isinstance(value, (list, tuple)):
+        return "slice"
+    return {int: "int", str: "string"}.get(type(value), type(value).__name__)
 
 
 def _lookup(data: Any, path: tuple[str, ...]) -> Any:

@@ -19,3 +19,13 @@ def test_an_id_with_a_format_character_is_refused_and_the_other_containers_are_r
                 "not registered")
     eventually(lambda: expected in agent.log(), what="one line naming the container and the key")
     assert "\u202e" not in agent.log()
+
+
+def test_a_template_that_cannot_take_a_containers_data_says_so_in_gos_words(agent, workload, consul):
+    agent.start("-tags", '{{mIndex "a" .Name}}')
+    web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    eventually(lambda: [s["Tags"] for s in consul.services().values() if s["Service"] == "web"] == [[]], what="registered without tags")
+    expected = (f"container {web.get_wrapped_container().name}: -tags template '{{{{mIndex \"a\" .Name}}}}': "
+                "mIndex: wrong type of argument (string, string); its tags are left out")
+    eventually(lambda: expected in agent.log(), what="one line in Go's words")
+    assert "AttributeError" not in agent.log()

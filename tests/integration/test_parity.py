@@ -192,6 +192,7 @@ def test_startup_errors_are_one_clear_line(consul):
         ("-deregister", "sometimes", consul.uri): "'sometimes' is not one of",
         ("--meta", "a.b=1", consul.uri): "--meta 'a.b=1'",
         (consul.uri.replace("://", "://user:s3cret@"),): "registry URI: credentials in the Consul address are not supported",
+        ("-tags", "{{toUpper}}", consul.uri): "template '{{toUpper}}': toUpper takes 1 argument, 0 given",
     }
     for argv, message in cases.items():
         result = run_registrator(*argv, "-ip", "127.0.0.1")

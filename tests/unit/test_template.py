@@ -155,10 +155,9 @@ LABELS = {**DATA, "Config": {"Labels": {"n": "99999999999999999999", "big": "x" 
         ('{{replace -1 "" "xx" .Config.Labels.big}}', "replace: the result would be longer than 8192 characters"),
         ('{{join "long separator" (split "," .Config.Labels.commas)}}', "join: the result would be longer than 8192 characters"),
         ("{{.Config.Labels.big}},{{.Config.Labels.big}}", "the rendered text is longer than 8192 characters"),
-        ("{{toUpper}}", "toUpper: TypeError"),
-        ('{{mIndex "a" .Name}}', "mIndex: AttributeError"),
+        ('{{mIndex "a" .Name}}', r"mIndex: wrong type of argument \(string, string\)"),
     ],
-    ids=["count-from-data", "bound-from-data", "replace-grows", "join-grows", "output", "missing-argument", "wrong-type"],
+    ids=["count-from-data", "bound-from-data", "replace-grows", "join-grows", "output", "wrong-type"],
 )
 def test_any_failure_while_rendering_is_a_template_error(template, message):
     with pytest.raises(TemplateError, match=message):
@@ -270,3 +269,25 @@ def test_data_that_fails_to_print_is_a_template_error_naming_the_exception():
     with pytest.raises(TemplateError) as raised:
         parse("{{.Odd}}").render({"Odd": Unprintable()})
     assert str(raised.value) == "ValueError: cannot print"
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("{{toUpper}}", "template '{{toUpper}}': toUpper takes 1 argument, 0 given"),
+    ('{{toUpper "a" "b"}}', "template '{{toUpper \"a\" \"b\"}}': toUpper takes 1 argument, 2 given"),
+    ('{{.Name | replace 1 "a"}}', "template '{{.Name | replace 1 \"a\"}}': replace takes 4 arguments, 3 given"),
+    ('{{join}}', "template '{{join}}': join takes 2 arguments, 0 given"),
+], ids=["none", "too-many", "too-few-with-the-piped-one", "plural"])
+def test_a_function_given_the_wrong_number_of_arguments_is_refused_at_parse_time(template, message):
+    with pytest.raises(TemplateError) as refused:
+        parse(template)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(("template", "data", "message"), [
+    ('{{mIndex "a" .Name}}', {"Name": "/web"}, "mIndex: wrong type of argument (string, string)"),
+    ("{{split .Items .Name}}", {"Items": ["a"], "Name": "x"}, "split: wrong type of argument (slice, string)"),
+], ids=["map-expected", "separator-expected"])
+def test_a_wrong_type_at_render_time_says_so_in_gos_words_not_pythons(template, data, message):
+    with pytest.raises(TemplateError) as raised:
+        parse(template).render(data)
+    assert str(raised.value) == message
