@@ -215,8 +215,11 @@ def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: started[0].resync_now() if started else None)
+    try:
+        server = StatusServer(listen, metrics, lambda: started[0].health() if started else (False, {"ready": False})) if listen else None
+    except OSError as exc:
+        raise click.ClickException(f"--listen {listen!r}: {exc.strerror or exc}") from None
     docker_source, sink = _edges(options, flags, metrics)
-    server = StatusServer(listen, metrics, lambda: started[0].health() if started else (False, {"ready": False})) if listen else None
     if server is not None:
         server.start()
         log.info("serving /healthz and /metrics on %s", server.address)

@@ -28,7 +28,10 @@ class StatusServer:
                 if self.path == "/metrics":
                     self._send(200, *metrics.render(self.headers.get("Accept", "")))
                 elif self.path == "/healthz":
-                    ok, details = health()
+                    try:
+                        ok, details = health()
+                    except Exception as exc:  # noqa: BLE001 - an unhealthy answer, never an empty reply
+                        ok, details = False, {"error": f"{type(exc).__name__}: {exc}"}
                     self._send(200 if ok else 503, json.dumps(details).encode(), "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")

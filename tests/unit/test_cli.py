@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -95,3 +97,14 @@ def test_host_addresses_that_name_no_single_host_are_refused_in_one_line(argv, m
 def test_host_addresses_that_name_one_host_are_taken(argv, ip, ip6):
     options = cli_options(argv)
     assert (options.ip, options.mapping.host_ipv6) == (ip, ip6)
+
+
+def test_a_listen_address_in_use_is_one_line():
+    from cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["run", "--listen", f"127.0.0.1:{port}", "-ip", "10.0.0.5", "consul://127.0.0.1:1"])
+    assert (result.exit_code, result.output.strip().splitlines()[-1]) == (1, f"Error: --listen '127.0.0.1:{port}': Address already in use")
