@@ -23,6 +23,7 @@ from registrator.mapping.metadata import Entry, PortMetadata, truthy
 from registrator.model import CheckKind, CheckSpec, ContainerSnapshot, host_port
 
 TYPES = ("http", "https", "script", "ttl", "tcp", "udp", "grpc", "docker")  # registrator's precedence, extended
+_OVER_TCP = {CheckKind.HTTP, CheckKind.HTTPS, CheckKind.TCP, CheckKind.GRPC}  # checks that connect over TCP
 SETTINGS = {
     "interval", "timeout", "method", "http_method", "https_method", "tls_skip_verify", "tls_server_name",
     "grpc_use_tls", "initial_status", "deregister_after", "success_before_passing", "failures_before_critical",
@@ -112,12 +113,14 @@ def service_checks(
     policy: CheckSettings,
     runs_scripts: bool,
     warnings: list[str],
+    protocol: str = "tcp",
 ) -> tuple[CheckSpec, ...]:
-    """`groups` from `check_keys`; `runs_scripts`: the Consul agent runs script and Docker exec checks (asked at startup)."""
+    """`groups` from `check_keys`; `runs_scripts`: the Consul agent runs script and Docker exec checks (asked at startup);
+    `protocol`: the container port's."""
     checks = []
     for group in groups:
         check_id = f"service:{service_id}{CHECK_SEPARATOR}{group.number}" if group.number else f"service:{service_id}"
-        check = _check(group, check_id, address, port, snapshot, policy, runs_scripts, warnings)
+        check = _check(group, check_id, address, port, snapshot, policy, runs_scripts, warnings, protocol)
         if check is not None:
             checks.append(check)
     mirror = docker_health_check(service_id, snapshot, policy)
@@ -146,7 +149,7 @@ def mirror_status(snapshot: ContainerSnapshot, policy: CheckSettings) -> tuple[s
 
 def _check(
     group: CheckGroup, check_id: str, address: str, port: int,
-    snapshot: ContainerSnapshot, policy: CheckSettings, runs_scripts: bool, warnings: list[str],
+    snapshot: ContainerSnapshot, policy: CheckSettings, runs_scripts: bool, warnings: list[str], protocol: str = "tcp",
 ) -> CheckSpec | None:
     """The check of one group; the most specific scope's type wins, then registrator's precedence."""
     settings = group.settings
@@ -162,9 +165,17 @@ def _check(
     kind = CheckKind(present[0])
     target = host_port(address, port)
     value = settings[kind.value].value.strip()
+    needs = "udp" if kind is CheckKind.UDP else "tcp" if kind in _OVER_TCP else protocol
+    if needs != protocol and not (kind is CheckKind.UDP and value.lower() in ("false", "0", "no", "off")):
+        warnings.append(f"{settings[kind.value].source}: a {kind.value.upper()} check cannot reach a {protocol.upper()} port; check left out")
+        return None
     check = CheckSpec(check_id, kind, f"{kind.value.upper()} check")
     if kind in (CheckKind.HTTP, CheckKind.HTTPS):
         path = value if value.startswith("/") else f"/{value}"
+        if why := ("a control character" if re.search(r"[\x00-\x1f\x7f]", path) else
+                   "an invalid %-escape" if re.search(r"%(?![0-9A-Fa-f]{2})", path) else ""):
+            warnings.append(f"{settings[kind.value].source}: {value!r} is no URL path Consul takes ({why}); check left out")
+            return None
         method = _value(settings, "method") or _value(settings, f"{kind.value}_method") or _value(settings, "http_method")
         check = replace(check, target=f"{kind.value}://{target}{path}", method=method.upper(), headers=_headers(settings, warnings))
     elif kind in (CheckKind.TCP, CheckKind.UDP):

@@ -304,7 +304,7 @@ def _services_for_port(
     for index, target in enumerate(targets):
         service_id = base_id if index == 0 else f"{base_id}:{target.port}"
         checks = service_checks(port_checks.groups, service_id, target.address, target.port, snapshot, settings.checks,
-                                settings.host.runs_scripts, warnings)
+                                settings.host.runs_scripts, warnings, port.protocol)
         tagged = (("lan_ipv4", target.ipv4, target.port), ("lan_ipv6", target.ipv6, target.ipv6_port or target.port)) \
             if target.ipv4 and target.ipv6 else ()
         spec = ServiceSpec(service_id, full_name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)

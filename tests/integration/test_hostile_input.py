@@ -3,6 +3,8 @@ container and the key, never registered in a form Consul cannot serve or address
 
 from __future__ import annotations
 
+import json
+
 from tests.integration.rig import eventually
 
 
@@ -29,3 +31,15 @@ def test_a_template_that_cannot_take_a_containers_data_says_so_in_gos_words(agen
                 "mIndex: wrong type of argument (string, string); its tags are left out")
     eventually(lambda: expected in agent.log(), what="one line in Go's words")
     assert "AttributeError" not in agent.log()
+
+
+def test_a_check_that_can_never_pass_is_left_out_and_the_service_registered(agent, workload, consul):
+    agent.start()
+    web = workload("http", env={"SERVICE_NAME": "web", "SERVICE_CHECK_HTTP": "/health%zz"}, ports={80: None})
+    found = eventually(lambda: [sid for sid, s in consul.services().items() if s["Service"] == "web"], timeout=10, what="registered")
+    checks = json.loads(consul.get("/v1/agent/checks")).values()
+    assert [c["CheckID"] for c in checks if c["ServiceID"] in found and c["Type"] == "http"] == []
+    expected = (f"container {web.get_wrapped_container().name}: env SERVICE_CHECK_HTTP: '/health%zz' is no URL path Consul takes "
+                "(an invalid %-escape); check left out")
+    eventually(lambda: expected in agent.log(), what="one line naming the key")
+    assert len(found) == 1

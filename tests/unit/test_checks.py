@@ -53,7 +53,6 @@ def warnings(env: dict[str, str], settings: MappingSettings = SETTINGS) -> str:
          CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="5s", timeout="2s")),
         ({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_TLS_SKIP_VERIFY": "no"},
          CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", tls_skip_verify=False, interval="10s")),
-        ({"SERVICE_CHECK_UDP": "1"}, CheckSpec(ID, CheckKind.UDP, "UDP check", target="10.0.0.5:32000", interval="10s")),
         ({"SERVICE_CHECK_GRPC": "true"}, CheckSpec(ID, CheckKind.GRPC, "GRPC check", target="10.0.0.5:32000", interval="10s")),
         ({"SERVICE_CHECK_GRPC": "my.Service", "SERVICE_CHECK_GRPC_USE_TLS": "yes", "SERVICE_CHECK_TLS_SKIP_VERIFY": "1"},
          CheckSpec(ID, CheckKind.GRPC, "GRPC check", target="10.0.0.5:32000/my.Service", grpc_use_tls=True, tls_skip_verify=True,
@@ -66,11 +65,16 @@ def warnings(env: dict[str, str], settings: MappingSettings = SETTINGS) -> str:
          CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="10s", initial_status="passing",
                    deregister_critical_after="90m", success_before_passing=2, failures_before_critical=0, notes="n")),
     ],
-    ids=["http", "http-method", "https-tls", "http-has-no-tls-server-name", "tcp-timeout", "tcp-skip-verify-set-false", "udp", "grpc",
+    ids=["http", "http-method", "https-tls", "http-has-no-tls-server-name", "tcp-timeout", "tcp-skip-verify-set-false", "grpc",
          "grpc-service-tls", "ttl", "docker", "common-settings"],
 )
 def test_check_settings(env, check):
     assert only(env) == check
+
+
+def test_a_udp_check_on_a_udp_port():
+    assert only({"SERVICE_CHECK_UDP": "1"}, protocol="udp") == CheckSpec(f"{ID}:udp", CheckKind.UDP, "UDP check", target="10.0.0.5:32000",
+                                                                       interval="10s")
 
 
 def test_headers_from_several_lines_and_keys():
@@ -336,3 +340,23 @@ def test_command_checks_that_cannot_run_are_left_out_with_one_warning(env, setti
 
 def test_a_container_without_a_health_verdict_yet_shows_unknown():
     assert mirror_status(container({}, has_healthcheck=True, health=""), CheckSettings()) == ("critical", "Docker health: unknown")
+
+
+@pytest.mark.parametrize(("env", "protocol", "warning"), [
+    ({"SERVICE_CHECK_HTTP": "/health%zz"}, "tcp", "env SERVICE_CHECK_HTTP: '/health%zz' is no URL path Consul takes (an invalid %-escape); check left out"),
+    ({"SERVICE_CHECK_HTTPS": "/a\r\nHost: x"}, "tcp",
+     "env SERVICE_CHECK_HTTPS: '/a\\r\\nHost: x' is no URL path Consul takes (a control character); check left out"),
+    ({"SERVICE_CHECK_TCP": "true"}, "udp", "env SERVICE_CHECK_TCP: a TCP check cannot reach a UDP port; check left out"),
+    ({"SERVICE_CHECK_HTTP": "/"}, "udp", "env SERVICE_CHECK_HTTP: a HTTP check cannot reach a UDP port; check left out"),
+    ({"SERVICE_CHECK_GRPC": "true"}, "sctp", "env SERVICE_CHECK_GRPC: a GRPC check cannot reach a SCTP port; check left out"),
+    ({"SERVICE_CHECK_UDP": "true"}, "tcp", "env SERVICE_CHECK_UDP: a UDP check cannot reach a TCP port; check left out"),
+], ids=["bad-escape", "crlf", "tcp-on-udp", "http-on-udp", "grpc-on-sctp", "udp-on-tcp"])
+def test_checks_that_can_never_pass_are_left_out_with_one_warning(env, protocol, warning):
+    """Consul took them silently and showed the service critical for ever (issue 21)."""
+    desired = desired_services(container(env, protocol=protocol), SETTINGS)
+    [spec] = desired.services.values()
+    assert (spec.checks, desired.warnings) == ((), (warning,))
+
+
+def test_a_path_with_valid_escapes_is_kept():
+    assert only({"SERVICE_CHECK_HTTP": "/a%20b?x=%2F"}).target == "http://10.0.0.5:32000/a%20b?x=%2F"

@@ -495,7 +495,7 @@ ECS_TASK = {"com.amazonaws.ecs.task-arn": "arn:aws:ecs:eu-west-1:1:task/c/abc", 
         ("meta", "ownership only"),
         ("checks", "none"))}, id="nothing-set"),
     pytest.param(container(published(53, 5353, "udp"), labels={
-        "SERVICE_NAME": "dns", "SERVICE_ID": "dns-a", "SERVICE_TAGS": "x", "SERVICE_ZONE": "b", "SERVICE_CHECK_TCP": "1"}),
+        "SERVICE_NAME": "dns", "SERVICE_ID": "dns-a", "SERVICE_TAGS": "x", "SERVICE_ZONE": "b", "SERVICE_CHECK_UDP": "1"}),
         replace(SETTINGS, tags=parse("t"), meta=MappingProxyType({"team": "core"})), {"dns-a:udp": (
             ("name", "label SERVICE_NAME"),
             ("id", "label SERVICE_ID"),
