@@ -30,6 +30,7 @@ class ConsulEndpoint:
     cert: tuple[str, str] | None = None
     server_name: str = ""  # CONSUL_TLS_SERVER_NAME: the name the server certificate must carry
     timeout: float = 5.0
+    token_file: str = ""  # CONSUL_HTTP_TOKEN_FILE when the token came from it: read again when Consul does not know the token
 
     @property
     def url(self) -> str:
@@ -116,8 +117,9 @@ def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeou
     if scheme not in ("consul", "consul-tls", "consul-unix") or not separator:
         raise ConfigError(f"registry URI {uri!r}: expected consul://HOST:PORT, consul-tls://HOST:PORT or consul-unix:///PATH")
     verify, cert = _tls(env)
+    from_file = "" if token or env.get("CONSUL_HTTP_TOKEN") else env.get("CONSUL_HTTP_TOKEN_FILE", "")
     common = ConsulEndpoint(token=token or _token(env), timeout=timeout, verify=verify, cert=cert,
-                            server_name=env.get("CONSUL_TLS_SERVER_NAME", ""))
+                            server_name=env.get("CONSUL_TLS_SERVER_NAME", ""), token_file=from_file)
     if scheme == "consul-unix":
         if not rest.startswith("/"):
             raise ConfigError(f"registry URI {uri!r}: expected consul-unix:///absolute/path/to/consul.sock")
@@ -141,8 +143,11 @@ def _token(env: Mapping[str, str]) -> str | None:
     if env.get("CONSUL_HTTP_TOKEN"):
         return env["CONSUL_HTTP_TOKEN"]
     path = env.get("CONSUL_HTTP_TOKEN_FILE")
-    if not path:
-        return None
+    return read_token_file(path) if path else None
+
+
+def read_token_file(path: str) -> str | None:
+    """The token a file holds (CONSUL_HTTP_TOKEN_FILE), or ConfigError naming the variable and the path."""
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read().strip() or None

@@ -75,7 +75,7 @@ def resolve(options: Options, docker: DockerDaemon, consul: ConsulAgentInfo | No
     if consul is None:
         runs_scripts = True  # without Consul (explain): show the checks the agent would send an agent that runs them
     else:
-        runs_scripts = _agent_runs_scripts(consul, options.mapping.checks.allow_scripts)
+        runs_scripts = _agent_runs_scripts(options, consul, stop)
     host = HostFacts(name=str(hostname), ip=host_ip, ip_source=source, runs_scripts=runs_scripts)
     settings = Settings(options=options, mapping=MappingSettings.of(options.mapping, host))
     log.info("host identity %s; published ports registered at %s (%s)", host.name, host.ip, source)
@@ -141,10 +141,12 @@ def _wait_for_consul(options: Options, consul: ConsulAgentInfo, stop: threading.
     log.info("Consul at %s has leader %s", consul.endpoint.url, leader)
 
 
-def _agent_runs_scripts(consul: ConsulAgentInfo, allowed: bool) -> bool:
-    """Script and Docker exec checks need the Consul agent's enable_script_checks; ask it once."""
+def _agent_runs_scripts(options: Options, consul: ConsulAgentInfo, stop: threading.Event) -> bool:
+    """Script and Docker exec checks need the Consul agent's enable_script_checks; ask it once, as a
+    dependency is waited for (a token Consul does not know yet is a failure that passes)."""
+    allowed = options.mapping.checks.allow_scripts
     try:
-        runs = consul.runs_script_checks()
+        runs = _retrying(options, stop, retry_if_exception(transient), f"Consul at {consul.endpoint.url}")(consul.runs_script_checks)
     except ConsulError as exc:
         runs = None
         log.warning("%s", exc)

@@ -222,6 +222,7 @@ class FakeConsul(Holds):
         return "" if self.leaderless else "127.0.0.1:8300"
 
     def runs_script_checks(self) -> bool | None:
+        self._call("agent_self", "")
         return self.scripts
 
     def holder(self, service_id: str) -> str:

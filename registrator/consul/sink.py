@@ -9,12 +9,14 @@ the unix socket skip requests' per-call work (see `_put`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -23,11 +25,13 @@ import requests
 import requests.adapters
 import urllib3
 
-from registrator.config import ConsulEndpoint
+from registrator.config import ConfigError, ConsulEndpoint, read_token_file
 from registrator.docker.unix_socket import UnixSocketAdapter
 from registrator.mapping.services import META_HOST
 from registrator.model import CheckKind, CheckSpec, ServiceSpec
 from registrator.ops.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 # python-consul2 reads these in its constructor and lets them override explicit arguments.
 _LIBRARY_ENV = ("CONSUL_HTTP_ADDR", "CONSUL_HTTP_SSL", "CONSUL_HTTP_SSL_VERIFY", "CONSUL_HTTP_TOKEN")
@@ -155,7 +159,9 @@ class ConsulSink:
         with self._errors("agent/self"):
             try:
                 me = _expect("agent/self", self._client.agent.self() or {}, Mapping)
-            except consul.ACLPermissionDenied:
+            except consul.ACLPermissionDenied as exc:
+                if "ACL not found" in str(exc):
+                    raise
                 return None
         return bool((me.get("DebugConfig") or {}).get("EnableRemoteScriptChecks"))
 
@@ -221,6 +227,21 @@ class ConsulSink:
             return adapter.poolmanager.connection_from_url(base)
         return None
 
+    def _reread_token(self) -> bool:
+        """Read the token file again (a secrets agent may have rotated the token); True when it holds another token."""
+        if not self.endpoint.token_file:
+            return False
+        try:
+            token = read_token_file(self.endpoint.token_file)
+        except ConfigError as exc:
+            log.warning("%s", exc)
+            return False
+        if token == self.endpoint.token:
+            return False
+        self.endpoint = replace(self.endpoint, token=token)
+        self._client.token = token
+        return True
+
     def _headers(self) -> dict[str, str]:
         return {"X-Consul-Token": self.endpoint.token} if self.endpoint.token else {}
 
@@ -239,7 +260,12 @@ class ConsulSink:
             raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: answered with a redirect; not followed", transient=False) from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
-        except (consul.ACLPermissionDenied, consul.ACLDisabled) as exc:
+        except consul.ACLPermissionDenied as exc:
+            if "ACL not found" in str(exc):  # not known yet (not replicated, written after boot) or rotated away
+                again = "; read again from its file" if self._reread_token() else ""
+                raise ConsulError(f"Consul {call_text}: the ACL token is not known to Consul (yet){again}: {exc}", transient=True) from exc
+            raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc
+        except consul.ACLDisabled as exc:
             raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc
         except (consul.base.BadRequest, consul.base.ClientError) as exc:
             raise ConsulError(f"Consul {call_text}: rejected: {exc}", transient=False) from exc

@@ -4,11 +4,14 @@ a clear message, and the token never appears in any output."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import urllib.request
+import uuid
 
 import pytest
 
-from tests.integration.rig import eventually, run_registrator
+from tests.integration.rig import eventually, registrator_command, run_registrator
 
 ROOT_TOKEN = "11111111-2222-3333-4444-555555555555"
 ACL = f'acl {{ enabled = true default_policy = "deny" tokens {{ initial_management = "{ROOT_TOKEN}" agent = "{ROOT_TOKEN}" }} }}\n'
@@ -68,8 +71,35 @@ def test_a_token_without_write_permission_names_the_call_and_the_accessor_not_th
 def test_an_unknown_token_fails_clearly(secured):
     result = run_registrator("list", "--hostname", "h", secured.uri, env={"CONSUL_HTTP_TOKEN": "00000000-dead-beef-0000-000000000000"})
     assert result.returncode == 1
-    assert "permission denied by ACL: ACL not found" in result.stderr
+    assert "the ACL token is not known to Consul (yet): ACL not found" in result.stderr
     assert "dead-beef" not in result.stderr
+
+
+def test_a_token_consul_does_not_know_yet_is_waited_for_and_a_rotated_one_is_read_again(make_agent, secured, workload, tmp_path):
+    """Written to its file after boot, or not replicated yet: the agent exited at once with a traceback (issue 21)."""
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    token_file = tmp_path / "token"
+    token_file.write_text(first)
+    agent = make_agent(secured)
+    agent.process = subprocess.Popen([*registrator_command(), "run", "--hostname", agent.hostname, "-ip", agent.ip, "-retry-interval", "200",
+                                      secured.uri], stderr=open(agent.log_path, "ab"), env={**os.environ, "CONSUL_HTTP_TOKEN_FILE": str(token_file)})
+    web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    eventually(lambda: agent.log().count("the ACL token is not known to Consul (yet)") >= 2, timeout=10, what="a clear line per attempt")
+    assert agent.process.poll() is None and "agent:read" not in agent.log()
+
+    secured.put("/v1/acl/policy", json.dumps({"Name": "registrator", "Rules": WRITE_RULES}).encode())
+    known = json.loads(secured.put("/v1/acl/token", json.dumps({"SecretID": first, "Policies": [{"Name": "registrator"}]}).encode()))
+    eventually(lambda: f"{agent.hostname}:{web.get_wrapped_container().name}:80" in secured.services(), timeout=15, what="registered")
+
+    secured.put("/v1/acl/token", json.dumps({"SecretID": second, "Policies": [{"Name": "registrator"}]}).encode())
+    token_file.write_text(second)  # a secrets agent rotates the token
+    delete = urllib.request.Request(f"http://{secured.http_addr}/v1/acl/token/{known['AccessorID']}", method="DELETE",
+                                    headers={"X-Consul-Token": ROOT_TOKEN})
+    urllib.request.urlopen(delete, timeout=5).close()
+    other = workload("http", env={"SERVICE_NAME": "other"}, ports={80: None})
+    eventually(lambda: f"{agent.hostname}:{other.get_wrapped_container().name}:80" in secured.services(), timeout=15,
+               what="registered with the rotated token")
+    assert first not in agent.log() and second not in agent.log()
 
 
 def test_a_wrong_certificate_authority_fails_clearly(secured, private_consul, tmp_path):

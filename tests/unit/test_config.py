@@ -144,3 +144,11 @@ def test_credentials_in_the_consul_address_are_refused_without_printing_them(uri
         consul_endpoint(uri, env=env)
     assert str(refused.value) == (f"{where}: credentials in the Consul address are not supported (they would be dropped, and the "
                                   "address is logged); give a token with --consul-token, CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE")
+
+
+def test_a_token_from_its_file_remembers_the_file_to_read_it_again(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    assert consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)}).token_file == str(token_file)
+    assert consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": str(token_file), "CONSUL_HTTP_TOKEN": "t"}).token_file == ""
+    assert consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)}, token="flag").token_file == ""

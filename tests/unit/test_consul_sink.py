@@ -218,3 +218,40 @@ def test_something_else_on_the_consul_port_is_a_transient_error_naming_the_call(
         with pytest.raises(ConsulError) as raised:
             getattr(_sink(stub), call)()
     assert raised.value.transient and reason in str(raised.value)
+
+
+def test_a_token_consul_does_not_know_is_a_transient_error_and_its_file_is_read_again(tmp_path):
+    """Written to the token file after boot, rotated by a secrets agent, not replicated yet (issue 21):
+    the agent keeps trying, with the token its file holds now, and never prints it."""
+    token_file = tmp_path / "token"
+    token_file.write_text("old-secret\n")
+    with serving() as stub:
+        stub.answer("/v1/agent/services", 403, b"ACL not found")
+        sink = _sink(stub, token="old-secret", token_file=str(token_file))
+        with pytest.raises(ConsulError) as unknown:
+            sink.services()
+        token_file.write_text("new-secret\n")
+        with pytest.raises(ConsulError) as again:
+            sink.services()
+        stub.answer("/v1/agent/services", 200, b"{}")
+        assert sink.services() == {}
+    assert (unknown.value.transient, again.value.transient) == (True, True)
+    assert str(unknown.value) == "Consul agent/services: the ACL token is not known to Consul (yet): ACL not found"
+    assert str(again.value) == "Consul agent/services: the ACL token is not known to Consul (yet); read again from its file: ACL not found"
+    assert [seen.headers.get("X-Consul-Token") for seen in stub.seen] == ["old-secret", "old-secret", "new-secret"]
+
+
+def test_a_token_consul_knows_without_the_right_fails_at_once():
+    with serving() as stub:
+        stub.answer("/v1/agent/services", 403, b"Permission denied: token with AccessorID 'x' lacks permission 'service:read'")
+        with pytest.raises(ConsulError) as denied:
+            _sink(stub, token="t").services()
+    assert not denied.value.transient and "lacks permission 'service:read'" in str(denied.value)
+
+
+def test_the_agents_configuration_read_with_an_unknown_token_is_no_missing_right():
+    with serving() as stub:
+        stub.answer("/v1/agent/self", 403, b"ACL not found")
+        with pytest.raises(ConsulError) as unknown:
+            _sink(stub, token="t").runs_script_checks()
+    assert unknown.value.transient

@@ -67,3 +67,13 @@ def test_a_stop_while_waiting_for_docker_ends_startup():
     waiting.release()
     joined(thread)
     assert [type(exc) for exc in outcome] == [Stopped]
+
+
+def test_consul_failing_to_show_its_configuration_for_a_while_is_waited_for_not_taken_for_a_missing_right(caplog):
+    """With a token Consul does not know yet, the read failed and startup said the token lacked agent:read (issue 21)."""
+    consul = FakeConsul(scripts=True)
+    consul.fail_once.add(("agent_self", ""))
+    with caplog.at_level("WARNING", logger="registrator"):
+        settings = resolve(options(ip="10.0.0.7"), FakeDocker(), consul, threading.Event())
+    assert settings.mapping.host.runs_scripts
+    assert "agent:read" not in caplog.text and "Consul agent_self : connection refused; retrying in" in caplog.text
