@@ -151,6 +151,7 @@ class FakeConsul(Holds):
     endpoint: ConsulEndpoint = field(default_factory=ConsulEndpoint)
     scripts: bool | None = False  # what the agent says of enable_script_checks; None: ACL denies reading it
     leaderless: bool = False  # /v1/status/leader answers "" (an election, or no quorum)
+    token_reloads: int = 0  # times the agent asked for its token file to be read again
 
     def __post_init__(self) -> None:
         Holds.__init__(self)
@@ -224,6 +225,10 @@ class FakeConsul(Holds):
     def runs_script_checks(self) -> bool | None:
         self._call("agent_self", "")
         return self.scripts
+
+    def reload_token(self) -> bool:
+        self.token_reloads += 1
+        return False
 
     def holder(self, service_id: str) -> str:
         """The container a service is registered for, by its ownership Meta."""

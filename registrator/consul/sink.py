@@ -227,7 +227,7 @@ class ConsulSink:
             return adapter.poolmanager.connection_from_url(base)
         return None
 
-    def _reread_token(self) -> bool:
+    def reload_token(self) -> bool:
         """Read the token file again (a secrets agent may have rotated the token); True when it holds another token."""
         if not self.endpoint.token_file:
             return False
@@ -262,7 +262,7 @@ class ConsulSink:
             raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
         except consul.ACLPermissionDenied as exc:
             if "ACL not found" in str(exc):  # not known yet (not replicated, written after boot) or rotated away
-                again = "; read again from its file" if self._reread_token() else ""
+                again = "; read again from its file" if self.reload_token() else ""
                 raise ConsulError(f"Consul {call_text}: the ACL token is not known to Consul (yet){again}: {exc}", transient=True) from exc
             raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc
         except consul.ACLDisabled as exc:

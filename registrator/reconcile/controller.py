@@ -73,6 +73,7 @@ class DockerEngine(Docker, Protocol):
 class ConsulAgent(Consul, Protocol):
     def has_service(self, service_id: str) -> bool: ...
     def leader(self) -> str: ...
+    def reload_token(self) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -109,6 +110,7 @@ class Controller:
         self._resyncs = 0
         self._resync_woken = runtime.event()  # the resync loop's wake-up: its period, SIGHUP, or stop
         self._full_resync_asked = False
+        self._token_reload_asked = False
         self.loops: dict[str, LoopState] = {}
         self.restart_backoff: wait_base = RESTART_BACKOFF
 
@@ -262,6 +264,7 @@ class Controller:
         """SIGHUP: a full resync now, whatever `-resync` says (the signal handler calls only this,
         which sets a flag and an event)."""
         self._full_resync_asked = True
+        self._token_reload_asked = True
         self._resync_woken.set()
 
     def _resync_loop(self) -> None:
@@ -337,6 +340,10 @@ class Controller:
         self._resyncs += 1
         full = self._resyncs % FULL_RESYNC_EVERY == 1 or self._full_resync_asked  # asked before this listing
         self._full_resync_asked = False
+        if self._token_reload_asked:  # SIGHUP: a token rotated in its file is picked up now
+            self._token_reload_asked = False
+            if self._consul.reload_token():
+                log.info("Consul ACL token read again from its file")
         try:
             running = self._docker.running()
             owned = self.reconciler.refresh()

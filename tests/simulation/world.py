@@ -279,6 +279,10 @@ class SimConsul:
     def leader(self) -> str:
         return self._call("leader", "", lambda: "" if self.leaderless else "10.0.0.2:8300", write=False)  # type: ignore[no-any-return]
 
+    def reload_token(self) -> bool:
+        """The token file is the agent's own business: the simulated Consul takes any token."""
+        return False
+
     # -- writes -----------------------------------------------------------------------------------
 
     def register(self, spec: ServiceSpec) -> None:

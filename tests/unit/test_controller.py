@@ -1693,3 +1693,14 @@ def test_consul_refusing_to_read_the_probed_service_is_not_consul_away():
     assert not log.matched.is_set() and len(agent.background) == 0, log.messages
     assert [m for m in log.messages if m.startswith("Consul agent")] == [
         "Consul agent refuses the probe's read: Consul has_service h:web:80: permission denied by ACL"]
+
+
+def test_sighup_reads_the_token_file_again_before_its_resync():
+    """A token rotated in its file is picked up without a restart (issue 21)."""
+    agent = Agent()
+    agent.controller.resync_now()  # what the SIGHUP handler calls
+    agent.background.add(RESYNC)
+    agent.settle()
+    agent.background.add(RESYNC)  # a resync SIGHUP did not ask for reads nothing again
+    agent.settle()
+    assert agent.consul.token_reloads == 1
