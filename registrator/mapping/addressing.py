@@ -96,7 +96,7 @@ def _given_address(address: str, port: ContainerPort, bindings: tuple[PortBindin
     may publish one port on two host ports (IPv4 and IPv6), and the other family's may be another
     container's port on this address."""
     family = _version(address)
-    same = [b for b in bindings if b.host_ip == "" or _version(b.host_ip or "0.0.0.0") == family]
+    same = [b for b in bindings if b.host_ip == "" or _version(b.host_ip) == family]
     if not same:
         warnings.append(f"{source}: {address} is an IPv{family} address, and port {port.port} is published on "
                         f"IPv{6 if family == 4 else 4} only; not registered")

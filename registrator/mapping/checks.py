@@ -113,7 +113,7 @@ def service_checks(
     policy: CheckSettings,
     runs_scripts: bool,
     warnings: list[str],
-    protocol: str = "tcp",
+    protocol: str,
 ) -> tuple[CheckSpec, ...]:
     """`groups` from `check_keys`; `runs_scripts`: the Consul agent runs script and Docker exec checks (asked at startup);
     `protocol`: the container port's."""
@@ -149,7 +149,7 @@ def mirror_status(snapshot: ContainerSnapshot, policy: CheckSettings) -> tuple[s
 
 def _check(
     group: CheckGroup, check_id: str, address: str, port: int,
-    snapshot: ContainerSnapshot, policy: CheckSettings, runs_scripts: bool, warnings: list[str], protocol: str = "tcp",
+    snapshot: ContainerSnapshot, policy: CheckSettings, runs_scripts: bool, warnings: list[str], protocol: str,
 ) -> CheckSpec | None:
     """The check of one group; the most specific scope's type wins, then registrator's precedence."""
     settings = group.settings
@@ -165,8 +165,10 @@ def _check(
     kind = CheckKind(present[0])
     target = host_port(address, port)
     value = settings[kind.value].value.strip()
+    if kind in (CheckKind.TCP, CheckKind.UDP) and value.lower() in ("false", "0", "no", "off"):
+        return None
     needs = "udp" if kind is CheckKind.UDP else "tcp" if kind in _OVER_TCP else protocol
-    if needs != protocol and not (kind is CheckKind.UDP and value.lower() in ("false", "0", "no", "off")):
+    if needs != protocol:
         warnings.append(f"{settings[kind.value].source}: a {kind.value.upper()} check cannot reach a {protocol.upper()} port; check left out")
         return None
     check = CheckSpec(check_id, kind, f"{kind.value.upper()} check")
@@ -179,8 +181,6 @@ def _check(
         method = _value(settings, "method") or _value(settings, f"{kind.value}_method") or _value(settings, "http_method")
         check = replace(check, target=f"{kind.value}://{target}{path}", method=method.upper(), headers=_headers(settings, warnings))
     elif kind in (CheckKind.TCP, CheckKind.UDP):
-        if value.lower() in ("false", "0", "no", "off"):
-            return None
         check = replace(check, target=target)
     elif kind is CheckKind.GRPC:
         service = "" if truthy(value) else value

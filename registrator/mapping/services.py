@@ -206,7 +206,7 @@ def parse_tags(text: str) -> list[str]:
 
 
 def _printable_tags(tags: list[str], source: str, warnings: list[str]) -> list[str]:
-    """Tags without control characters: Consul would store them, but DNS cannot carry them."""
+    """Tags without control or invisible characters: Consul would store them, but DNS cannot carry them."""
     kept = []
     for tag in tags:
         if what := unprintable(tag):
@@ -273,13 +273,14 @@ def _services_for_port(
     if not name and not _default_name(snapshot, settings):
         warnings.append(f"port {port.port}: no SERVICE_NAME and no image name to default to; not registered")
         return []
-    if what := unprintable(name or _default_name(snapshot, settings)):
+    base_name = name or _default_name(snapshot, settings)
+    if what := unprintable(base_name):
         source = port_meta.entries["name"].source if name else "image name"
-        warnings.append(f"{source}: service name {name or _default_name(snapshot, settings)!r} contains {what}; not registered")
+        warnings.append(f"{source}: service name {base_name!r} contains {what}; not registered")
         return []
     name_reason = port_meta.entries["name"].source if name else _default_name_reason(snapshot, settings)
-    full_name = _service_name(name or _default_name(snapshot, settings), port, port_meta, multi_port, settings, warnings)
-    if full_name != (name or _default_name(snapshot, settings)):
+    full_name = _service_name(base_name, port, port_meta, multi_port, settings, warnings)
+    if full_name != base_name:
         name_reason += f", with the -{port.port} suffix (--port-suffix {settings.port_suffix.value})"
     base_id = _service_id(snapshot, port, port_meta, multi_port, settings)
     problem = service_id_problem(base_id)
