@@ -376,10 +376,20 @@ def _service_id(
     suffix = "" if port.protocol == "tcp" else f":{port.protocol}"
     custom = port_meta.get("id").strip()
     if not custom:
-        return f"{settings.hostname}:{snapshot.name}:{port.port}{suffix}"
+        name = _fitting_name(snapshot.name, len(settings.hostname) + len(f"::{port.port}{suffix}"))
+        return f"{settings.hostname}:{name}:{port.port}{suffix}"
     if "id" not in port_meta.port_scoped and multi_port:
         custom = f"{custom}:{port.port}"
     return custom if "id" in port_meta.protocol_scoped else f"{custom}{suffix}"
+
+
+def _fitting_name(name: str, taken: int) -> str:
+    """A container name as long as a service ID leaves room for (Docker's names have no bound): cut, with a
+    digest of the whole name, so two long names that share a beginning stay two IDs."""
+    room = MAX_SERVICE_ID - taken
+    if len(name) <= room or room < 17:
+        return name
+    return f"{name[:room - 9]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def service_id_problem(service_id: str) -> str:

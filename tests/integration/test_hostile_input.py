@@ -4,6 +4,7 @@ container and the key, never registered in a form Consul cannot serve or address
 from __future__ import annotations
 
 import json
+import uuid
 
 from tests.integration.rig import eventually
 
@@ -43,3 +44,12 @@ def test_a_check_that_can_never_pass_is_left_out_and_the_service_registered(agen
                 "(an invalid %-escape); check left out")
     eventually(lambda: expected in agent.log(), what="one line naming the key")
     assert len(found) == 1
+
+
+def test_a_container_name_too_long_for_the_default_id_is_registered_under_a_cut_id(agent, workload, consul):
+    """A 253-character container name made the default ID too long, and the container was not registered."""
+    agent.start()
+    name = "n" * 245 + uuid.uuid4().hex[:8]
+    workload("http", env={"SERVICE_NAME": "long"}, ports={80: None}, name=name)
+    [service_id] = eventually(lambda: [sid for sid, s in consul.services().items() if s["Service"] == "long"], timeout=10, what="registered")
+    assert len(service_id) == 256 and service_id.startswith(f"{agent.hostname}:nnnn") and service_id.endswith(":80")

@@ -208,11 +208,19 @@ def test_a_service_id_may_hold_any_letter():
     assert one(container(published(80, 8080), env={"SERVICE_ID": "X-ray"})).id == "X-ray"
 
 
-def test_a_default_service_id_too_long_for_consul_names_the_port():
-    snapshot = replace(container(published(80, 8080)), name="n" * 300)
-    desired = desired_services(snapshot, SETTINGS)
+def test_a_container_name_too_long_for_the_default_id_is_cut_and_told_apart_by_a_digest_of_the_whole_name():
+    """A 253-character name made the ID too long, and the container was not registered (issue 21)."""
+    names = ["n" * 300, "n" * 299]
+    ids = [one(replace(container(published(80, 8080)), name=name)).id for name in names]
+    assert ids == [f"host1:{'n' * 238}-{hashlib.sha256(name.encode()).hexdigest()[:8]}:80" for name in names]
+    assert {len(i) for i in ids} == {256}
+
+
+def test_a_default_service_id_that_cannot_fit_names_the_port():
+    snapshot = container(published(80, 8080))
+    desired = desired_services(snapshot, mapping_settings("h" * 250))
     assert dict(desired.services) == {}
-    assert desired.warnings == (f"port 80/tcp: service ID 'host1:{'n' * 300}:80' is longer than 256 characters; not registered",)
+    assert desired.warnings == (f"port 80/tcp: service ID '{'h' * 250}:app.1:80' is longer than 256 characters; not registered",)
 
 
 def test_a_refused_service_id_leaves_the_other_ports_and_containers_registered():
