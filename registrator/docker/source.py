@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import stat
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -96,6 +98,10 @@ class DockerSource:
         """Connect lazily, from DOCKER_HOST/DOCKER_TLS_VERIFY/DOCKER_CERT_PATH or the local socket."""
         with self._lock:
             if self._client is None:
+                address = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+                path = address.removeprefix("unix://") if address.startswith("unix://") else ""
+                if path and os.path.exists(path) and not stat.S_ISSOCK(os.stat(path).st_mode):
+                    raise DockerUnavailable(f"cannot connect to Docker at {address}: {path} is not a socket")
                 try:
                     self._client = _engine_client(self._timeout)
                 except docker.errors.DockerException as exc:

@@ -204,3 +204,12 @@ def test_something_else_on_the_consul_port_is_one_line_and_never_a_traceback(fak
     assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr
     assert started.stderr.strip().splitlines()[-1] == (f"Error: Consul at {other.url} not reachable after 2 attempts: Consul status/leader at "
                                                        f"{other.url}: the answer is not JSON: Expecting value: line 1 column 1 (char 0)")
+
+
+def test_a_docker_host_that_is_a_regular_file_is_named(agent, tmp_path):
+    regular = tmp_path / "hostname"
+    regular.write_text("not a socket\n")
+    result = run_registrator("explain", "--hostname", "h", "-ip", "10.0.0.5", "web", agent.consul.uri,
+                             env={"DOCKER_HOST": f"unix://{regular}"})
+    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (
+        1, f"Error: cannot connect to Docker at unix://{regular}: {regular} is not a socket"), result.stderr

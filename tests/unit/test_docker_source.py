@@ -68,3 +68,13 @@ def test_what_is_no_container_name_or_id_is_no_container_and_never_reaches_the_e
     asked = len(engine.seen)
     assert source.inspect(reference) is None
     assert engine.seen[asked:] == []
+
+
+def test_an_engine_address_that_is_a_regular_file_says_so(tmp_path, monkeypatch):
+    """It said "Connection refused" (issue 21)."""
+    regular = tmp_path / "hostname"
+    regular.write_text("not a socket\n")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{regular}")
+    with pytest.raises(DockerUnavailable) as raised:
+        DockerSource(timeout=2).ping()
+    assert str(raised.value) == f"cannot connect to Docker at unix://{regular}: {regular} is not a socket"
