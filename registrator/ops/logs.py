@@ -8,6 +8,8 @@ import re
 import sys
 from datetime import UTC, datetime
 
+from registrator.ops.text import shown
+
 _CONTAINER = re.compile(r"^container ([^:\s]+):")
 
 
@@ -15,7 +17,7 @@ class JsonFormatter(logging.Formatter):
     """time, level, logger, message, and `container` for every line about one (they start "container NAME:")."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
+        message = shown(record.getMessage())
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
@@ -29,7 +31,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """One line per record: what a container or Consul supplied cannot forge another line or drive the terminal."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = shown(record.message)
+        return super().formatMessage(record)
+
+
 def configure_logging(level: str, form: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if form == "json" else TextFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -8,6 +8,7 @@ from typing import Any
 from registrator.consul.sink import ConsulSink, check_payload
 from registrator.mapping.services import META_CONTAINER, Desired
 from registrator.model import CheckSpec, ContainerSnapshot, ServiceSpec, host_port
+from registrator.ops.text import shown
 
 
 def service_rows(sink: ConsulSink, hostname: str, name: str = "") -> list[dict[str, Any]]:
@@ -29,8 +30,8 @@ def service_rows(sink: ConsulSink, hostname: str, name: str = "") -> list[dict[s
 def table(rows: list[dict[str, Any]], with_node: bool = False) -> str:
     header = ["NAME", "ID", "ADDRESS", "TAGS", "CHECKS", "NODE" if with_node else "CONTAINER"]
     lines = [header] + [
-        [r["name"], r["id"], host_port(r["address"], r["port"]), ",".join(r["tags"]) or "-", r["checks"],
-         r["node"] if with_node else (r["container"][:12] or "-")]
+        [shown(cell) for cell in (r["name"], r["id"], host_port(r["address"], r["port"]), ",".join(r["tags"]) or "-", r["checks"],
+                                  r["node"] if with_node else (r["container"][:12] or "-"))]
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
