@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import docker
 
+from tests.integration.conftest import TEST_LABEL
 from tests.integration.rig import eventually, free_port, registrator_command, srv_ports
 
 
@@ -238,12 +239,16 @@ def test_ecs_awsvpc_task_gets_the_task_address_from_the_ecs_agent(agent, workloa
     assert any(p == f"/v1/tasks?dockerid={app.get_wrapped_container().id}" for _, p, _ in ecs.requests)
 
 
-def test_a_given_address_takes_the_host_port_of_its_own_family_when_one_port_is_published_on_two(agent, workload, consul):
+def test_a_given_address_takes_the_host_port_of_its_own_family_when_one_port_is_published_on_two(agent, docker_client, images, consul):
     """Docker 20.10 gave one `-p 80` two host ports; with SERVICE_IP=127.0.0.1 the IPv6 one was registered too, and on
     IPv4 it was another container's port, whose check passed: DNS sent clients to the wrong container (issue 21)."""
     v4, v6 = free_port(), free_port()
     agent.start()
-    workload("http", env={"SERVICE_NAME": "split", "SERVICE_IP": "127.0.0.1"}, ports={80: [("0.0.0.0", v4), ("::", v6)]})
-    registration(consul, "split")
-    assert sorted((s["Address"], s["Port"]) for s in consul.services().values() if s["Service"] == "split") == [("127.0.0.1", v4)]
-    assert srv_ports(consul.dns_port, "split.service.consul") == {v4}
+    split = docker_client.containers.run(images["http"], detach=True, environment={"SERVICE_NAME": "split", "SERVICE_IP": "127.0.0.1"},
+                                         labels={TEST_LABEL: "1"}, ports={"80/tcp": [("0.0.0.0", v4), ("::", v6)]})
+    try:
+        registration(consul, "split")
+        assert sorted((s["Address"], s["Port"]) for s in consul.services().values() if s["Service"] == "split") == [("127.0.0.1", v4)]
+        assert srv_ports(consul.dns_port, "split.service.consul") == {v4}
+    finally:
+        split.remove(force=True)
