@@ -152,7 +152,8 @@ class ConsulSink:
 
     def _agent_checks(self) -> Mapping[str, Any]:
         with self._errors("agent/checks"):
-            return _expect("agent/checks", self._client.agent.checks() or {}, Mapping)
+            checks: Mapping[str, Any] = _expect("agent/checks", self._client.agent.checks() or {}, Mapping)
+        return checks
 
     def runs_script_checks(self) -> bool | None:
         """Whether the agent accepts script and Docker checks over HTTP; None when it will not say."""
@@ -281,7 +282,7 @@ class ConsulSink:
                 self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
 
 
-def _expect(call: str, answer: Any, kind: type) -> Any:
+def _expect(call: str, answer: object, kind: type) -> Any:
     """The answer, if it has the shape Consul gives it; else whatever answered is not Consul (yet)."""
     if not isinstance(answer, kind):
         raise ConsulError(f"Consul {call}: unexpected answer {str(answer)[:200]!r}", transient=True)

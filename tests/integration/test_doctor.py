@@ -113,7 +113,7 @@ def test_a_token_consul_does_not_know_is_told_apart_from_a_missing_right(secured
     result, lines = doctor(secured, env={"CONSUL_HTTP_TOKEN": "00000000-dead-beef-0000-000000000000"})
 
     assert result.returncode == 1
-    assert lines["✗ service"] == "✗ service:write: Consul internal/acl/authorize: permission denied by ACL: ACL not found"
+    assert lines["✗ service"] == "✗ service:write: Consul internal/acl/authorize: the ACL token is not known to Consul (yet): ACL not found"
     assert "fix: use a token this Consul knows" in result.stdout
     assert "dead-beef" not in result.stdout
 
