@@ -104,10 +104,7 @@ class ConsulSink:
     def service(self, service_id: str) -> ServiceSpec | None:
         """What the local agent holds under this ID now, as its listing shows it; None when it has none."""
         with self._errors("agent/service", service_id):
-            try:
-                raw = self._client.http.get(consul.base.CB.json(), f"/v1/agent/service/{path_segment(service_id)}", headers=self._headers())
-            except ValueError as exc:
-                raise ConsulError(f"Consul agent/service {service_id}: the answer is not JSON: {exc}", transient=True) from exc
+            raw = self._client.http.get(consul.base.CB.json(), f"/v1/agent/service/{path_segment(service_id)}", headers=self._headers())
         if isinstance(raw, tuple):  # python-consul2's answer to a 404
             return None
         if not isinstance(raw, Mapping) or raw.get("ID") != service_id:
@@ -161,7 +158,7 @@ class ConsulSink:
             try:
                 me = _expect("agent/self", self._client.agent.self() or {}, Mapping)
             except consul.ACLPermissionDenied as exc:
-                if "ACL not found" in str(exc):
+                if _token_unknown(exc):
                     raise
                 return None
         return bool((me.get("DebugConfig") or {}).get("EnableRemoteScriptChecks"))
@@ -262,7 +259,7 @@ class ConsulSink:
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
         except consul.ACLPermissionDenied as exc:
-            if "ACL not found" in str(exc):  # not known yet (not replicated, written after boot) or rotated away
+            if _token_unknown(exc):
                 again = "; read again from its file" if self.reload_token() else ""
                 raise ConsulError(f"Consul {call_text}: the ACL token is not known to Consul (yet){again}: {exc}", transient=True) from exc
             raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc
@@ -280,6 +277,12 @@ class ConsulSink:
             if self._metrics is not None:
                 self._metrics.inc("registrator_consul_requests_total", call=call, outcome=outcome)
                 self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
+
+
+def _token_unknown(exc: Exception) -> bool:
+    """Consul does not know the token (yet: not replicated, written after boot; or rotated away), as
+    against a token it knows that lacks a right."""
+    return "ACL not found" in str(exc)
 
 
 def _expect(call: str, answer: object, kind: type) -> Any:
