@@ -7,6 +7,10 @@ The one place where the host identity, the host IP and the Consul agent's abilit
 from __future__ import annotations
 
 import logging
+import os
+import re
+import secrets
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -76,10 +80,18 @@ def resolve(options: Options, docker: DockerDaemon, consul: ConsulAgentInfo | No
         runs_scripts = True  # without Consul (explain): show the checks the agent would send an agent that runs them
     else:
         runs_scripts = _agent_runs_scripts(options, consul, stop)
-    host = HostFacts(name=str(hostname), ip=host_ip, ip_source=source, runs_scripts=runs_scripts)
+    host = HostFacts(name=str(hostname), ip=host_ip, ip_source=source, runs_scripts=runs_scripts, agent=agent_instance())
     settings = Settings(options=options, mapping=MappingSettings.of(options.mapping, host))
-    log.info("host identity %s; published ports registered at %s (%s)", host.name, host.ip, source)
+    log.info("host identity %s (this agent: %s); published ports registered at %s (%s)", host.name, host.agent, host.ip, source)
     return settings
+
+
+def agent_instance() -> str:
+    """Names this process in the Meta of what it writes, so that a second writer under one host
+    identity is noticed and its operator can find it: the machine's name (the container's, when the
+    agent runs in one), the process ID, and a random part for two processes that got one PID."""
+    machine = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64] or "unnamed"
+    return f"{machine}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _retrying(options: Options, stop: threading.Event, retry: Any, what: str) -> Retrying:
@@ -126,7 +138,7 @@ def _detect_host_ip(options: Options, docker: DockerDaemon, stop: threading.Even
     def detect() -> str:
         """What the source answered, if it is one host's IP address (a proxy's HTML page is not)."""
         address = found()
-        if problem := address_problem(address, version=4) if method == "ec2" else address_problem(address):
+        if problem := address_problem(address, version=4 if method == "ec2" else 0):
             raise HostIPError(f"found {address[:80]!r}, which {problem}")
         return address
 

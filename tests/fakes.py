@@ -264,11 +264,11 @@ def manual(clock: Callable[[], float]) -> Runtime:
 
 
 def agent_settings(host: str = "h", *, drain: str = "deregister", deregister: str = "always", drain_timeout: float = 120.0,
-                   **options: Any) -> Settings:
+                   agent: str = "", **options: Any) -> Settings:
     """Settings as `startup.resolve` would settle them for an agent run with `-ip 10.0.0.5`."""
     policy = MappingPolicy(drain=drain, deregister=DeregisterPolicy(deregister))
     return Settings(Options(consul=ConsulEndpoint(), mapping=policy, drain_timeout=drain_timeout, **options),
-                    MappingSettings.of(policy, HostFacts(host, "10.0.0.5")))
+                    MappingSettings.of(policy, HostFacts(host, "10.0.0.5", agent=agent)))
 
 
 class Agent:

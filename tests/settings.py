@@ -9,9 +9,10 @@ from registrator.config import Options
 from registrator.mapping.services import HostFacts, MappingSettings
 
 
-def mapping_settings(host: str = "h", host_ip: str = "10.0.0.5", *, runs_scripts: bool = False, **policy: Any) -> MappingSettings:
+def mapping_settings(host: str = "h", host_ip: str = "10.0.0.5", *, runs_scripts: bool = False, agent: str = "",
+                     **policy: Any) -> MappingSettings:
     """A host whose address was detected (`--ip-from route`), as on a host started without `-ip`."""
-    return MappingSettings(host=HostFacts(host, host_ip, "--ip-from route", runs_scripts), **policy)
+    return MappingSettings(host=HostFacts(host, host_ip, "--ip-from route", runs_scripts, agent), **policy)
 
 
 def with_ip(settings: MappingSettings, ip: str) -> MappingSettings:

@@ -27,6 +27,10 @@ from registrator.model import CheckKind, CheckSpec, ContainerPort, ContainerSnap
 META_HOST = "registrator-host"
 META_CONTAINER = "registrator-container"
 META_HASH = "registrator-hash"
+# Which agent process wrote the service: another one appearing under this host's identity is a
+# second live writer. Left out of the hash and of drift, so a restarted agent rewrites nothing.
+META_AGENT = "registrator-agent"
+UNHASHED_META = (META_HASH, META_AGENT)
 RESERVED_META_PREFIXES = ("registrator-", "consul-")
 MAX_META_PAIRS = 64
 MAX_META_KEY = 128
@@ -76,6 +80,7 @@ class HostFacts:
     ip: str  # the address for published ports
     ip_source: str = IP_FLAG  # "-ip", or the `--ip-from` method that detected it
     runs_scripts: bool = False  # the Consul agent runs script and Docker exec checks (enable_script_checks)
+    agent: str = ""  # this agent process, recorded in Meta (empty: not recorded)
 
     @property
     def forced(self) -> bool:
@@ -221,7 +226,7 @@ def spec_hash(spec: ServiceSpec) -> str:
 
     Consul's service listing does not return checks, so this is how a changed check is noticed.
     """
-    meta = {k: v for k, v in spec.meta.items() if k != META_HASH}
+    meta = {k: v for k, v in spec.meta.items() if k not in UNHASHED_META}
     checks = [_canonical(c) for c in spec.checks]
     body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks, list(spec.tagged_addresses)]
     return hashlib.sha256(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:16]
@@ -420,7 +425,7 @@ def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], port_checks: Che
             warnings.append(f"{entry.source}: Meta key {key!r} dropped: {problem}")
         else:
             meta[key] = entry.value
-    room = MAX_META_PAIRS - 3
+    room = MAX_META_PAIRS - 4  # the ownership keys: host, container, agent and hash
     if len(meta) > room:
         dropped = sorted(meta)[room:]
         warnings.append(f"more than {room} Meta pairs; dropped {', '.join(dropped)}")
@@ -456,5 +461,7 @@ def meta_key_problem(key: str) -> str:
 
 def _with_ownership(spec: ServiceSpec, snapshot: ContainerSnapshot, meta: dict[str, str], settings: MappingSettings) -> ServiceSpec:
     full = {**meta, META_HOST: settings.hostname, META_CONTAINER: snapshot.id}
+    if settings.host.agent:
+        full[META_AGENT] = settings.host.agent
     unhashed = replace(spec, meta=MappingProxyType(full))
     return replace(spec, meta=MappingProxyType({**full, META_HASH: spec_hash(unhashed)}))

@@ -26,6 +26,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "registrator_resyncs_total": ("Full comparisons of Docker and Consul.", ()),
     "registrator_docker_requests_total": ("Docker API calls, by call (inspect, list, events).", ("call",)),
     "registrator_consul_requests_total": ("Consul HTTP calls, by call and outcome (ok or error).", ("call", "outcome")),
+    "registrator_other_agent_writes_total": ("This host's services found written by another agent with the same host identity.", ()),
 }
 SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "registrator_reconcile_duration_seconds": ("Time to reconcile one container.", ()),

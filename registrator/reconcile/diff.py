@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 
+from registrator.mapping.services import META_AGENT
 from registrator.model import Deregister, Op, Register, ServiceSpec
 
 
@@ -19,7 +20,12 @@ def plan(desired: Mapping[str, ServiceSpec], actual: Mapping[str, ServiceSpec], 
 
 
 def same(desired: ServiceSpec, actual: ServiceSpec) -> bool:
-    """Equal in everything Consul's service listing shows; checks are covered by the hash in Meta."""
-    return (desired.name, desired.address, desired.port, desired.tags, dict(desired.meta)) == (
-        actual.name, actual.address, actual.port, actual.tags, dict(actual.meta)
+    """Equal in everything Consul's service listing shows but which agent process wrote it (a
+    restarted agent rewrites nothing); checks are covered by the hash in Meta."""
+    return (desired.name, desired.address, desired.port, desired.tags, _written(desired)) == (
+        actual.name, actual.address, actual.port, actual.tags, _written(actual)
     )
+
+
+def _written(spec: ServiceSpec) -> dict[str, str]:
+    return {key: value for key, value in spec.meta.items() if key != META_AGENT}

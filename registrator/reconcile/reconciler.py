@@ -106,7 +106,7 @@ class Reconciler:
         self._settings = settings
         self._kills = kills
         self._clock = runtime.time
-        self.view = LocalView(settings.hostname, wake)
+        self.view = LocalView(settings.hostname, wake, settings.host.agent)
         self._wake = wake
         self._lock = threading.Lock()  # the per-container tables below
         self._warned: dict[str, tuple[str, ...]] = {}
@@ -131,7 +131,14 @@ class Reconciler:
             self.view.abort_refresh(refreshing)
             raise
         legacy = {sid: name for sid, spec in services.items() if (name := self._ownership.legacy_container(sid, spec))}
-        self.view.finish_refresh(refreshing, services.values(), states, adoptable=legacy)
+        others = self.view.finish_refresh(refreshing, services.values(), states, adoptable=legacy)
+        if others:
+            self._metrics.inc("registrator_other_agent_writes_total", len(others))
+            writers = ", ".join(sorted({writer or "one that records no instance" for writer in others.values()}))
+            log.error("another agent (%s) wrote %d of this host's services since this agent (%s) last looked, e.g. %s; "
+                      "two agents run with host identity %s, and they rewrite and remove each other's services: "
+                      "give each host its own -hostname, and run one agent per host",
+                      writers, len(others), self._settings.host.agent, min(others), self._settings.hostname)
         with self._lock:
             self._legacy = legacy
             self._legacy_refused &= set(legacy)

@@ -6,6 +6,10 @@ tables. A refresh builds a new view from Consul's answer and swaps it in atomica
 finish while the answer is on its way are journalled and applied again on the new view, so a
 refresh never needs reconciles to pause and never loses what they wrote.
 
+Each refresh also tells which of this host's services another agent process wrote since the view
+last looked (Meta `registrator-agent`): two agents that share a host identity rewrite, and remove,
+each other's services at every resync, and nothing else would notice.
+
 It also remembers which containers were refused a service ID that another container holds, so
 that whatever releases that ID can hand the container back to the queue (a container recreated
 under the same name asks for its predecessor's ID while that one is still being torn down).
@@ -19,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from registrator.mapping.checks import mirror_check_id
-from registrator.mapping.services import META_CONTAINER, META_HOST
+from registrator.mapping.services import META_AGENT, META_CONTAINER, META_HOST
 from registrator.model import ServiceSpec
 from registrator.reconcile.ownership import FOREIGN
 
@@ -85,18 +89,29 @@ class _Tables:
 Change = Callable[[_Tables], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Begun:
+    """A refresh under way: where the journal stood, and who had written what, when it began."""
+
+    journal: int
+    writers: dict[str, str]
+    unsure: frozenset[str]
+
+
 class LocalView:
     """`wake` is called (outside the view's lock) with containers that should be looked at again:
     they were refused a service ID that is free now, or Consul's health status for one of their
     services is not the one the agent last sent."""
 
-    def __init__(self, hostname: str, wake: Callable[[set[str]], None]) -> None:
+    def __init__(self, hostname: str, wake: Callable[[set[str]], None], agent: str = "") -> None:
         self._hostname = hostname
+        self._agent = agent
+        self._looked = False  # a refresh finished: from then on, services another agent writes are told
         self._wake = wake
         self._lock = threading.Lock()
         self._tables = _Tables()
         self._journal: list[Change] = []  # changes made while refreshes are under way
-        self._refreshes: dict[int, int] = {}  # refresh under way → where the journal stood when it began
+        self._refreshes: dict[int, _Begun] = {}
         self._refresh_numbers = itertools.count()
         self._foreign: set[str] = set()  # IDs on the Consul agent that this host does not own
         self._reserved: dict[str, str] = {}  # service ID → the container whose reconcile is about to register it
@@ -110,7 +125,9 @@ class LocalView:
         Returns the refresh's number, for `finish_refresh` or `abort_refresh`."""
         with self._lock:
             refresh = next(self._refresh_numbers)
-            self._refreshes[refresh] = len(self._journal)
+            tables = self._tables
+            writers = {sid: spec.meta.get(META_AGENT, "") for sid, spec in tables.services.items()}
+            self._refreshes[refresh] = _Begun(len(self._journal), writers, frozenset(tables.unsure))
             return refresh
 
     def abort_refresh(self, refresh: int) -> None:
@@ -124,8 +141,9 @@ class LocalView:
             self._journal.clear()
 
     def finish_refresh(self, refresh: int, services: Iterable[ServiceSpec], check_states: Mapping[str, tuple[str, str]],
-                       adoptable: Iterable[str] = ()) -> None:
-        """Swap in the view built from Consul's answer.
+                       adoptable: Iterable[str] = ()) -> dict[str, str]:
+        """Swap in the view built from Consul's answer; returns this host's services that another
+        agent process wrote since the view last looked (service ID → that writer).
 
         Services of other owners are remembered as foreign: no container may take their IDs, except
         `adoptable` ones (gliderlabs/registrator's entries for this host). A Docker-health status
@@ -134,9 +152,13 @@ class LocalView:
         """
         tables, foreign = _Tables(), set()
         with self._lock:
+            begun = self._refreshes[refresh]
+            others = {}
             for spec in sorted(services, key=lambda spec: spec.id):
                 if spec.meta.get(META_HOST) == self._hostname:
                     tables.put(spec, self._tables.since.get(spec.id, next(self._versions)))
+                    if self._looked and self._written_by_another(spec, begun):
+                        others[spec.id] = spec.meta.get(META_AGENT, "")
                 else:
                     foreign.add(spec.id)
             woken = set()
@@ -149,13 +171,22 @@ class LocalView:
                     tables.mirrors[service_id] = sent or Mirror(*state, next(self._versions))
                 elif sent is not None:
                     woken.add(spec.meta.get(META_CONTAINER, ""))
-            for change in self._journal[self._refreshes[refresh]:]:
+            for change in self._journal[begun.journal:]:
                 change(tables)
             self._tables = tables
             self._end_refresh(refresh)
+            self._looked = True
             self._foreign = foreign - set(adoptable)
             woken |= self._release({sid for sid in self._refused if self._holder(sid) is None})
         self._wake(woken - {""})
+        return others
+
+    def _written_by_another(self, found: ServiceSpec, begun: _Begun) -> bool:
+        """Whether Consul shows a writer other than this agent and than the one the view knew when
+        the refresh began (a write of its own may finish either side of Consul's answer). A write
+        that failed after Consul may have applied it proves nothing either way."""
+        writer = found.meta.get(META_AGENT, "")
+        return writer != self._agent and found.id not in begun.unsure and writer != begun.writers.get(found.id)
 
     # -- reads (copies) -----------------------------------------------------------------------------
 

@@ -4,9 +4,10 @@ container and the key, never registered in a form Consul cannot serve or address
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
-from tests.integration.rig import eventually
+from tests.integration.rig import Agent, eventually
 
 
 def test_an_id_with_a_format_character_is_refused_and_the_other_containers_are_registered(agent, workload, consul):
@@ -53,3 +54,22 @@ def test_a_container_name_too_long_for_the_default_id_is_registered_under_a_cut_
     workload("http", env={"SERVICE_NAME": "long"}, ports={80: None}, name=name)
     [service_id] = eventually(lambda: [sid for sid, s in consul.services().items() if s["Service"] == "long"], timeout=10, what="registered")
     assert len(service_id) == 256 and service_id.startswith(f"{agent.hostname}:nnnn") and service_id.endswith(":80")
+
+
+def test_two_agents_with_one_host_identity_each_say_so_naming_the_other(agent, workload, consul, tmp_path):
+    """A cloned machine's name, or a second agent started by hand with other flags: each rewrites the
+    other's services at every resync, and (on two hosts) removes them. Each one says so, loudly."""
+    twin = Agent(hostname=agent.hostname, ip=agent.ip, consul=consul, log_path=tmp_path / "twin.log")
+    agent.start("--resync", "1")
+    workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    eventually(lambda: [s["Service"] for s in consul.services().values()] == ["web"], timeout=10, what="registered")
+    try:
+        twin.start("--resync", "1", "--meta", "release=2")
+        instances = [eventually(lambda a=a: re.search(r"this agent: (\S+)\)", a.log()), what="its instance").group(1)
+                     for a in (agent, twin)]
+        for this, other, log in ((instances[0], instances[1], agent.log), (instances[1], instances[0], twin.log)):
+            expected = f"another agent ({other}) wrote 1 of this host's services since this agent ({this}) last looked"
+            eventually(lambda expected=expected, log=log: expected in log(), timeout=10, what=f"{this} names {other}")
+    finally:
+        twin.stop()
+        print(f"--- twin log ---\n{twin.log()}")

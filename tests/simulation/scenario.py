@@ -10,7 +10,8 @@ every fault heals, time runs on until nothing is left to do, and the invariants 
 (b) no write touched a service another owner holds (checked at every write, `SimConsul._guard`);
 (d) every table of the core is bounded by the containers that exist or hold services;
 (e) a key waits at most once (checked after every step);
-(f) a stop returns within its bound, with the events thread ended and no write after it.
+(f) a stop returns within its bound, with the events thread ended and no write after it;
+(h) an agent never tells of another agent with its host identity (each restart is a new instance).
 """
 
 from __future__ import annotations
@@ -68,12 +69,15 @@ class Config:
                       drain=rng.choice(["deregister", "maintenance"]), resync=rng.choice([0.0, 60.0]), internal=rng.random() < 0.25,
                       workers=rng.choice([1, 2, 3]), deregister_on_exit=rng.random() < 0.5, drain_timeout=rng.choice([5.0, 30.0]))
 
-    def settings(self) -> Settings:
-        policy = MappingPolicy(internal=self.internal, drain=self.drain, deregister=DeregisterPolicy(self.deregister))
+    def settings(self, agent: int = 1) -> Settings:
+        """The settings of the `agent`th agent process: every second one is an upgrade whose
+        `--meta` differs from its predecessor's, so that it rewrites every service it finds."""
+        meta = MappingProxyType({"release": f"r{agent}"} if agent % 2 == 0 else {})
+        policy = MappingPolicy(internal=self.internal, drain=self.drain, deregister=DeregisterPolicy(self.deregister), meta=meta)
         options = Options(consul=ConsulEndpoint(timeout=self.consul_timeout), mapping=policy, hostname=HOST, ip=HOST_IP,
                           resync_seconds=self.resync, docker_timeout=self.docker_timeout, cleanup=self.cleanup,
                           drain_timeout=self.drain_timeout, deregister_on_exit=self.deregister_on_exit, workers=self.workers)
-        return Settings(options, MappingSettings.of(policy, HostFacts(HOST, HOST_IP)))
+        return Settings(options, MappingSettings.of(policy, HostFacts(HOST, HOST_IP, agent=f"sim:{agent}")))
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,7 @@ class Agent:
     controller: Controller
     main: Green
     queues: tuple[WorkQueue, WorkQueue]
+    metrics: Metrics
 
 
 @dataclass
@@ -173,6 +178,7 @@ class Simulation:
         self.follow_ups: list[Callable[[], None]] = []  # actions that come next, whatever the dice say
         self.slowed: set[str] = set()  # service IDs whose next deregistration is slow
         self.agent: Agent | None = None
+        self.started = 0  # agent processes started
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -263,13 +269,17 @@ class Simulation:
                    restart_always=self.rng.random() < 0.3, auto_remove=self.rng.random() < 0.3)
 
     def _start_agent(self) -> Agent:
+        """Each agent process is another instance (Meta `registrator-agent`), as a restart makes one."""
+        self.started += 1
+        self.settings = self.config.settings(self.started)
         queues = (StampingQueue(self.sched, self.note), StampingQueue(self.sched, self.note))
-        controller = Controller(self.settings, self.docker, self.consul, Metrics(), queue=queues[0], background=queues[1],  # type: ignore[arg-type]
+        metrics = Metrics()
+        controller = Controller(self.settings, self.docker, self.consul, metrics, queue=queues[0], background=queues[1],  # type: ignore[arg-type]
                                 runtime=self.sched.runtime())
         main = self.sched.runtime().thread(controller.run, "main")
         main.start()
-        self.note("agent starts")
-        return Agent(controller, main, queues)  # type: ignore[arg-type]
+        self.note(f"agent {self.started} starts")
+        return Agent(controller, main, queues, metrics)  # type: ignore[arg-type]
 
     # -- steps ------------------------------------------------------------------------------------
 
@@ -659,6 +669,8 @@ class Simulation:
             left = sorted(sid for sid, spec in self.consul.ours().items() if spec.name != DENIED_NAME)
             if left:
                 self.violation(f"(f) --deregister-on-exit left {left}")
+        if agent.metrics.value("registrator_other_agent_writes_total"):
+            self.violation("(h) the agent told of another agent with this host identity, and there was none")
         self.note(f"stopped after {took:.1f}s")
 
     def _progress(self, until: float) -> bool:

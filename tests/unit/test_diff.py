@@ -29,3 +29,12 @@ def test_service_no_longer_desired_is_deregistered():
 def test_an_unsure_service_is_registered_again_if_wanted_and_deregistered_if_not():
     """Its last write failed after Consul may have applied it."""
     assert plan({WEB.id: WEB}, {WEB.id: replace(WEB), API.id: API}, unsure={WEB.id, API.id}) == [Register(WEB), Deregister(API.id)]
+
+
+def test_which_agent_instance_wrote_a_service_is_no_difference():
+    """A restarted agent finds its predecessor's instance on every service: rewriting them all for
+    that would make every restart a burst of writes."""
+    ours = replace(WEB, meta={"k": "v", "registrator-agent": "node-1:7:aa"})
+    predecessors = replace(WEB, meta={"k": "v", "registrator-agent": "node-1:6:bb"})
+    assert plan({WEB.id: ours}, {WEB.id: predecessors}) == []
+    assert plan({WEB.id: ours}, {WEB.id: WEB}) == []

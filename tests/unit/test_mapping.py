@@ -10,6 +10,7 @@ import pytest
 
 from registrator.docker.snapshot import snapshot_from_inspect
 from registrator.mapping.services import (
+    META_AGENT,
     META_CONTAINER,
     META_HASH,
     META_HOST,
@@ -26,7 +27,7 @@ from registrator.mapping.template import parse
 from registrator.model import CheckKind, CheckSpec, ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
 from tests.settings import mapping_settings, with_ip
 
-SETTINGS = mapping_settings("host1")
+SETTINGS = mapping_settings("host1", agent="host1-box:1:ab")
 CID = "f" * 64
 
 
@@ -326,18 +327,18 @@ def test_long_meta_values_and_too_many_pairs_are_dropped():
     env = {f"SERVICE_K{i:02d}": "v" for i in range(70)} | {"SERVICE_BIG": "x" * 513}
     snapshot = container(published(80, 1), env=env)
     assert len(one(snapshot).meta) == 64
-    assert "value longer than 512" in warnings(snapshot) and "more than 61 Meta pairs" in warnings(snapshot)
+    assert "value longer than 512" in warnings(snapshot) and "more than 60 Meta pairs" in warnings(snapshot)
 
 
 def test_meta_at_its_limits_is_kept_whole():
-    env = {f"SERVICE_K{i:02d}": "v" for i in range(60)} | {"SERVICE_BIG": "x" * 512}
+    env = {f"SERVICE_K{i:02d}": "v" for i in range(59)} | {"SERVICE_BIG": "x" * 512}
     spec = one(container(published(80, 1), env=env))
     assert (len(spec.meta), spec.meta["big"], warnings(container(published(80, 1), env=env))) == (64, "x" * 512, "")
 
 
 def test_the_meta_pairs_past_the_limit_are_named():
-    env = {f"SERVICE_K{i:02d}": "v" for i in range(63)}
-    assert warnings(container(published(80, 1), env=env)) == "more than 61 Meta pairs; dropped k61, k62"
+    env = {f"SERVICE_K{i:02d}": "v" for i in range(62)}
+    assert warnings(container(published(80, 1), env=env)) == "more than 60 Meta pairs; dropped k60, k61"
 
 
 def test_unknown_check_settings_are_warned_about():
@@ -422,8 +423,16 @@ def test_ownership_meta_and_a_hash_of_every_field_registered():
         '[{"check_id":"service:host1:app.1:80","interval":"10s","kind":"tcp","name":"TCP check","target":"10.0.0.5:32768"}],'
         '[["lan_ipv4","10.0.0.5",32768],["lan_ipv6","2001:db8::5",32768]]]'
     )
-    assert dict(spec.meta) == {"region": "eu", META_HOST: "host1", META_CONTAINER: CID,
+    assert dict(spec.meta) == {"region": "eu", META_HOST: "host1", META_CONTAINER: CID, META_AGENT: "host1-box:1:ab",
                                META_HASH: hashlib.sha256(registered.encode()).hexdigest()[:16]}
+
+
+def test_the_agent_instance_that_wrote_a_service_changes_no_hash():
+    """A restarted agent is another instance; its services are unchanged and keep their hash."""
+    snapshot = container(published(80, 32768))
+    first, second = (one(snapshot, replace(SETTINGS, host=replace(SETTINGS.host, agent=agent))) for agent in ("a:1:aa", "a:2:bb"))
+    assert (first.meta[META_AGENT], second.meta[META_AGENT]) == ("a:1:aa", "a:2:bb")
+    assert first.meta[META_HASH] == second.meta[META_HASH]
 
 
 CHECK_CHANGES = {

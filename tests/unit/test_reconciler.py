@@ -11,6 +11,7 @@ from types import MappingProxyType
 import pytest
 
 from registrator.consul.sink import ConsulError
+from registrator.ops.metrics import Metrics
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.reconciler import Closed, Reconciler
 from tests.fakes import Clock, FakeConsul, FakeDocker, agent_settings, joined, manual, web
@@ -118,6 +119,32 @@ def test_a_refresh_keeps_only_this_hosts_services_and_wakes_containers_refused_a
     assert core.refresh() == set()
     assert woken == {"b"}
     assert not core.view.owns("other")
+
+
+def test_services_another_agent_with_this_host_identity_wrote_are_told_loudly_at_each_refresh(caplog):
+    """Two agents with one host identity (a cloned machine's name, a second agent with other flags)
+    rewrite and remove each other's services at every resync: each says so."""
+    consul = FakeConsul()
+    docker_a, docker_b = FakeDocker(), FakeDocker()
+    docker_a.containers["a"] = web("a", name="web")
+    docker_b.containers["b"] = web("b", name="api", env={"SERVICE_TAGS": "b-only"})
+    first, second = (Reconciler(docker, consul, agent_settings(agent=agent).mapping, KillLog(timeout=120),
+                                runtime=manual(Clock()), metrics=Metrics())
+                     for docker, agent in ((docker_a, "node-1:7:aa"), (docker_b, "node-2:9:bb")))
+    first.refresh()
+    second.refresh()
+    first.reconcile("a")
+    second.reconcile("b")
+    caplog.clear()
+    first.refresh()
+    assert [r.message for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "another agent (node-2:9:bb) wrote 1 of this host's services since this agent (node-1:7:aa) last looked, e.g. "
+        "h:api:80; two agents run with host identity h, and they rewrite and remove each other's services: "
+        "give each host its own -hostname, and run one agent per host"]
+    assert first._metrics.value("registrator_other_agent_writes_total") == 1
+    caplog.clear()
+    first.refresh()
+    assert [r.message for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_the_heartbeat_resends_each_docker_health_status_as_it_was_and_counts_what_it_sent():

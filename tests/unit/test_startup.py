@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -19,14 +20,22 @@ def options(**chosen: object) -> Options:
 def test_ip_flag_and_hostname_flag_win_and_the_consul_agent_is_asked_about_script_checks():
     consul = FakeConsul(scripts=True)
     settings = resolve(options(hostname="node-1", ip="10.0.0.7"), FakeDocker(), consul, threading.Event())
-    assert settings.mapping.host == HostFacts("node-1", "10.0.0.7", "-ip", runs_scripts=True)
+    assert settings.mapping.host == HostFacts("node-1", "10.0.0.7", "-ip", runs_scripts=True, agent=settings.mapping.host.agent)
 
 
 def test_the_docker_daemon_names_the_host_and_ip_from_detects_its_address():
     settings = resolve(options(ip_from="interface:lo"), FakeDocker(), FakeConsul(scripts=None), threading.Event())
     host = settings.mapping.host
-    assert host == HostFacts("docker-host", "127.0.0.1", "--ip-from interface:lo", runs_scripts=False)
+    assert host == HostFacts("docker-host", "127.0.0.1", "--ip-from interface:lo", runs_scripts=False, agent=host.agent)
     assert not host.forced
+
+
+def test_each_agent_process_gets_its_own_instance_named_after_the_machine_and_the_process(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "ip-10-0-0-7.ec2 internal/x")
+    monkeypatch.setattr("os.getpid", lambda: 1)
+    first, second = (resolve(options(ip="10.0.0.7"), FakeDocker(), None, threading.Event()).mapping.host.agent for _ in range(2))
+    assert re.fullmatch(r"ip-10-0-0-7\.ec2_internal_x:1:[0-9a-f]{8}", first)
+    assert first != second
 
 
 def test_explain_resolves_without_consul_and_shows_the_checks_an_agent_running_scripts_would_get():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+import pytest
+
 from registrator.model import ServiceSpec
 from registrator.reconcile.view import LocalView
 
@@ -192,3 +194,90 @@ def test_a_service_with_this_hosts_meta_but_no_container_is_held_for_no_containe
     assert woken == set()
     view.deregistered("x")
     assert (view.services_of(""), view.remembered()["services"]) == ({}, set())
+
+
+# ---- another agent with this host's identity ----
+
+def by(agent: str, service_id: str = "a", container: str = "c1", host: str = "h") -> ServiceSpec:
+    """A service as the agent instance `agent` wrote it."""
+    return ServiceSpec(service_id, "web", "10.0.0.5", 80, meta=MappingProxyType(
+        {"registrator-host": host, "registrator-container": container, "registrator-agent": agent}))
+
+
+def watching(*specs: ServiceSpec) -> LocalView:
+    """The view of agent instance "me", after its first look at Consul found `specs`."""
+    view = LocalView("h", Woken(), agent="me")
+    assert view.finish_refresh(view.begin_refresh(), specs, {}) == {}
+    return view
+
+
+def test_a_predecessors_services_found_at_the_first_look_are_no_other_writer():
+    view = LocalView("h", Woken(), agent="me")
+    assert view.finish_refresh(view.begin_refresh(), [by("before"), by("", "b")], {}) == {}
+    assert view.finish_refresh(view.begin_refresh(), [by("before"), by("", "b")], {}) == {}
+
+
+def test_a_service_this_agent_wrote_that_another_agent_rewrote_is_reported_with_that_writer():
+    view = watching()
+    view.registered(by("me"), view.ticket())
+    assert view.finish_refresh(view.begin_refresh(), [by("twin")], {}) == {"a": "twin"}
+
+
+def test_a_predecessors_service_that_changes_writer_is_reported():
+    view = watching(by("before"))
+    assert view.finish_refresh(view.begin_refresh(), [by("twin")], {}) == {"a": "twin"}
+
+
+def test_a_service_of_this_host_that_appears_written_by_another_agent_is_reported():
+    """Another host runs with this identity: its containers' services appear here."""
+    view = watching()
+    assert view.finish_refresh(view.begin_refresh(), [by("twin", "b", "c9"), by("", "c", "c8")], {}) == {"b": "twin", "c": ""}
+
+
+def test_a_service_this_agent_deregistered_that_comes_back_from_another_writer_is_reported():
+    view = watching(by("me"))
+    view.deregistered("a")
+    assert view.finish_refresh(view.begin_refresh(), [by("twin")], {}) == {"a": "twin"}
+
+
+def test_this_agents_own_writes_and_unchanged_services_are_no_other_writer():
+    view = watching(by("before", "old"))
+    view.registered(by("me"), view.ticket())
+    assert view.finish_refresh(view.begin_refresh(), [by("me"), by("before", "old")], {}) == {}
+
+
+@pytest.mark.parametrize("answered", ["before the writes", "after them"])
+def test_a_write_made_while_the_refresh_was_on_its_way_is_no_other_writer(answered):
+    view = watching(by("before"), by("before", "b"))
+    refreshing = view.begin_refresh()
+    view.registered(by("me"), view.ticket())
+    view.registered(by("me", "new"), view.ticket())
+    view.deregistered("b")
+    consul = [by("before"), by("before", "b")] if answered == "before the writes" else [by("me"), by("me", "new")]
+    assert view.finish_refresh(refreshing, consul, {}) == {}
+
+
+def test_a_write_that_may_not_have_been_applied_is_no_other_writer():
+    view = watching(by("before"))
+    view.maybe_registered(by("me"), view.ticket())
+    view.maybe_registered(by("me", "new"), view.ticket())
+    assert view.finish_refresh(view.begin_refresh(), [by("before")], {}) == {}
+
+
+def test_a_write_that_may_not_have_been_applied_and_is_made_again_during_the_refresh_is_no_other_writer():
+    view = watching(by("before"))
+    view.maybe_registered(by("me"), view.ticket())
+    refreshing = view.begin_refresh()
+    view.registered(by("me"), view.ticket())
+    assert view.finish_refresh(refreshing, [by("before")], {}) == {}
+
+
+def test_another_hosts_services_are_no_other_writer_of_this_hosts():
+    view = watching()
+    assert view.finish_refresh(view.begin_refresh(), [by("theirs", host="h2"), ServiceSpec("x", "x", "10.0.0.9", 1)], {}) == {}
+
+
+def test_an_aborted_first_look_is_no_look():
+    view = LocalView("h", Woken(), agent="me")
+    view.abort_refresh(view.begin_refresh())
+    assert view.finish_refresh(view.begin_refresh(), [by("before")], {}) == {}
