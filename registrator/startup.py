@@ -104,7 +104,8 @@ def _retrying(options: Options, stop: threading.Event, retry: Any, what: str) ->
         if stop.is_set():
             raise Stopped()
         outcome = state.outcome.exception() if state.outcome and state.outcome.failed else "no leader"
-        raise StartupError(f"{what} not reachable after {state.attempt_number} attempts: {outcome}")
+        tries = f"{state.attempt_number} attempt" + ("s" if state.attempt_number != 1 else "")
+        raise StartupError(f"{what} not reachable after {tries}: {outcome}")
 
     def report(state: Any) -> None:
         failure = state.outcome.exception() if state.outcome and state.outcome.failed else "no leader yet"

@@ -201,9 +201,11 @@ def test_something_else_on_the_consul_port_is_one_line_and_never_a_traceback(fak
     listed = run_registrator("list", uri)
     started = run_registrator("-retry-attempts", "1", "-retry-interval", "100", "--hostname", "h", "-ip", "127.0.0.1", uri)
     assert (listed.returncode, listed.stderr.strip().splitlines()[-1]) == (1, "Error: Consul agent/checks: unexpected answer '(None, None)'")
+    synced = run_registrator("sync", "--once", "--dry-run", "--hostname", "h", "-ip", "127.0.0.1", uri)
     assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr
-    assert started.stderr.strip().splitlines()[-1] == (f"Error: Consul at {other.url} not reachable after 2 attempts: Consul status/leader at "
-                                                       f"{other.url}: the answer is not JSON: Expecting value: line 1 column 1 (char 0)")
+    not_json = f"Consul status/leader at {other.url}: the answer is not JSON: Expecting value: line 1 column 1 (char 0)"
+    assert started.stderr.strip().splitlines()[-1] == f"Error: Consul at {other.url} not reachable after 2 attempts: {not_json}"
+    assert (synced.returncode, synced.stderr.strip().splitlines()[-1]) == (1, f"Error: Consul at {other.url} not reachable after 1 attempt: {not_json}")
 
 
 def test_a_docker_host_that_is_a_regular_file_is_named(agent, tmp_path):

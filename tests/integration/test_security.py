@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import urllib.request
 import uuid
@@ -120,3 +121,24 @@ def test_the_tls_server_name_is_verified(secured):
                                                                         CONSUL_HTTP_TOKEN=ROOT_TOKEN))
     assert good.returncode == 0, good.stderr
     assert bad.returncode == 1 and "wrong.example" in bad.stderr
+
+
+def test_sighup_reads_a_rotated_token_file_so_revoking_the_old_token_costs_no_failed_call(make_agent, secured, workload, tmp_path):
+    old = make_token(secured, "registrator", WRITE_RULES)
+    token_file = tmp_path / "token"
+    token_file.write_text(old["SecretID"])
+    agent = make_agent(secured)
+    agent.launch(["run", "--hostname", agent.hostname, "-ip", agent.ip, secured.uri], env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)})
+
+    new = json.loads(secured.put("/v1/acl/token", json.dumps({"Policies": [{"Name": "registrator"}]}).encode()))
+    token_file.write_text(new["SecretID"])
+    agent.process.send_signal(signal.SIGHUP)
+    eventually(lambda: "Consul ACL token read again from its file" in agent.log(), timeout=10, what="the file read again")
+    revoke = urllib.request.Request(f"http://{secured.http_addr}/v1/acl/token/{old['AccessorID']}", method="DELETE",
+                                    headers={"X-Consul-Token": ROOT_TOKEN})
+    urllib.request.urlopen(revoke, timeout=5).close()
+
+    web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
+    eventually(lambda: f"{agent.hostname}:{web.get_wrapped_container().name}:80" in secured.services(), timeout=10, what="registered")
+    assert "not known to Consul" not in agent.log()
+    assert old["SecretID"] not in agent.log() and new["SecretID"] not in agent.log()

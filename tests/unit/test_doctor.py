@@ -165,7 +165,7 @@ def test_the_host_check_tries_once_even_when_the_agent_would_retry_forever():
     docker.down = True
     result = check_host(options(retry_attempts=-1), docker, Findings())
     assert (result.ok, result.fix) == (False, "see the docker line")
-    assert result.detail.startswith("Docker not reachable after 1 attempts")
+    assert result.detail.startswith("Docker not reachable after 1 attempt:")
 
 
 @pytest.mark.parametrize(("chosen", "name", "fix"), [
