@@ -23,7 +23,8 @@ from registrator.config import ConfigError, ConsulEndpoint, Options, consul_endp
 from registrator.consul.sink import ConsulError, ConsulSink
 from registrator.docker.ecs import DEFAULT_URL as DEFAULT_ECS_URL
 from registrator.docker.ecs import EcsAgent
-from registrator.docker.source import DockerSource, DockerUnavailable
+from registrator.docker.engine import DockerUnavailable
+from registrator.docker.source import DockerSource
 from registrator.hostip import HostIPError, check_address, check_method
 from registrator.mapping.checks import CheckSettings
 from registrator.mapping.services import DeregisterPolicy, MappingPolicy, PortSuffix, desired_services

@@ -391,6 +391,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+def commit() -> str:
+    """The code measured: the checkout's commit, marked when the package differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "registrator", "cli.py"], cwd=ROOT, capture_output=True, text=True).stdout
+    return f"{head or 'unknown'}{' with uncommitted changes' if changed.strip() else ''}"
+
+
 def cells(result: dict[str, Any]) -> list[tuple[str, str]]:
     """(figure, value) rows of one agent's results."""
     rows = []
@@ -447,8 +454,9 @@ def main() -> None:
     consul = ConsulAgent(binary=consul_binary(), workdir=workdir)
     consul.start()
     events = Events()
-    results: dict[str, Any] = {"machine": machine(), "scale": sizes, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "agents": {}}
+    began = time.monotonic()
+    results: dict[str, Any] = {"machine": machine(), "commit": commit(), "scale": sizes,
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "agents": {}}
     try:
         results["agents"][THIS_AGENT] = measure(consul, events, images, None, sizes)
         if options.agent_cmd:
@@ -457,6 +465,7 @@ def main() -> None:
         remove_all()
         events.close()
         consul.stop()
+    results["elapsed_seconds"] = round(time.monotonic() - began)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     document = json.dumps(results, indent=2)

@@ -29,7 +29,7 @@ from tenacity.stop import stop_base
 
 from registrator.config import ConsulEndpoint, Options, Settings
 from registrator.consul.sink import ConsulError
-from registrator.docker.source import DockerUnavailable
+from registrator.docker.engine import DockerUnavailable
 from registrator.hostip import HostIPError, address_problem, detect_host_ip, ec2_local_ipv4, interface_ipv4
 from registrator.mapping.services import HostFacts, MappingSettings, service_id_problem
 from registrator.runtime import Event

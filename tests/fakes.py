@@ -19,7 +19,8 @@ from tenacity.wait import wait_base
 
 from registrator.config import ConsulEndpoint, Options, Settings
 from registrator.consul.sink import ConsulError
-from registrator.docker.source import ContainerEvent, DockerUnavailable, Listed
+from registrator.docker.engine import DockerUnavailable
+from registrator.docker.source import ContainerEvent, Listed
 from registrator.mapping.services import DeregisterPolicy, HostFacts, MappingPolicy, MappingSettings
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
 from registrator.reconcile.controller import Controller

@@ -17,7 +17,8 @@ from typing import Any
 from registrator.config import ConsulEndpoint, Options
 from registrator.consul.sink import ConsulError, ConsulSink
 from registrator.docker.ecs import EcsAgent, EcsError
-from registrator.docker.source import DockerSource, DockerUnavailable
+from registrator.docker.engine import DockerUnavailable
+from registrator.docker.source import DockerSource
 from registrator.mapping.services import ECS_LABELS, MappingSettings, desired_services
 from registrator.model import ContainerSnapshot, host_port
 from registrator.startup import StartupError, resolve
@@ -107,7 +108,7 @@ def docker_address(env: Mapping[str, str]) -> str:
 
 def check_docker(docker: DockerSource, where: str) -> Result:
     try:
-        version = docker.api.api_version  # connecting negotiates it with the engine
+        version = docker.api_version()  # connecting negotiates it with the engine
         docker.ping()
     except DockerUnavailable as exc:
         return Result(DOCKER, False, True, f"{where}: {exc}",

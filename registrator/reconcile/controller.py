@@ -27,7 +27,8 @@ from tenacity.wait import wait_base
 
 from registrator.config import Settings
 from registrator.consul.sink import ConsulError
-from registrator.docker.source import ContainerEvent, DockerUnavailable, Listed
+from registrator.docker.engine import DockerUnavailable
+from registrator.docker.source import ContainerEvent, Listed
 from registrator.mapping.services import META_HOST
 from registrator.ops.metrics import Metrics
 from registrator.reconcile.kills import KillLog

@@ -13,20 +13,20 @@ import pytest
 
 from registrator.config import ConsulEndpoint
 from registrator.consul.sink import ConsulSink
+from registrator.docker.engine import Engine
 from registrator.docker.snapshot import snapshot_from_inspect
 from registrator.docker.source import DockerSource
-from registrator.docker.unix_socket import UnixSocketAdapter
 from registrator.model import CheckKind, CheckSpec, ServiceSpec
 from tests.integration.rig import ConsulAgent
 
 
-def test_an_inspect_over_the_socket_reads_what_docker_py_reads(workload):
+def test_an_inspect_over_the_socket_reads_what_docker_py_reads(workload, docker_client):
     web = workload("http", env={"SERVICE_NAME": "web"}, labels={"team": "a"}, ports={80: None})
     container_id = web.get_wrapped_container().id
     source = DockerSource(timeout=10)
 
-    assert isinstance(source.api.adapters.get("http+docker://"), UnixSocketAdapter)
-    assert source.inspect(container_id) == snapshot_from_inspect(source.api.inspect_container(container_id))
+    assert Engine(timeout=10).socket_transport()
+    assert source.inspect(container_id) == snapshot_from_inspect(docker_client.api.inspect_container(container_id))
     assert source.inspect("0" * 64) is None
 
 
@@ -63,7 +63,7 @@ def test_an_engine_over_tcp_is_inspected_through_docker_py(workload, engine_over
     monkeypatch.setenv("DOCKER_HOST", engine_over_tcp)
     source = DockerSource(timeout=10)
 
-    assert not isinstance(source.api.adapters.get("http+docker://"), UnixSocketAdapter)
+    assert not Engine(timeout=10).socket_transport()
     assert source.inspect(container_id) == over_socket
     assert source.inspect("0" * 64) is None
 

@@ -562,7 +562,7 @@ class Simulation:
         self.note("dockerd " + ("stops answering" if self.docker.down else "answers again"))
 
     def _stream_breaks(self) -> None:
-        from registrator.docker.source import DockerUnavailable
+        from registrator.docker.engine import DockerUnavailable
         self.docker.drop_streams(DockerUnavailable("events: connection reset by peer") if self.rng.random() < 0.5 else None)
         self.note("the events stream ends")
 

@@ -14,7 +14,8 @@ from types import MappingProxyType
 from typing import Any
 
 from registrator.consul.sink import ConsulError
-from registrator.docker.source import ContainerEvent, DockerUnavailable, Listed
+from registrator.docker.engine import DockerUnavailable
+from registrator.docker.source import ContainerEvent, Listed
 from registrator.mapping.services import META_HOST
 from registrator.model import CheckKind, ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
 from tests.simulation.scheduler import EPOCH, Call, Scheduler

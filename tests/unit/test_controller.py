@@ -19,7 +19,8 @@ from tenacity import wait_exponential, wait_fixed
 
 from registrator.config import ConsulEndpoint, Settings
 from registrator.consul.sink import ConsulError
-from registrator.docker.source import ContainerEvent, DockerUnavailable
+from registrator.docker.engine import DockerUnavailable
+from registrator.docker.source import ContainerEvent
 from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
 from registrator.reconcile.controller import HEARTBEAT, RECONNECT_BACKOFF, RESTART_BACKOFF, RESYNC, Controller, EventStreamEnded
 from registrator.reconcile.queue import DEFAULT_BACKOFF

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from registrator.docker.source import ContainerEvent, DockerSource, DockerUnavailable, container_event
+from registrator.docker.engine import DockerUnavailable
+from registrator.docker.source import ContainerEvent, DockerSource, container_event
 from tests.unit.http_stub import serving
 
 
@@ -78,3 +79,16 @@ def test_an_engine_address_that_is_a_regular_file_says_so(tmp_path, monkeypatch)
     with pytest.raises(DockerUnavailable) as raised:
         DockerSource(timeout=2).ping()
     assert str(raised.value) == f"cannot connect to Docker at unix://{regular}: {regular} is not a socket"
+
+
+@pytest.mark.parametrize(("call", "path", "what"), [
+    (lambda source: source.running(), "/v1.41/containers/json", "docker ps"),
+    (lambda source: source.daemon_name(), "/v1.41/info", "docker info"),
+    (lambda source: source.advertised_address(), "/v1.41/info", "docker info"),
+    (lambda source: source.ping(), "/v1.41/_ping", "docker ping"),
+    (lambda source: source.events(None), "/v1.41/events", "docker events"),
+], ids=["ps", "info", "swarm", "ping", "events"])
+def test_every_call_an_engine_fails_is_unavailable_naming_the_call(engine, call, path, what):
+    engine.answer(path, 500, b'{"message": "boom"}')
+    with pytest.raises(DockerUnavailable, match=f"^{what}: (500 Server Error|HTTP 500).*boom"):
+        call(DockerSource(timeout=2))
