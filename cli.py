@@ -19,20 +19,23 @@ from typing import Any
 import click
 
 from registrator import __version__
-from registrator.config import ConfigError, ConsulEndpoint, Options, consul_endpoint, parse_meta_options
+from registrator.config import Options, parse_meta_options
+from registrator.consul.endpoint import ConsulEndpoint, consul_endpoint
 from registrator.consul.sink import ConsulError, ConsulSink
 from registrator.docker.ecs import DEFAULT_URL as DEFAULT_ECS_URL
 from registrator.docker.ecs import EcsAgent
 from registrator.docker.engine import DockerUnavailable
 from registrator.docker.source import DockerSource
+from registrator.errors import ConfigError
 from registrator.hostip import HostIPError, check_address, check_method
 from registrator.mapping.checks import CheckSettings
-from registrator.mapping.services import DeregisterPolicy, MappingPolicy, PortSuffix, desired_services
+from registrator.mapping.services import desired_services
+from registrator.mapping.settings import DeregisterPolicy, MappingPolicy, PortSuffix
 from registrator.mapping.template import TemplateError, parse
+from registrator.metrics import Metrics
 from registrator.model import Deregister, Register, host_port
 from registrator.ops import doctor as checks
 from registrator.ops.logs import configure_logging
-from registrator.ops.metrics import Metrics
 from registrator.ops.status_server import StatusServer, parse_listen
 from registrator.ops.views import explain_json, explain_text, service_rows, table
 from registrator.reconcile.controller import Controller

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.dns import srv_ports  # noqa: E402
+from bench.provenance import commit  # noqa: E402
 from tests.cluster.fleet import ConsulError, Fleet, Host, Node, parallel  # noqa: E402
 from tests.integration.rig import consul_binary, eventually  # noqa: E402
 
@@ -608,7 +609,8 @@ def main() -> None:
         sizes["failovers"] = options.failovers
     began = time.time()
     fleet = Fleet()
-    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "scale": sizes, "quick": options.quick}
+    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": commit(), "scale": sizes,
+                               "quick": options.quick}
     try:
         fleet.up(timeout=180)
         results["fleet_up_s"] = round(fleet.timings.get("up", 0), 1)
@@ -644,7 +646,7 @@ def main() -> None:
             merged.setdefault("runs", [{k: merged.pop(k) for k in ("started", "seconds", "fleet_up_s") if k in merged} | {"figures": sorted(figures & merged.keys())}])
             merged["runs"].append({k: results[k] for k in ("started", "seconds", "fleet_up_s") if k in results} | {"figures": sorted(figures & results.keys())})
             started = merged.get("figure_started", {}) | results.get("figure_started", {})
-            results = merged | {k: v for k, v in results.items() if k in figures | {"machine", "scale"}} | {"figure_started": started}
+            results = merged | {k: v for k, v in results.items() if k in figures | {"machine", "scale", "commit"}} | {"figure_started": started}
         path.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {path} ({round(time.time() - began, 1)} s, fleet down)")
     print(table(results))

@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.dns import srv_ports  # noqa: E402
+from bench.provenance import commit  # noqa: E402
 from tests.integration.rig import ConsulAgent, build_image, consul_binary, dig, free_port  # noqa: E402
 
 LABEL = "registrator-bench"
@@ -389,13 +390,6 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(), "python": platform.python_version(), "docker": docker("version", "--format", "{{.Server.Version}}"),
         "consul": consul_version,
     }
-
-
-def commit() -> str:
-    """The code measured: the checkout's commit, marked when the package differs from it."""
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    changed = subprocess.run(["git", "status", "--porcelain", "--", "registrator", "cli.py"], cwd=ROOT, capture_output=True, text=True).stdout
-    return f"{head or 'unknown'}{' with uncommitted changes' if changed.strip() else ''}"
 
 
 def cells(result: dict[str, Any]) -> list[tuple[str, str]]:

@@ -8,6 +8,14 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+# Ownership lives in a service's Meta: it is how an agent finds its own services again, never the ID.
+META_HOST = "registrator-host"
+META_CONTAINER = "registrator-container"
+META_HASH = "registrator-hash"
+# Which agent process wrote the service: another one appearing under this host's identity is a
+# second live writer. Left out of the hash and of drift, so a restarted agent rewrites nothing.
+META_AGENT = "registrator-agent"
+
 
 def _empty() -> Mapping[str, str]:
     return MappingProxyType({})

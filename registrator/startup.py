@@ -12,7 +12,6 @@ import re
 import secrets
 import socket
 import threading
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from tenacity import (
@@ -27,12 +26,14 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from registrator.config import ConsulEndpoint, Options, Settings
+from registrator.config import Options, Settings
+from registrator.consul.endpoint import ConsulEndpoint
 from registrator.consul.sink import ConsulError
 from registrator.docker.engine import DockerUnavailable
 from registrator.hostip import HostIPError, address_problem, detect_host_ip, ec2_local_ipv4, interface_ipv4
-from registrator.mapping.services import HostFacts, MappingSettings, service_id_problem
-from registrator.runtime import Event
+from registrator.mapping.services import service_id_problem
+from registrator.mapping.settings import HostFacts, MappingSettings
+from registrator.retrying import sleeper, transient
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,6 @@ class StartupError(Exception):
 
 class Stopped(Exception):
     """The agent was asked to stop while it waited for a dependency."""
-
-
-def transient(exc: BaseException) -> bool:
-    """Whether trying the same call again later can help."""
-    return isinstance(exc, DockerUnavailable) or (isinstance(exc, ConsulError) and exc.transient)
 
 
 class DockerDaemon(Protocol):
@@ -113,11 +109,6 @@ def _retrying(options: Options, stop: threading.Event, retry: Any, what: str) ->
 
     return Retrying(retry=retry, wait=wait_fixed(options.retry_interval_ms / 1000), stop=stop_when,
                     sleep=sleeper(stop), before_sleep=report, retry_error_callback=give_up)
-
-
-def sleeper(stop: Event) -> Callable[[float], None]:
-    """tenacity's sleep, woken at once by `stop`."""
-    return lambda seconds: None if stop.wait(seconds) else None
 
 
 def _detect_host_ip(options: Options, docker: DockerDaemon, stop: threading.Event) -> tuple[str, str]:

@@ -17,11 +17,12 @@ from typing import Any
 from tenacity import wait_fixed
 from tenacity.wait import wait_base
 
-from registrator.config import ConsulEndpoint, Options, Settings
+from registrator.config import Options, Settings
+from registrator.consul.endpoint import ConsulEndpoint
 from registrator.consul.sink import ConsulError
 from registrator.docker.engine import DockerUnavailable
 from registrator.docker.source import ContainerEvent, Listed
-from registrator.mapping.services import DeregisterPolicy, HostFacts, MappingPolicy, MappingSettings
+from registrator.mapping.settings import DeregisterPolicy, HostFacts, MappingPolicy, MappingSettings
 from registrator.model import ContainerPort, ContainerSnapshot, PortBinding, ServiceSpec
 from registrator.reconcile.controller import Controller
 from registrator.reconcile.queue import WorkQueue

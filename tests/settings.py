@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from registrator.config import Options
-from registrator.mapping.services import HostFacts, MappingSettings
+from registrator.mapping.settings import HostFacts, MappingSettings
 
 
 def mapping_settings(host: str = "h", host_ip: str = "10.0.0.5", *, runs_scripts: bool = False, agent: str = "",

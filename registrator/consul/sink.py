@@ -25,11 +25,11 @@ import requests
 import requests.adapters
 import urllib3
 
-from registrator.config import ConfigError, ConsulEndpoint, read_token_file
-from registrator.docker.unix_socket import UnixSocketAdapter
-from registrator.mapping.services import META_HOST
-from registrator.model import CheckKind, CheckSpec, ServiceSpec
-from registrator.ops.metrics import Metrics
+from registrator.consul.endpoint import ConsulEndpoint, read_token_file
+from registrator.errors import ConfigError
+from registrator.metrics import Metrics
+from registrator.model import META_HOST, CheckKind, CheckSpec, ServiceSpec
+from registrator.unix_socket import UnixSocketAdapter
 
 log = logging.getLogger(__name__)
 

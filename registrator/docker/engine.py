@@ -21,13 +21,15 @@ import requests
 import urllib3
 from docker.transport import UnixHTTPAdapter
 
-from registrator.docker.unix_socket import UnixSocketAdapter
+from registrator.unix_socket import UnixSocketAdapter
 
 READ_ONLY = ("inspect_container", "containers", "events", "info", "ping")
 
 
 class DockerUnavailable(Exception):
-    """The Docker daemon could not be reached or answered with a server error."""
+    """The Docker daemon could not be reached or answered with a server error: always worth a retry."""
+
+    transient = True
 
 
 class NotReadOnly(Exception):

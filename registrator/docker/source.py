@@ -12,8 +12,8 @@ from typing import Any
 from registrator.docker.ecs import EcsAgent, EcsError
 from registrator.docker.engine import Engine
 from registrator.docker.snapshot import shared_network, snapshot_from_inspect
+from registrator.metrics import Metrics
 from registrator.model import ContainerSnapshot
-from registrator.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

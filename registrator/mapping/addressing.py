@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from registrator.mapping.metadata import PortMetadata
+from registrator.mapping.settings import MappingSettings
 from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
-
-if TYPE_CHECKING:
-    from registrator.mapping.services import MappingSettings
 
 
 @dataclass(frozen=True, slots=True)

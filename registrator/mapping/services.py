@@ -14,22 +14,26 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from enum import Enum
 from types import MappingProxyType
 
 from registrator.mapping.addressing import Target, port_targets
-from registrator.mapping.checks import CheckKeys, CheckSettings, check_keys, mirror_status, service_checks
+from registrator.mapping.checks import CheckKeys, check_keys, mirror_status, service_checks
 from registrator.mapping.metadata import PortMetadata, container_metadata, truthy
-from registrator.mapping.template import Template, TemplateError
-from registrator.model import CheckKind, CheckSpec, ContainerPort, ContainerSnapshot, ServiceSpec, plain
+from registrator.mapping.settings import DeregisterPolicy, MappingSettings, PortSuffix
+from registrator.mapping.template import TemplateError
+from registrator.model import (
+    META_AGENT,
+    META_CONTAINER,
+    META_HASH,
+    META_HOST,
+    CheckKind,
+    CheckSpec,
+    ContainerPort,
+    ContainerSnapshot,
+    ServiceSpec,
+    plain,
+)
 
-# Ownership lives in Meta: it is how this agent finds its own services again, never the ID.
-META_HOST = "registrator-host"
-META_CONTAINER = "registrator-container"
-META_HASH = "registrator-hash"
-# Which agent process wrote the service: another one appearing under this host's identity is a
-# second live writer. Left out of the hash and of drift, so a restarted agent rewrites nothing.
-META_AGENT = "registrator-agent"
 UNHASHED_META = (META_HASH, META_AGENT)
 RESERVED_META_PREFIXES = ("registrator-", "consul-")
 MAX_META_PAIRS = 64
@@ -51,76 +55,6 @@ ECS_LABELS = {
     "ecs_task_revision": "com.amazonaws.ecs.task-definition-version",
     "ecs_container": "com.amazonaws.ecs.container-name",
 }
-
-
-class PortSuffix(Enum):
-    """When a service name gets the `-<port>` suffix (registrator#311)."""
-
-    AUTO = "auto"  # registrator master: generic name and more than one registrable port
-    ALWAYS = "always"
-    NEVER = "never"
-
-
-class DeregisterPolicy(Enum):
-    """What happens to the services of a container that stopped (registrator's `-deregister`)."""
-
-    ALWAYS = "always"
-    ON_SUCCESS = "on-success"  # keep after a non-zero exit that was not a signal
-    NEVER = "never"  # keep until the container is removed
-
-
-IP_FLAG = "-ip"
-
-
-@dataclass(frozen=True, slots=True)
-class HostFacts:
-    """What startup settled about this host (`startup.resolve`); never anything a container says."""
-
-    name: str  # the host identity: prefix of default service IDs, owner recorded in Meta
-    ip: str  # the address for published ports
-    ip_source: str = IP_FLAG  # "-ip", or the `--ip-from` method that detected it
-    runs_scripts: bool = False  # the Consul agent runs script and Docker exec checks (enable_script_checks)
-    agent: str = ""  # this agent process, recorded in Meta (empty: not recorded)
-
-    @property
-    def forced(self) -> bool:
-        """`-ip` beats even a specific address a port is bound to; a detected address does not."""
-        return self.ip_source == IP_FLAG
-
-
-@dataclass(frozen=True, slots=True)
-class MappingPolicy:
-    """What the operator chose that decides what a container registers."""
-
-    internal: bool = False
-    explicit: bool = False
-    use_ip_from_label: str = ""
-    tags: Template | None = None
-    meta: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    port_suffix: PortSuffix = PortSuffix.AUTO
-    deregister: DeregisterPolicy = DeregisterPolicy.ALWAYS
-    checks: CheckSettings = CheckSettings()
-    network: str = ""  # --network: preferred Docker network for container addresses
-    ip_family: str = "ipv4"  # --ip-family: which container address becomes the service Address
-    host_ipv6: str = ""  # --ip6: the host's IPv6, tagged on published ports
-    ecs: bool = True  # ECS awareness when the container has ECS labels
-    ecs_name: str = "container"  # default name under ECS: container | family | image
-    drain: str = "deregister"  # --on-kill: what a container being stopped gets: deregister | maintenance
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MappingSettings(MappingPolicy):
-    """The operator's policy with the host's facts: everything the mapping reads."""
-
-    host: HostFacts
-
-    @property
-    def hostname(self) -> str:
-        return self.host.name
-
-    @classmethod
-    def of(cls, policy: MappingPolicy, host: HostFacts) -> MappingSettings:
-        return cls(**{f.name: getattr(policy, f.name) for f in fields(MappingPolicy)}, host=host)
 
 
 @dataclass(frozen=True, slots=True)

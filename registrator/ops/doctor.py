@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from registrator.config import ConsulEndpoint, Options
+from registrator.config import Options
+from registrator.consul.endpoint import ConsulEndpoint
 from registrator.consul.sink import ConsulError, ConsulSink
 from registrator.docker.ecs import EcsAgent, EcsError
 from registrator.docker.engine import DockerUnavailable
 from registrator.docker.source import DockerSource
-from registrator.mapping.services import ECS_LABELS, MappingSettings, desired_services
+from registrator.mapping.services import ECS_LABELS, desired_services
+from registrator.mapping.settings import MappingSettings
 from registrator.model import ContainerSnapshot, host_port
 from registrator.startup import StartupError, resolve
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from registrator.ops.metrics import Metrics
+from registrator.metrics import Metrics
 
 
 def parse_listen(address: str) -> tuple[str, int]:

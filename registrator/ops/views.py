@@ -6,8 +6,8 @@ import shlex
 from typing import Any
 
 from registrator.consul.sink import ConsulSink, check_payload
-from registrator.mapping.services import META_CONTAINER, Desired
-from registrator.model import CheckSpec, ContainerSnapshot, ServiceSpec, host_port
+from registrator.mapping.services import Desired
+from registrator.model import META_CONTAINER, CheckSpec, ContainerSnapshot, ServiceSpec, host_port
 from registrator.ops.text import shown
 
 

@@ -29,13 +29,13 @@ from registrator.config import Settings
 from registrator.consul.sink import ConsulError
 from registrator.docker.engine import DockerUnavailable
 from registrator.docker.source import ContainerEvent, Listed
-from registrator.mapping.services import META_HOST
-from registrator.ops.metrics import Metrics
+from registrator.metrics import Metrics
+from registrator.model import META_HOST
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.queue import WorkQueue
 from registrator.reconcile.reconciler import Closed, Consul, Docker, Outcome, Reconciler
+from registrator.retrying import sleeper, transient
 from registrator.runtime import SYSTEM, Event, Runtime
-from registrator.startup import sleeper, transient
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,7 @@ class Controller:
         def report(retry_state: Any) -> None:
             exc = retry_state.outcome.exception()
             state.restarts += 1
+            self.metrics.inc("registrator_loop_restarts_total", loop=name)
             state.last_error = f"{type(exc).__name__}: {exc}"
             state.failing = True
             log.error("%s loop died (%s); restarting in %.1fs", name, state.last_error, retry_state.upcoming_sleep,
@@ -227,11 +228,15 @@ class Controller:
             return
         self._full_resync_asked = True  # Docker replays only the events it still keeps: a gap may have lost some
         self._background.add(RESYNC)
+        self.metrics.set("registrator_docker_events_connected", 1)
         if not self.ready.is_set():
             log.info("ready: following Docker events, resync every %ss", self.settings.options.resync_seconds)
             self.ready.set()
-        for event in events:
-            self.on_event(event)
+        try:
+            for event in events:
+                self.on_event(event)
+        finally:
+            self.metrics.set("registrator_docker_events_connected", 0)
         if not self.stop.is_set():
             raise EventStreamEnded("Docker events stream closed")
 
@@ -401,6 +406,8 @@ class Controller:
             self._failed(queue, key, exc, started)
         finally:
             queue.done(key)
+            if queue is self._queue:
+                self.metrics.set("registrator_retrying_containers", queue.retrying())
 
     def _failed(self, queue: WorkQueue, key: str, exc: Exception, started: float) -> None:
         label = key if key in (RESYNC, HEARTBEAT) else f"container {key[:12]}"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Set
 
-from registrator.mapping.services import META_AGENT
-from registrator.model import Deregister, Op, Register, ServiceSpec
+from registrator.model import META_AGENT, Deregister, Op, Register, ServiceSpec
 
 
 def plan(desired: Mapping[str, ServiceSpec], actual: Mapping[str, ServiceSpec], unsure: Set[str] = frozenset()) -> list[Op]:

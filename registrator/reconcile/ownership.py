@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import re
 
-from registrator.mapping.services import META_HOST
-from registrator.model import ServiceSpec
+from registrator.model import META_HOST, ServiceSpec
 
 OURS = "this host"
 FREE = "nobody"

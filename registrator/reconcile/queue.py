@@ -88,6 +88,11 @@ class WorkQueue:
         with self._cond:
             self._failures.pop(key, None)
 
+    def retrying(self) -> int:
+        """Keys waiting for a retry after a failure."""
+        with self._cond:
+            return sum(1 for timer in self._timers.values() if timer.retry)
+
     def failures(self, key: str) -> int:
         with self._cond:
             return self._failures.get(key, 0)

@@ -18,9 +18,10 @@ from typing import Protocol
 
 from registrator.consul.sink import ConsulError
 from registrator.mapping.checks import mirror_check_id
-from registrator.mapping.services import Desired, MappingSettings, desired_services, drained
+from registrator.mapping.services import Desired, desired_services, drained
+from registrator.mapping.settings import MappingSettings
+from registrator.metrics import Metrics
 from registrator.model import ContainerSnapshot, Deregister, Op, Register, ServiceSpec
-from registrator.ops.metrics import Metrics
 from registrator.reconcile.diff import plan
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.ownership import FOREIGN, FREE, LEGACY, OURS, Ownership

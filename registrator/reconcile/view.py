@@ -23,8 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from registrator.mapping.checks import mirror_check_id
-from registrator.mapping.services import META_AGENT, META_CONTAINER, META_HOST
-from registrator.model import ServiceSpec
+from registrator.model import META_AGENT, META_CONTAINER, META_HOST, ServiceSpec
 from registrator.reconcile.ownership import FOREIGN
 
 MAINTENANCE_PREFIX = "_service_maintenance:"  # Consul's check ID for a service in maintenance mode

@@ -8,7 +8,7 @@ import signal
 import time
 import urllib.request
 
-from registrator.config import ConsulEndpoint
+from registrator.consul.endpoint import ConsulEndpoint
 from registrator.consul.sink import ConsulSink
 from registrator.docker.source import DockerSource
 from registrator.model import ContainerSnapshot

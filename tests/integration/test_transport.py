@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.config import ConsulEndpoint
+from registrator.consul.endpoint import ConsulEndpoint
 from registrator.consul.sink import ConsulSink
 from registrator.docker.engine import Engine
 from registrator.docker.snapshot import snapshot_from_inspect

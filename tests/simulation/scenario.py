@@ -22,19 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from registrator.config import ConsulEndpoint, Options, Settings
+from registrator.config import Options, Settings
+from registrator.consul.endpoint import ConsulEndpoint
 from registrator.consul.sink import ConsulError
 from registrator.mapping.checks import mirror_check_id, mirror_status
-from registrator.mapping.services import (
-    META_CONTAINER,
-    DeregisterPolicy,
-    HostFacts,
-    MappingPolicy,
-    MappingSettings,
-    desired_services,
-)
+from registrator.mapping.services import META_CONTAINER, desired_services
+from registrator.mapping.settings import DeregisterPolicy, HostFacts, MappingPolicy, MappingSettings
+from registrator.metrics import Metrics
 from registrator.model import ContainerPort, NetworkAttachment, PortBinding, ServiceSpec
-from registrator.ops.metrics import Metrics
 from registrator.reconcile.controller import Controller
 from registrator.reconcile.diff import same
 from registrator.reconcile.queue import WorkQueue

@@ -16,8 +16,7 @@ from typing import Any
 from registrator.consul.sink import ConsulError
 from registrator.docker.engine import DockerUnavailable
 from registrator.docker.source import ContainerEvent, Listed
-from registrator.mapping.services import META_HOST
-from registrator.model import CheckKind, ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
+from registrator.model import META_HOST, CheckKind, ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
 from tests.simulation.scheduler import EPOCH, Call, Scheduler
 
 EVENT_BUFFER = 24  # events Docker keeps to replay `since` (moby keeps 256; fewer here, so reconnects lose some); a live stream loses none

@@ -7,7 +7,8 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.mapping.services import MappingSettings, desired_services
+from registrator.mapping.services import desired_services
+from registrator.mapping.settings import MappingSettings
 from registrator.model import ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding
 from tests.settings import mapping_settings, with_ip
 

@@ -9,7 +9,8 @@ import pytest
 
 from registrator.mapping.checks import CheckGroup, CheckSettings, check_keys, mirror_status
 from registrator.mapping.metadata import Entry, PortMetadata
-from registrator.mapping.services import MappingSettings, desired_services
+from registrator.mapping.services import desired_services
+from registrator.mapping.settings import MappingSettings
 from registrator.model import CheckKind, CheckSpec, ContainerPort, ContainerSnapshot, PortBinding
 from tests.settings import mapping_settings, with_ip, with_scripts
 

@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-from registrator.config import ConfigError, consul_endpoint, parse_consul_address, parse_meta_options
+from registrator.config import parse_meta_options
+from registrator.consul.endpoint import consul_endpoint, parse_consul_address
+from registrator.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import requests
 
-from registrator.config import ConsulEndpoint
+from registrator.consul.endpoint import ConsulEndpoint
 from registrator.consul.sink import ConsulError, ConsulSink, check_payload, path_segment, service_from_agent, service_payload
 from registrator.model import CheckKind, CheckSpec, ServiceSpec
 from tests.unit.http_stub import Stub, serving

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from tenacity import wait_exponential, wait_fixed
 
-from registrator.config import ConsulEndpoint, Settings
+from registrator.config import Settings
+from registrator.consul.endpoint import ConsulEndpoint
 from registrator.consul.sink import ConsulError
 from registrator.docker.engine import DockerUnavailable
 from registrator.docker.source import ContainerEvent
@@ -359,6 +360,38 @@ def test_healthz_says_what_answers_whether_the_agent_is_ready_and_how_long_ago_i
     assert not agent.controller.health()[0]
 
 
+def test_the_events_gauge_is_1_while_a_stream_is_followed_and_0_once_it_ended():
+    agent = Agent()
+    assert agent.controller.metrics.value("registrator_docker_events_connected") == 0
+    failures: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            agent.controller.follow_events()
+        except EventStreamEnded as ended:
+            failures.append(ended)
+
+    following = in_thread(follow)
+    assert agent.controller.ready.wait(WAIT)
+    assert agent.controller.metrics.value("registrator_docker_events_connected") == 1
+    agent.docker.close_events()
+    joined(following)
+    assert failures and agent.controller.metrics.value("registrator_docker_events_connected") == 0
+
+
+def test_the_retrying_gauge_counts_the_containers_waiting_for_a_retry():
+    agent = Agent()
+    agent.start("web")
+    agent.start("api", host_port=8081)
+    agent.docker.failing.add("web")
+    agent.settle()
+    assert agent.controller.metrics.value("registrator_retrying_containers") == 1
+    agent.docker.failing.clear()
+    agent.queue.retry_all_now()
+    agent.settle()
+    assert agent.controller.metrics.value("registrator_retrying_containers") == 0
+
+
 def test_a_loop_that_dies_is_restarted_and_healthz_says_so():
     agent = Agent()
     agent.docker.events_error = RuntimeError("decoder blew up")
@@ -369,6 +402,7 @@ def test_a_loop_that_dies_is_restarted_and_healthz_says_so():
     healthy, details = agent.controller.health()
     assert details["loops"]["events"] == {"restarts": 1, "last_error": "RuntimeError: decoder blew up", "failing": False}
     assert healthy
+    assert agent.controller.metrics.value("registrator_loop_restarts_total", loop="events") == 1
     agent.controller.stop.set()
     agent.docker.close_events()
     joined(pump)
@@ -1445,7 +1479,7 @@ def test_events_are_counted_by_action_without_their_detail():
     (DEFAULT_BACKOFF, [0.25, 0.5, 1, 2, 4, 8, 16, 32, 60, 60]),
 ], ids=["docker-and-consul-reconnect", "dead-loop-restart", "one-container"])
 def test_retries_double_from_a_fraction_of_a_second_up_to_their_ceiling(backoff, ceilings, monkeypatch):
-    """The README's promises: Docker and Consul are tried again at most 10 s apart, one container at most 60 s apart.
+    """docs/resilience.md promises: Docker and Consul are tried again at most 10 s apart, one container at most 60 s apart.
     Each wait is random below its ceiling (jitter); here the random draw is the ceiling itself."""
     monkeypatch.setattr(random, "uniform", lambda low, high: high)
     assert [backoff(SimpleNamespace(attempt_number=n)) for n in range(1, len(ceilings) + 1)] == ceilings

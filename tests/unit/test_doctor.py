@@ -12,8 +12,9 @@ from types import MappingProxyType
 
 import pytest
 
-from registrator.config import ConsulEndpoint, Options
-from registrator.mapping.services import MappingPolicy
+from registrator.config import Options
+from registrator.consul.endpoint import ConsulEndpoint
+from registrator.mapping.settings import MappingPolicy
 from registrator.ops.doctor import (
     ECS,
     HOST,

@@ -14,15 +14,13 @@ from registrator.mapping.services import (
     META_CONTAINER,
     META_HASH,
     META_HOST,
-    DeregisterPolicy,
-    MappingSettings,
-    PortSuffix,
     desired_services,
     drained,
     image_basename,
     parse_tags,
     spec_hash,
 )
+from registrator.mapping.settings import DeregisterPolicy, MappingSettings, PortSuffix
 from registrator.mapping.template import parse
 from registrator.model import CheckKind, CheckSpec, ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
 from tests.settings import mapping_settings, with_ip

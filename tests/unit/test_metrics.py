@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from registrator.ops.metrics import COUNTERS, GAUGES, Metrics
+from registrator.metrics import COUNTERS, GAUGES, Metrics
 
 
 def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

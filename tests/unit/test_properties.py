@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from registrator.consul.sink import service_payload
 from registrator.docker.snapshot import snapshot_from_inspect
 from registrator.mapping.checks import CheckSettings
-from registrator.mapping.services import DeregisterPolicy, PortSuffix, desired_services
+from registrator.mapping.services import desired_services
+from registrator.mapping.settings import DeregisterPolicy, PortSuffix
 from registrator.mapping.template import parse
 from tests.settings import mapping_settings
 

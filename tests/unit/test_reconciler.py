@@ -11,7 +11,7 @@ from types import MappingProxyType
 import pytest
 
 from registrator.consul.sink import ConsulError
-from registrator.ops.metrics import Metrics
+from registrator.metrics import Metrics
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.reconciler import Closed, Reconciler
 from tests.fakes import Clock, FakeConsul, FakeDocker, agent_settings, joined, manual, web

@@ -7,8 +7,9 @@ import threading
 
 import pytest
 
-from registrator.config import ConsulEndpoint, Options
-from registrator.mapping.services import HostFacts, MappingPolicy
+from registrator.config import Options
+from registrator.consul.endpoint import ConsulEndpoint
+from registrator.mapping.settings import HostFacts, MappingPolicy
 from registrator.startup import StartupError, Stopped, resolve
 from tests.fakes import FakeConsul, FakeDocker, joined
 

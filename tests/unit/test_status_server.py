@@ -7,7 +7,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from registrator.ops.metrics import Metrics
+from registrator.metrics import Metrics
 from registrator.ops.status_server import StatusServer
 
 

@@ -229,3 +229,14 @@ def test_a_retry_due_with_a_drains_timer_keeps_the_drains_which_a_catch_up_does_
     queue.add_after("draining", 5)
     queue.retry("draining")  # due at the same instant
     assert queue.retry_all_now() == 0
+
+
+def test_only_keys_waiting_after_a_failure_count_as_retrying():
+    clock = Clock()
+    queue = WorkQueue(backoff=wait_fixed(10), runtime=manual(clock))
+    queue.add_after("draining", 5)  # a drain's own timer: no failure
+    queue.retry("failed")
+    assert queue.retrying() == 1
+    clock.advance(10)
+    assert queue.get() == "draining" and queue.get() == "failed"
+    assert queue.retrying() == 0

@@ -26,6 +26,7 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "registrator_resyncs_total": ("Full comparisons of Docker and Consul.", ()),
     "registrator_docker_requests_total": ("Docker API calls, by call (inspect, list, events).", ("call",)),
     "registrator_consul_requests_total": ("Consul HTTP calls, by call and outcome (ok or error).", ("call", "outcome")),
+    "registrator_loop_restarts_total": ("Background loops restarted after an unexpected error, by loop.", ("loop",)),
     "registrator_other_agent_writes_total": ("This host's services found written by another agent with the same host identity.", ()),
 }
 SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -35,6 +36,8 @@ SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {
 GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "registrator_services_owned": ("Services this host has registered in Consul.", ()),
     "registrator_last_reconcile_timestamp_seconds": ("Unix time of the last finished reconcile.", ()),
+    "registrator_docker_events_connected": ("1 while the agent follows Docker's events stream.", ()),
+    "registrator_retrying_containers": ("Containers waiting to be tried again after a failure.", ()),
 }
 
 Family = TypeVar("Family", Counter, Gauge, Summary)
