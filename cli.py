@@ -21,7 +21,7 @@ import click
 from registrator import __version__
 from registrator.config import Options, parse_meta_options
 from registrator.consul.endpoint import ConsulEndpoint, consul_endpoint
-from registrator.consul.sink import ConsulError, ConsulSink
+from registrator.consul.sink import ConsulError, ConsulReader, ConsulSink
 from registrator.docker.ecs import DEFAULT_URL as DEFAULT_ECS_URL
 from registrator.docker.ecs import EcsAgent
 from registrator.docker.engine import DockerUnavailable
@@ -33,14 +33,14 @@ from registrator.mapping.services import desired_services
 from registrator.mapping.settings import DeregisterPolicy, MappingPolicy, PortSuffix
 from registrator.mapping.template import TemplateError, parse
 from registrator.metrics import Metrics
-from registrator.model import Deregister, Register, host_port
+from registrator.model import Deregister, Op, Register, host_port
 from registrator.ops import doctor as checks
 from registrator.ops.logs import configure_logging
 from registrator.ops.status_server import StatusServer, parse_listen
 from registrator.ops.views import explain_json, explain_text, service_rows, table
 from registrator.reconcile.controller import Controller
 from registrator.reconcile.kills import KillLog
-from registrator.reconcile.reconciler import Reconciler
+from registrator.reconcile.sync import sync_once
 from registrator.startup import StartupError, Stopped
 from registrator.startup import resolve as resolve_settings
 
@@ -297,21 +297,7 @@ def sync(uri: str | None, once: bool, dry_run: bool, **flags: Any) -> None:
     docker_source, sink = _edges(options, flags, Metrics())
     try:
         settings = resolve_settings(options, docker_source, sink, threading.Event())
-        woken: set[str] = set()
-        reconciler = Reconciler(docker_source, sink, settings.mapping, KillLog(options.drain_timeout), wake=woken.update)
-        containers = reconciler.refresh() | set(docker_source.running())
-        changes = 0
-        for container_id in sorted(containers):
-            label, ops = reconciler.plan(container_id)
-            for op in ops:
-                match op:
-                    case Register(spec):
-                        click.echo(f"register    {spec.id} ({spec.name} at {spec.address}:{spec.port}) for {label}")
-                    case Deregister(service_id):
-                        click.echo(f"deregister  {service_id} of {label}")
-            changes += len(ops) if dry_run else reconciler.reconcile(container_id).writes
-        if not dry_run:  # containers that were refused an ID another one released in this pass
-            changes += sum(reconciler.reconcile(container_id).writes for container_id in sorted(woken))
+        changes = sync_once(docker_source, sink, settings.mapping, KillLog(options.drain_timeout), dry_run=dry_run, show=_show_op)
     except (StartupError, ConsulError, DockerUnavailable) as exc:
         raise click.ClickException(str(exc)) from None
     verb = "would change" if dry_run else "changed"
@@ -338,7 +324,7 @@ def doctor(uri: str | None, dns: str, as_json: bool, **flags: Any) -> None:
     """
     configure_logging("error", "text")
     options = _options(uri, flags)
-    results = checks.diagnose(options, DockerSource(timeout=checks.DOCKER_TIMEOUT), ConsulSink(options.consul),
+    results = checks.diagnose(options, DockerSource(timeout=checks.DOCKER_TIMEOUT), ConsulReader(options.consul),
                               ecs_url=flags["ecs_agent_url"] if flags["ecs"] else None, dns=dns or checks.default_dns(options.consul))
     click.echo(json.dumps(checks.as_json(results), indent=2) if as_json else checks.render(results))
     if not checks.healthy(results):
@@ -361,7 +347,7 @@ def list_services(uri: str | None, hostname: str | None, everything: bool, servi
       registrator list
       registrator list --all --service nsqlookupd --json
     """
-    sink = ConsulSink(_endpoint(uri, consul_timeout, consul_token))
+    sink = ConsulReader(_endpoint(uri, consul_timeout, consul_token))
     try:
         host = "" if everything else (hostname or DockerSource(timeout=10).daemon_name())
         rows = service_rows(sink, host, service)
@@ -395,6 +381,14 @@ def resolve(name: str, tag: str, dns: str, domain: str) -> None:
         raise click.ClickException(f"{name}: no healthy instances")
     for host, port in endpoints:
         click.echo(host_port(host, port))
+
+
+def _show_op(label: str, op: Op) -> None:
+    match op:
+        case Register(spec):
+            click.echo(f"register    {spec.id} ({spec.name} at {spec.address}:{spec.port}) for {label}")
+        case Deregister(service_id):
+            click.echo(f"deregister  {service_id} of {label}")
 
 
 def _options(uri: str | None, flags: dict[str, Any]) -> Options:

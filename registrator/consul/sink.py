@@ -49,7 +49,9 @@ class ConsulError(Exception):
         self.transient = transient
 
 
-class ConsulSink:
+class ConsulReader:
+    """The Consul agent's state, read: what `list`, `doctor` and the agent's own looks ask."""
+
     def __init__(self, endpoint: ConsulEndpoint, metrics: Metrics | None = None) -> None:
         self.endpoint = endpoint
         self._metrics = metrics
@@ -91,16 +93,6 @@ class ConsulSink:
         """Services this host registered, found by their ownership Meta."""
         return {sid: spec for sid, spec in self.services().items() if spec.meta.get(META_HOST) == hostname}
 
-    def register(self, spec: ServiceSpec) -> None:
-        with self._errors("agent/service/register", spec.id):
-            self._put("/v1/agent/service/register", {"replace-existing-checks": "true"}, json.dumps(service_payload(spec)))
-
-    def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
-        """Consul maintenance mode: a critical check that hides the service from DNS while it stays registered."""
-        with self._errors("agent/service/maintenance", service_id):
-            self._put(f"/v1/agent/service/maintenance/{path_segment(service_id)}",
-                      {"enable": "true" if enable else "false", "reason": reason})
-
     def service(self, service_id: str) -> ServiceSpec | None:
         """What the local agent holds under this ID now, as its listing shows it; None when it has none."""
         with self._errors("agent/service", service_id):
@@ -116,11 +108,6 @@ class ConsulSink:
         with self._errors("agent/service", service_id):
             return bool(self._client.http.get(consul.base.CB.bool(), f"/v1/agent/service/{path_segment(service_id)}",
                                               headers=self._headers()))
-
-    def update_check(self, check_id: str, status: str, output: str) -> None:
-        """Set a TTL check's status and output (also resets its TTL)."""
-        with self._errors("agent/check/update", check_id):
-            self._put(f"/v1/agent/check/update/{path_segment(check_id)}", None, json.dumps({"Status": status, "Output": output}))
 
     def service_health(self) -> dict[str, str]:
         """The worst check status of each local service (services without checks are left out)."""
@@ -188,43 +175,6 @@ class ConsulSink:
             raise ConsulError(f"Consul internal/acl/authorize: unexpected answer {str(answer)[:200]}", transient=False)
         return [entry["Allow"] for entry in answer]
 
-    def deregister(self, service_id: str) -> None:
-        """Idempotent: an unknown service counts as removed."""
-        with self._errors("agent/service/deregister", service_id):
-            self._put(f"/v1/agent/service/deregister/{path_segment(service_id)}")
-
-    def _put(self, path: str, params: dict[str, str] | None = None, body: str = "") -> None:
-        """A write, answered through python-consul2's status rules (404 is not an error: a deregistration is idempotent).
-
-        Every start and stop costs at least one write. Through requests a write cost about 1 ms of
-        CPU, three quarters of it requests' per-call work (hooks, cookies, settings merges); on the
-        same connection pool it is 0.3 ms (issue 13's profiles). So over plain HTTP and the unix
-        socket the request goes straight to the pool requests itself uses: python-consul2 still
-        builds the URL and judges the answer. HTTPS keeps the library's whole path, where its TLS
-        settings live.
-        """
-        pool = self._write_pool()
-        if pool is None:
-            self._client.http.put(consul.base.CB.bool(), path, params=params, data=body, headers=self._headers())
-            return
-        target = urllib.parse.urlsplit(self._client.http.uri(path, params))
-        response = pool.urlopen("PUT", f"{target.path}?{target.query}" if target.query else target.path, body=body.encode(),
-                                headers=self._headers(), retries=False, redirect=False, timeout=self._timeout)
-        if 300 <= response.status < 400:  # never followed: see the redirect note in __init__
-            raise ConsulError(f"Consul answered {path} with a redirect (HTTP {response.status}); not followed", transient=False)
-        consul.base.CB.bool()(consul.base.Response(response.status, response.headers, response.data.decode("utf-8", "replace"),
-                                                   response.data))
-
-    def _write_pool(self) -> Any:
-        """The urllib3 pool requests would send a plain-HTTP or unix-socket request through; None for HTTPS."""
-        base = self._client.http.base_uri
-        adapter = self._client.http.session.get_adapter(base)
-        if isinstance(adapter, UnixSocketAdapter):
-            return adapter.pool()
-        if self.endpoint.scheme == "http":
-            return adapter.poolmanager.connection_from_url(base)
-        return None
-
     def reload_token(self) -> bool:
         """Read the token file again (a secrets agent may have rotated the token); True when it holds another token."""
         if not self.endpoint.token_file:
@@ -277,6 +227,62 @@ class ConsulSink:
             if self._metrics is not None:
                 self._metrics.inc("registrator_consul_requests_total", call=call, outcome=outcome)
                 self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
+
+
+class ConsulSink(ConsulReader):
+    """The Consul agent, read and written: the reconciler is its only writer."""
+
+    def register(self, spec: ServiceSpec) -> None:
+        with self._errors("agent/service/register", spec.id):
+            self._put("/v1/agent/service/register", {"replace-existing-checks": "true"}, json.dumps(service_payload(spec)))
+
+    def deregister(self, service_id: str) -> None:
+        """Idempotent: an unknown service counts as removed."""
+        with self._errors("agent/service/deregister", service_id):
+            self._put(f"/v1/agent/service/deregister/{path_segment(service_id)}")
+
+    def maintenance(self, service_id: str, enable: bool, reason: str) -> None:
+        """Consul maintenance mode: a critical check that hides the service from DNS while it stays registered."""
+        with self._errors("agent/service/maintenance", service_id):
+            self._put(f"/v1/agent/service/maintenance/{path_segment(service_id)}",
+                      {"enable": "true" if enable else "false", "reason": reason})
+
+    def update_check(self, check_id: str, status: str, output: str) -> None:
+        """Set a TTL check's status and output (also resets its TTL)."""
+        with self._errors("agent/check/update", check_id):
+            self._put(f"/v1/agent/check/update/{path_segment(check_id)}", None, json.dumps({"Status": status, "Output": output}))
+
+    def _put(self, path: str, params: dict[str, str] | None = None, body: str = "") -> None:
+        """A write, answered through python-consul2's status rules (404 is not an error: a deregistration is idempotent).
+
+        Every start and stop costs at least one write. Through requests a write cost about 1 ms of
+        CPU, three quarters of it requests' per-call work (hooks, cookies, settings merges); on the
+        same connection pool it is 0.3 ms (issue 13's profiles). So over plain HTTP and the unix
+        socket the request goes straight to the pool requests itself uses: python-consul2 still
+        builds the URL and judges the answer. HTTPS keeps the library's whole path, where its TLS
+        settings live.
+        """
+        pool = self._write_pool()
+        if pool is None:
+            self._client.http.put(consul.base.CB.bool(), path, params=params, data=body, headers=self._headers())
+            return
+        target = urllib.parse.urlsplit(self._client.http.uri(path, params))
+        response = pool.urlopen("PUT", f"{target.path}?{target.query}" if target.query else target.path, body=body.encode(),
+                                headers=self._headers(), retries=False, redirect=False, timeout=self._timeout)
+        if 300 <= response.status < 400:  # never followed: see the redirect note in __init__
+            raise ConsulError(f"Consul answered {path} with a redirect (HTTP {response.status}); not followed", transient=False)
+        consul.base.CB.bool()(consul.base.Response(response.status, response.headers, response.data.decode("utf-8", "replace"),
+                                                   response.data))
+
+    def _write_pool(self) -> Any:
+        """The urllib3 pool requests would send a plain-HTTP or unix-socket request through; None for HTTPS."""
+        base = self._client.http.base_uri
+        adapter = self._client.http.session.get_adapter(base)
+        if isinstance(adapter, UnixSocketAdapter):
+            return adapter.pool()
+        if self.endpoint.scheme == "http":
+            return adapter.poolmanager.connection_from_url(base)
+        return None
 
 
 def _token_unknown(exc: Exception) -> bool:

@@ -2,7 +2,7 @@
 
 Each check returns a `Result`; one whose prerequisite failed is skipped with the reason, and any
 failure, foreseen or not, is a line rather than a traceback. Nothing is written to Docker or Consul:
-the token's rights are asked of Consul (`ConsulSink.authorize`), never tried. Every call is bounded
+the token's rights are asked of Consul (`ConsulReader.authorize`), never tried. Every call is bounded
 by a timeout of a few seconds and tried once, where startup waits for its dependencies forever.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from registrator.config import Options
 from registrator.consul.endpoint import ConsulEndpoint
-from registrator.consul.sink import ConsulError, ConsulSink
+from registrator.consul.sink import ConsulError, ConsulReader
 from registrator.docker.ecs import EcsAgent, EcsError
 from registrator.docker.engine import DockerUnavailable
 from registrator.docker.source import DockerSource
@@ -56,7 +56,7 @@ class Findings:
     unread: str = ""  # why the running containers are not all known; "" when they are
 
 
-def diagnose(options: Options, docker: DockerSource, consul: ConsulSink, *, ecs_url: str | None, dns: str) -> list[Result]:
+def diagnose(options: Options, docker: DockerSource, consul: ConsulReader, *, ecs_url: str | None, dns: str) -> list[Result]:
     """Every check, in the order the agent needs them. `ecs_url` is None with `--no-ecs`."""
     found = Findings()
     results = [_guarded(DOCKER, True, lambda: check_docker(docker, docker_address(os.environ)))]
@@ -159,7 +159,7 @@ def service_names(containers: Iterable[ContainerSnapshot], mapping: MappingSetti
     return sorted({spec.name for snapshot in containers for spec in desired_services(snapshot, mapping).services.values()})
 
 
-def check_consul(consul: ConsulSink) -> Result:
+def check_consul(consul: ConsulReader) -> Result:
     url = consul.endpoint.url
     try:
         leader = consul.leader()
@@ -177,7 +177,7 @@ def check_consul(consul: ConsulSink) -> Result:
     return Result(CONSUL, True, True, f"{url} answers, leader {leader}; {version}")
 
 
-def check_service_write(consul: ConsulSink, names: list[str], unknown: str) -> Result:
+def check_service_write(consul: ConsulReader, names: list[str], unknown: str) -> Result:
     """service:write for the names the running containers would get (or a stand-in); asked, not tried."""
     checked = names or [PROBE_NAME]
     denied: list[str] = []
@@ -223,7 +223,7 @@ def _denied_fix(exc: ConsulError, otherwise: str) -> str:
     return f"use a token this Consul knows ({TOKEN_SOURCES})" if "ACL not found" in str(exc) else otherwise
 
 
-def check_agent_read(consul: ConsulSink) -> Result:
+def check_agent_read(consul: ConsulReader) -> Result:
     """agent:read is seen, not asked: reading `/v1/agent/self` is the call that needs it, and the
     agent's node name (its segment) is only known from that answer."""
     try:
@@ -234,7 +234,7 @@ def check_agent_read(consul: ConsulSink) -> Result:
     return Result(AGENT_READ, True, False, "the Consul agent's configuration is readable (/v1/agent/self)")
 
 
-def check_script_checks(consul: ConsulSink, allowed: bool) -> Result:
+def check_script_checks(consul: ConsulReader, allowed: bool) -> Result:
     try:
         runs = consul.runs_script_checks()
     except ConsulError as exc:

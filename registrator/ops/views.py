@@ -5,13 +5,13 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from registrator.consul.sink import ConsulSink, check_payload
+from registrator.consul.sink import ConsulReader, check_payload
 from registrator.mapping.services import Desired
 from registrator.model import META_CONTAINER, CheckSpec, ContainerSnapshot, ServiceSpec, host_port
 from registrator.ops.text import shown
 
 
-def service_rows(sink: ConsulSink, hostname: str, name: str = "") -> list[dict[str, Any]]:
+def service_rows(sink: ConsulReader, hostname: str, name: str = "") -> list[dict[str, Any]]:
     """This host's services (or, without a hostname, the whole catalog) as plain rows."""
     if hostname:
         health = sink.service_health()

@@ -30,7 +30,6 @@ from registrator.consul.sink import ConsulError
 from registrator.docker.engine import DockerUnavailable
 from registrator.docker.source import ContainerEvent, Listed
 from registrator.metrics import Metrics
-from registrator.model import META_HOST
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.queue import WorkQueue
 from registrator.reconcile.reconciler import Closed, Consul, Docker, Outcome, Reconciler
@@ -164,26 +163,9 @@ class Controller:
         return details["docker"] == "ok" and details["consul"] == "ok" and loops_ok, details
 
     def deregister_all(self) -> None:
-        """--deregister-on-exit: take this host's services out of Consul before the agent goes.
-
-        Writes are closed first and those in flight waited for, so no reconcile can register again
-        after this (thread joins can time out; the close cannot be overtaken).
-        """
-        if not self.reconciler.close(2 * self.settings.options.consul_timeout):  # connect and read each have the timeout
-            log.warning("deregistering on exit while a Consul write is still in flight")
-        try:
-            owned = sorted(sid for sid, spec in self._consul.services().items() if spec.meta.get(META_HOST) == self.settings.mapping.host.name)
-        except ConsulError as exc:
-            owned = sorted(self.reconciler.view.owned())
-            log.error("deregistering on exit: %s; removing the %d services the agent knows of", exc, len(owned))
-        left = []
-        for service_id in owned:
-            try:
-                self._consul.deregister(service_id)
-            except ConsulError as exc:
-                left.append(service_id)
-                log.error("deregistering on exit: %s", exc)
-        log.info("deregistered %d services on exit%s", len(owned) - len(left), f"; {len(left)} left: {', '.join(left)}" if left else "")
+        """--deregister-on-exit: take this host's services out of Consul before the agent goes
+        (connecting and reading each have the Consul timeout, so writes in flight get twice it)."""
+        self.reconciler.leave(2 * self.settings.options.consul_timeout)
 
     # -- background loops ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from registrator.mapping.checks import mirror_check_id
 from registrator.mapping.services import Desired, desired_services, drained
 from registrator.mapping.settings import MappingSettings
 from registrator.metrics import Metrics
-from registrator.model import ContainerSnapshot, Deregister, Op, Register, ServiceSpec
+from registrator.model import META_HOST, ContainerSnapshot, Deregister, Op, Register, ServiceSpec
 from registrator.reconcile.diff import plan
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.ownership import FOREIGN, FREE, LEGACY, OURS, Ownership
@@ -252,6 +252,27 @@ class Reconciler:
         with self._writes:
             self._closed = True
             return self._writes.wait_for(lambda: self._writes_in_flight == 0, timeout)
+
+    def leave(self, timeout: float) -> None:
+        """Deregister every service of this host, for good: writes are closed first and those in
+        flight waited for up to `timeout`, so no reconcile can register again after this (thread
+        joins can time out; the close cannot be overtaken). The services are those Consul lists
+        for this host, else those the view knows."""
+        if not self.close(timeout):
+            log.warning("deregistering on exit while a Consul write is still in flight")
+        try:
+            owned = sorted(sid for sid, spec in self._consul.services().items() if spec.meta.get(META_HOST) == self._settings.hostname)
+        except ConsulError as exc:
+            owned = sorted(self.view.owned())
+            log.error("deregistering on exit: %s; removing the %d services the agent knows of", exc, len(owned))
+        left = []
+        for service_id in owned:
+            try:
+                self._consul.deregister(service_id)
+            except ConsulError as exc:
+                left.append(service_id)
+                log.error("deregistering on exit: %s", exc)
+        log.info("deregistered %d services on exit%s", len(owned) - len(left), f"; {len(left)} left: {', '.join(left)}" if left else "")
 
     def reconcile(self, container_id: str) -> Outcome:
         """Make Consul hold exactly the services this container should have now."""
