@@ -8,6 +8,7 @@ consul://127.0.0.1:8500` runs the agent (options before the URI, single-dash lon
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import re
@@ -30,7 +31,7 @@ from registrator.errors import ConfigError
 from registrator.hostip import HostIPError, check_address, check_method
 from registrator.mapping.checks import CheckSettings
 from registrator.mapping.services import desired_services
-from registrator.mapping.settings import DeregisterPolicy, MappingPolicy, PortSuffix
+from registrator.mapping.settings import DeregisterPolicy, DrainPolicy, EcsName, IpFamily, MappingPolicy, PortSuffix
 from registrator.mapping.template import TemplateError, parse
 from registrator.metrics import Metrics
 from registrator.model import Deregister, Op, Register, host_port
@@ -79,8 +80,10 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def default(cls: type, name: str) -> Any:
-    """A flag's default is the dataclass field's: written once, where the setting is defined."""
-    return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+    """A flag's default is the dataclass field's: written once, where the setting is defined (an
+    Enum's value, as the flag takes it)."""
+    value = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def option(*decls: str, env: str, **kwargs: Any) -> Decorator:
@@ -111,7 +114,7 @@ MAPPING_OPTIONS = options(
     option("--ec2-metadata-url", env="EC2_METADATA_URL", default=default(Options, "ec2_metadata_url"), show_default=True, hidden=True),
     option("--ip6", env="IP6", default="", help="The host's IPv6 address: published ports also get it as TaggedAddresses lan_ipv6."),
     option("--network", env="NETWORK", default="", help="Register containers on this Docker network with their address there and the exposed port."),
-    option("--ip-family", env="IP_FAMILY", type=click.Choice(["ipv4", "ipv6"]), default=default(MappingPolicy, "ip_family"), show_default=True,
+    option("--ip-family", env="IP_FAMILY", type=click.Choice([f.value for f in IpFamily]), default=default(MappingPolicy, "ip_family"), show_default=True,
            help="Which container address is the service Address when it has both; the other is a TaggedAddress."),
     option("-internal/--no-internal", "--internal", env="INTERNAL", default=default(MappingPolicy, "internal"), help="Register the container IP and exposed port instead of the host IP and published port."),
     option("-explicit/--no-explicit", "--explicit", env="EXPLICIT", default=default(MappingPolicy, "explicit"), help="Only register ports that have a SERVICE_[<port>_]NAME."),
@@ -119,10 +122,10 @@ MAPPING_OPTIONS = options(
            help="Register the IP in this container label (a /cidr suffix is dropped)."),
     option("-tags", "--tags", env="TAGS", default="", help='Tags added to every service; may use registrator\'s template functions, e.g. \'prod,{{mIndex "com.amazonaws.ecs.task-arn" .Config.Labels}}\'.'),
     option("--meta", env="META", multiple=True, metavar="KEY=VALUE", help="Meta added to every service; containers' SERVICE_* keys win. Repeatable."),
-    option("--port-suffix", env="PORT_SUFFIX", type=click.Choice([s.value for s in PortSuffix]), default=default(MappingPolicy, "port_suffix").value, show_default=True,
+    option("--port-suffix", env="PORT_SUFFIX", type=click.Choice([s.value for s in PortSuffix]), default=default(MappingPolicy, "port_suffix"), show_default=True,
            help="When names get the -<port> suffix: auto (registrator: generic name and several ports), always, never."),
     option("-deregister", "--deregister", env="DEREGISTER", type=click.Choice([p.value for p in DeregisterPolicy]),
-           default=default(MappingPolicy, "deregister").value,
+           default=default(MappingPolicy, "deregister"),
            show_default=True, help="When a stopped container's services are removed."),
     option("--allow-script-checks/--no-allow-script-checks", env="ALLOW_SCRIPT_CHECKS", default=default(CheckSettings, "allow_scripts"),
            help="Register SERVICE_CHECK_SCRIPT checks. They run on the Consul host, as its user: only for trusted containers."),
@@ -133,10 +136,10 @@ MAPPING_OPTIONS = options(
     option("--docker-health-ttl", env="DOCKER_HEALTH_TTL", type=click.FloatRange(min=3), default=default(CheckSettings, "docker_health_ttl"), show_default=True,
            help="TTL in seconds of those checks; the agent refreshes them every third of it, so they expire only when it is gone."),
     option("--ecs/--no-ecs", env="ECS", default=default(MappingPolicy, "ecs"), show_default=True, help="ECS awareness for containers with ECS labels: names, Meta, awsvpc task addresses."),
-    option("--ecs-name", env="ECS_NAME", type=click.Choice(["container", "family", "image"]), default=default(MappingPolicy, "ecs_name"), show_default=True,
+    option("--ecs-name", env="ECS_NAME", type=click.Choice([n.value for n in EcsName]), default=default(MappingPolicy, "ecs_name"), show_default=True,
            help="Default service name of ECS containers: the ECS container name, the task family, or the image (registrator)."),
     option("--ecs-agent-url", env="ECS_AGENT_URL", default=DEFAULT_ECS_URL, show_default=True, help="ECS agent introspection API, for awsvpc task addresses."),
-    option("--on-kill", env="ON_KILL", type=click.Choice(["deregister", "maintenance"]), default=default(MappingPolicy, "drain"), show_default=True,
+    option("--on-kill", env="ON_KILL", type=click.Choice([d.value for d in DrainPolicy]), default=default(MappingPolicy, "drain"), show_default=True,
            help="When a container is sent its stop signal: deregister its services at once, or put them in Consul maintenance mode."),
     option("--drain-timeout", env="DRAIN_TIMEOUT", type=click.FloatRange(min=1), default=default(Options, "drain_timeout"), show_default=True,
            help="Seconds after a stop signal before a container that is still running is registered again."),
@@ -399,7 +402,7 @@ def _options(uri: str | None, flags: dict[str, Any]) -> Options:
             mapping=MappingPolicy(
                 host_ipv6=check_address("--ip6", flags["ip6"], version=6),
                 network=flags["network"],
-                ip_family=flags["ip_family"],
+                ip_family=IpFamily(flags["ip_family"]),
                 internal=flags["internal"],
                 explicit=flags["explicit"],
                 use_ip_from_label=flags["use_ip_from_label"],
@@ -410,8 +413,8 @@ def _options(uri: str | None, flags: dict[str, Any]) -> Options:
                 checks=CheckSettings(allow_scripts=flags["allow_script_checks"], initial_status=flags["initial_status"],
                                      docker_health=flags["docker_health"], docker_health_ttl=flags["docker_health_ttl"]),
                 ecs=flags["ecs"],
-                ecs_name=flags["ecs_name"],
-                drain=flags["on_kill"],
+                ecs_name=EcsName(flags["ecs_name"]),
+                drain=DrainPolicy(flags["on_kill"]),
             ),
             hostname=flags["hostname"] or "",
             ip=check_address("-ip", flags["ip"] or ""),

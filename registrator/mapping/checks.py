@@ -151,7 +151,26 @@ def _check(
     group: CheckGroup, check_id: str, address: str, port: int,
     snapshot: ContainerSnapshot, policy: CheckSettings, runs_scripts: bool, warnings: list[str], protocol: str,
 ) -> CheckSpec | None:
-    """The check of one group; the most specific scope's type wins, then registrator's precedence."""
+    """The check of one group: its kind's builder, then what every kind shares."""
+    kind = _kind(group, warnings)
+    if kind is None:
+        return None
+    settings = group.settings
+    value = settings[kind.value].value.strip()
+    if kind in (CheckKind.TCP, CheckKind.UDP) and value.lower() in ("false", "0", "no", "off"):
+        return None
+    needs = "udp" if kind is CheckKind.UDP else "tcp" if kind in _OVER_TCP else protocol
+    if needs != protocol:
+        warnings.append(f"{settings[kind.value].source}: a {kind.value.upper()} check cannot reach a {protocol.upper()} port; check left out")
+        return None
+    site = _Site(CheckSpec(check_id, kind, f"{kind.value.upper()} check"), value, settings, address, port, snapshot, policy,
+                 runs_scripts, warnings)
+    check = _BUILDERS[kind](site)
+    return None if check is None else _shared(check, settings, policy, warnings)
+
+
+def _kind(group: CheckGroup, warnings: list[str]) -> CheckKind | None:
+    """The most specific scope's type, then registrator's precedence; the others are warned about."""
     settings = group.settings
     present = sorted((t for t in TYPES if t in settings), key=lambda t: (group.rank[t], TYPES.index(t)))
     if "cmd" in settings:
@@ -162,54 +181,85 @@ def _check(
         return None
     for other in present[1:]:
         warnings.append(f"{settings[other].source}: only one check type per check ({present[0]} is used); number them for several, e.g. SERVICE_CHECK_1_{other.upper()}")
-    kind = CheckKind(present[0])
-    target = host_port(address, port)
-    value = settings[kind.value].value.strip()
-    if kind in (CheckKind.TCP, CheckKind.UDP) and value.lower() in ("false", "0", "no", "off"):
+    return CheckKind(present[0])
+
+
+@dataclass(frozen=True, slots=True)
+class _Site:
+    """What a kind's builder reads: the check so far (ID, kind, name), its type key's value, the
+    group's settings, and where and on what the check runs."""
+
+    check: CheckSpec
+    value: str
+    settings: Mapping[str, Entry]
+    address: str
+    port: int
+    snapshot: ContainerSnapshot
+    policy: CheckSettings
+    runs_scripts: bool
+    warnings: list[str]
+
+    @property
+    def source(self) -> str:
+        return self.settings[self.check.kind.value].source
+
+
+def _http(site: _Site) -> CheckSpec | None:
+    kind, settings = site.check.kind.value, site.settings
+    path = site.value if site.value.startswith("/") else f"/{site.value}"
+    if why := ("a control character" if re.search(r"[\x00-\x1f\x7f]", path) else
+               "an invalid %-escape" if re.search(r"%(?![0-9A-Fa-f]{2})", path) else ""):
+        site.warnings.append(f"{site.source}: {site.value!r} is no URL path Consul takes ({why}); check left out")
         return None
-    needs = "udp" if kind is CheckKind.UDP else "tcp" if kind in _OVER_TCP else protocol
-    if needs != protocol:
-        warnings.append(f"{settings[kind.value].source}: a {kind.value.upper()} check cannot reach a {protocol.upper()} port; check left out")
+    method = _value(settings, "method") or _value(settings, f"{kind}_method") or _value(settings, "http_method")
+    return replace(site.check, target=f"{kind}://{host_port(site.address, site.port)}{path}", method=method.upper(),
+                   headers=_headers(settings, site.warnings))
+
+
+def _socket(site: _Site) -> CheckSpec | None:
+    return replace(site.check, target=host_port(site.address, site.port))
+
+
+def _grpc(site: _Site) -> CheckSpec | None:
+    target = host_port(site.address, site.port)
+    service = "" if truthy(site.value) else site.value
+    return replace(site.check, target=f"{target}/{service}" if service else target, grpc_use_tls=_flag(site.settings, "grpc_use_tls"))
+
+
+def _ttl(site: _Site) -> CheckSpec | None:
+    if problem := duration_problem(site.value):
+        site.warnings.append(f"{site.source}: {site.value!r} {problem}; TTL check left out")
         return None
-    check = CheckSpec(check_id, kind, f"{kind.value.upper()} check")
-    if kind in (CheckKind.HTTP, CheckKind.HTTPS):
-        path = value if value.startswith("/") else f"/{value}"
-        if why := ("a control character" if re.search(r"[\x00-\x1f\x7f]", path) else
-                   "an invalid %-escape" if re.search(r"%(?![0-9A-Fa-f]{2})", path) else ""):
-            warnings.append(f"{settings[kind.value].source}: {value!r} is no URL path Consul takes ({why}); check left out")
-            return None
-        method = _value(settings, "method") or _value(settings, f"{kind.value}_method") or _value(settings, "http_method")
-        check = replace(check, target=f"{kind.value}://{target}{path}", method=method.upper(), headers=_headers(settings, warnings))
-    elif kind in (CheckKind.TCP, CheckKind.UDP):
-        check = replace(check, target=target)
-    elif kind is CheckKind.GRPC:
-        service = "" if truthy(value) else value
-        check = replace(check, target=f"{target}/{service}" if service else target, grpc_use_tls=_flag(settings, "grpc_use_tls"))
-    elif kind is CheckKind.TTL:
-        problem = duration_problem(value)
-        if problem:
-            warnings.append(f"{settings['ttl'].source}: {value!r} {problem}; TTL check left out")
-            return None
-        check = replace(check, ttl=value)
-    elif kind is CheckKind.SCRIPT:
-        if not policy.allow_scripts:
-            warnings.append(f"{settings['script'].source}: script checks run on the Consul host and are refused unless the agent runs with --allow-script-checks")
-            return None
-        if not runs_scripts:
-            warnings.append(f"{settings['script'].source}: the Consul agent does not run script checks (enable_script_checks); check left out")
-            return None
-        args = _args(settings["script"], address, port, warnings)
-        if not args:
-            return None
-        check = replace(check, args=args)
-    elif kind is CheckKind.DOCKER:
-        if not runs_scripts:
-            warnings.append(f"{settings['docker'].source}: the Consul agent does not run Docker exec checks (enable_script_checks); check left out")
-            return None
-        args = _args(settings["docker"], address, port, warnings)
-        if not args:
-            return None
-        check = replace(check, docker_container_id=snapshot.id, args=args)
+    return replace(site.check, ttl=site.value)
+
+
+def _script(site: _Site) -> CheckSpec | None:
+    if not site.policy.allow_scripts:
+        site.warnings.append(f"{site.source}: script checks run on the Consul host and are refused unless the agent runs with --allow-script-checks")
+        return None
+    if not site.runs_scripts:
+        site.warnings.append(f"{site.source}: the Consul agent does not run script checks (enable_script_checks); check left out")
+        return None
+    args = _args(site.settings["script"], site.address, site.port, site.warnings)
+    return replace(site.check, args=args) if args else None
+
+
+def _docker(site: _Site) -> CheckSpec | None:
+    if not site.runs_scripts:
+        site.warnings.append(f"{site.source}: the Consul agent does not run Docker exec checks (enable_script_checks); check left out")
+        return None
+    args = _args(site.settings["docker"], site.address, site.port, site.warnings)
+    return replace(site.check, docker_container_id=site.snapshot.id, args=args) if args else None
+
+
+_BUILDERS = {CheckKind.HTTP: _http, CheckKind.HTTPS: _http, CheckKind.TCP: _socket, CheckKind.UDP: _socket, CheckKind.GRPC: _grpc,
+             CheckKind.TTL: _ttl, CheckKind.SCRIPT: _script, CheckKind.DOCKER: _docker}
+
+
+def _shared(check: CheckSpec, settings: Mapping[str, Entry], policy: CheckSettings, warnings: list[str]) -> CheckSpec:
+    """The settings every kind takes: TLS, interval and timeout (not for TTL checks), initial status,
+    deregistration, thresholds, notes."""
+    kind = check.kind
     if kind in (CheckKind.HTTPS, CheckKind.GRPC) or "tls_skip_verify" in settings:
         skip_verify = _flag(settings, "tls_skip_verify") if "tls_skip_verify" in settings else None
         check = replace(check, tls_skip_verify=skip_verify, tls_server_name=_value(settings, "tls_server_name"))

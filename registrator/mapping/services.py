@@ -19,7 +19,7 @@ from types import MappingProxyType
 from registrator.mapping.addressing import Target, port_targets
 from registrator.mapping.checks import CheckKeys, check_keys, mirror_status, service_checks
 from registrator.mapping.metadata import PortMetadata, container_metadata, truthy
-from registrator.mapping.settings import DeregisterPolicy, MappingSettings, PortSuffix
+from registrator.mapping.settings import DeregisterPolicy, DrainPolicy, EcsName, MappingSettings, PortSuffix
 from registrator.mapping.template import TemplateError
 from registrator.model import (
     META_AGENT,
@@ -129,7 +129,7 @@ def drained(current: Mapping[str, ServiceSpec], settings: MappingSettings) -> De
 
 
 def _deregisters_on_kill(settings: MappingSettings) -> bool:
-    return settings.drain == "deregister" and settings.deregister is DeregisterPolicy.ALWAYS
+    return settings.drain == DrainPolicy.DEREGISTER and settings.deregister is DeregisterPolicy.ALWAYS
 
 
 def image_basename(image: str) -> str:
@@ -268,8 +268,8 @@ def _default_name_reason(snapshot: ContainerSnapshot, settings: MappingSettings)
 
 def _default_name(snapshot: ContainerSnapshot, settings: MappingSettings) -> str:
     """The image basename, or under ECS the container name or task family (`--ecs-name`)."""
-    if _is_ecs(snapshot, settings) and settings.ecs_name != "image":
-        label = ECS_LABELS["ecs_container" if settings.ecs_name == "container" else "ecs_task_family"]
+    if _is_ecs(snapshot, settings) and settings.ecs_name != EcsName.IMAGE:
+        label = ECS_LABELS["ecs_container" if settings.ecs_name == EcsName.CONTAINER else "ecs_task_family"]
         if snapshot.labels.get(label):
             return snapshot.labels[label]
     return image_basename(snapshot.image)

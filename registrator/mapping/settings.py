@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from enum import Enum
+from enum import Enum, StrEnum
 from types import MappingProxyType
 
 from registrator.mapping.checks import CheckSettings
@@ -25,6 +25,28 @@ class DeregisterPolicy(Enum):
     ALWAYS = "always"
     ON_SUCCESS = "on-success"  # keep after a non-zero exit that was not a signal
     NEVER = "never"  # keep until the container is removed
+
+
+class DrainPolicy(StrEnum):
+    """What a container being stopped gets (`--on-kill`)."""
+
+    DEREGISTER = "deregister"
+    MAINTENANCE = "maintenance"  # stays registered, in Consul maintenance mode, until it exits
+
+
+class EcsName(StrEnum):
+    """The default service name of an ECS task's container (`--ecs-name`)."""
+
+    CONTAINER = "container"  # the ECS container name
+    FAMILY = "family"  # the task definition's family
+    IMAGE = "image"  # registrator's image basename
+
+
+class IpFamily(StrEnum):
+    """Which of a container's addresses becomes the service Address (`--ip-family`, `SERVICE_IP_FAMILY`)."""
+
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
 
 
 IP_FLAG = "-ip"
@@ -59,11 +81,11 @@ class MappingPolicy:
     deregister: DeregisterPolicy = DeregisterPolicy.ALWAYS
     checks: CheckSettings = CheckSettings()
     network: str = ""  # --network: preferred Docker network for container addresses
-    ip_family: str = "ipv4"  # --ip-family: which container address becomes the service Address
+    ip_family: IpFamily = IpFamily.IPV4  # --ip-family: which container address becomes the service Address
     host_ipv6: str = ""  # --ip6: the host's IPv6, tagged on published ports
     ecs: bool = True  # ECS awareness when the container has ECS labels
-    ecs_name: str = "container"  # default name under ECS: container | family | image
-    drain: str = "deregister"  # --on-kill: what a container being stopped gets: deregister | maintenance
+    ecs_name: EcsName = EcsName.CONTAINER  # default name under ECS
+    drain: DrainPolicy = DrainPolicy.DEREGISTER  # --on-kill: what a container being stopped gets
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
