@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 import pytest
+import yaml  # PyYAML comes with mkdocs
 
 import cli
 from registrator.mapping.checks import SETTINGS, TYPES
@@ -108,3 +109,10 @@ def test_every_section_with_measured_figures_names_its_results_file(page):
     sections = re.split(r"\n(?=## )", (DOCS / page).read_text())
     unsourced = [section.splitlines()[0] for section in sections if FIGURE.search(section) and not results_named(section)]
     assert unsourced == []
+
+
+def test_the_alerting_rules_are_a_prometheus_rules_file_every_rule_of_which_the_alerts_page_explains():
+    rules = yaml.safe_load((DOCS / "alerting-rules.yml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert all(set(rule) >= {"alert", "expr", "labels", "annotations"} for rule in alerts)
+    assert {rule["alert"] for rule in alerts} == set(table_keys("alerts.md", "alert"))
