@@ -202,31 +202,40 @@ class ConsulReader:
         try:
             yield
             outcome = "ok"
-        except requests.exceptions.SSLError as exc:
-            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: TLS failed: {_reason(exc)}", transient=True) from exc
-        except requests.TooManyRedirects as exc:  # never followed (see __init__); asking again gets the same answer
-            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: answered with a redirect; not followed", transient=False) from exc
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: {type(exc).__name__}: {_reason(exc)}", transient=True) from exc
-        except consul.ACLPermissionDenied as exc:
-            if _token_unknown(exc):
-                again = "; read again from its file" if self.reload_token() else ""
-                raise ConsulError(f"Consul {call_text}: the ACL token is not known to Consul (yet){again}: {exc}", transient=True) from exc
-            raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc
-        except consul.ACLDisabled as exc:
-            raise ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False) from exc
-        except (consul.base.BadRequest, consul.base.ClientError) as exc:
-            raise ConsulError(f"Consul {call_text}: rejected: {exc}", transient=False) from exc
-        except consul.ConsulException as exc:
-            raise ConsulError(f"Consul {call_text}: {exc}", transient=True) from exc
-        except ValueError as exc:  # something else on the port (a proxy's error page): it may be Consul again later
-            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: the answer is not JSON: {exc}", transient=True) from exc
-        except KeyError as exc:  # a header every Consul answer of this call has
-            raise ConsulError(f"Consul {call_text} at {self.endpoint.url}: the answer has no {exc}", transient=True) from exc
+            raise self._transport_error(exc, call_text) from exc
+        except (consul.ConsulException, ValueError, KeyError) as exc:
+            raise self._answer_error(exc, call_text) from exc
         finally:
             if self._metrics is not None:
                 self._metrics.inc("registrator_consul_requests_total", call=call, outcome=outcome)
                 self._metrics.observe("registrator_consul_request_duration_seconds", time.monotonic() - started, call=call)
+
+    def _transport_error(self, exc: Exception, call_text: str) -> ConsulError:
+        """The request did not get an answer: worth a retry, but for a redirect (never followed,
+        see __init__; asking again gets the same answer)."""
+        where = f"Consul {call_text} at {self.endpoint.url}"
+        if isinstance(exc, requests.exceptions.SSLError):
+            return ConsulError(f"{where}: TLS failed: {_reason(exc)}", transient=True)
+        if isinstance(exc, requests.TooManyRedirects):
+            return ConsulError(f"{where}: answered with a redirect; not followed", transient=False)
+        return ConsulError(f"{where}: {type(exc).__name__}: {_reason(exc)}", transient=True)
+
+    def _answer_error(self, exc: Exception, call_text: str) -> ConsulError:
+        """Consul, or something else on its port, answered otherwise than the call expects."""
+        if isinstance(exc, consul.ACLPermissionDenied) and _token_unknown(exc):
+            again = "; read again from its file" if self.reload_token() else ""
+            return ConsulError(f"Consul {call_text}: the ACL token is not known to Consul (yet){again}: {exc}", transient=True)
+        if isinstance(exc, (consul.ACLPermissionDenied, consul.ACLDisabled)):
+            return ConsulError(f"Consul {call_text}: permission denied by ACL: {exc}", transient=False)
+        if isinstance(exc, (consul.base.BadRequest, consul.base.ClientError)):
+            return ConsulError(f"Consul {call_text}: rejected: {exc}", transient=False)
+        if isinstance(exc, consul.ConsulException):
+            return ConsulError(f"Consul {call_text}: {exc}", transient=True)
+        if isinstance(exc, KeyError):  # a header every Consul answer of this call has
+            return ConsulError(f"Consul {call_text} at {self.endpoint.url}: the answer has no {exc}", transient=True)
+        # not JSON: something else on the port (a proxy's error page); it may be Consul again later
+        return ConsulError(f"Consul {call_text} at {self.endpoint.url}: the answer is not JSON: {exc}", transient=True)
 
 
 class ConsulSink(ConsulReader):

@@ -22,6 +22,7 @@ default bridge address, else the first network by name that has one.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from registrator.mapping.metadata import PortMetadata
@@ -45,46 +46,106 @@ def port_targets(
     snapshot: ContainerSnapshot, port: ContainerPort, port_meta: PortMetadata, settings: MappingSettings,
     warnings: list[str], notes: list[str],
 ) -> list[Target]:
-    """The registrations for one port: [] when it is not reachable (with a note or warning why)."""
-    bindings = _bindings(snapshot, port)
-    family = _family(port_meta, settings, warnings)
-    explicit_ip = port_meta.get("ip").strip()
-    if explicit_ip:
-        if _is_ip(explicit_ip):
-            source = port_meta.entries["ip"].source
-            return _given_address(explicit_ip, port, bindings, f"rule 1: {source}", source, warnings) if bindings \
-                else [Target(explicit_ip, port.port, rule=f"rule 1: {source}")]
-        warnings.append(f"{port_meta.entries['ip'].source}: {explicit_ip!r} is not an IP address; ignored")
-    network = port_meta.get("network").strip()
-    if network:
-        attachment = next((n for n in snapshot.networks if n.name == network), None)
-        if attachment is None or not (attachment.ip or attachment.ipv6):
-            warnings.append(f"{port_meta.entries['network'].source}: the container has no address on network {network!r}; port {port.port} not registered")
-            return []
-        return [_container_target(attachment.ip, attachment.ipv6, port.port, family,
-                                  f"rule 2: {port_meta.entries['network'].source}, the address on network {network}")]
-    label_ip = _label_ip(snapshot, settings, warnings)
-    if label_ip:
-        rule = f"rule 3: -useIpFromLabel {settings.use_ip_from_label}"
-        if settings.internal or not bindings:
-            return [Target(label_ip, port.port, rule=rule)] if settings.internal else []
-        return _given_address(label_ip, port, bindings, rule, f"label {settings.use_ip_from_label}", warnings)
-    if settings.network:
-        attachment = next((n for n in snapshot.networks if n.name == settings.network and (n.ip or n.ipv6)), None)
-        if attachment is not None:
-            return [_container_target(attachment.ip, attachment.ipv6, port.port, family, f"rule 4: --network {settings.network}")]
-    if snapshot.task_ip:
-        return [Target(snapshot.task_ip, port.port, rule="rule 5: ECS awsvpc task address from the ECS agent")]
-    if settings.internal:
-        ipv4, ipv6 = _container_addresses(snapshot)
-        if ipv4 or ipv6:
-            return [_container_target(ipv4, ipv6, port.port, family, "rule 6: -internal, the container's address")]
-        notes.append(f"port {port.port}/{port.protocol}: no container address for -internal (network mode {snapshot.network_mode})")
-        return []
-    if bindings:
-        return _published_targets(bindings, settings)
+    """The registrations for one port, by the first rule that applies (docs/addresses.md): [] when
+    it is not reachable (with a note or warning why)."""
+    ask = _Port(snapshot, port, port_meta, settings, warnings, notes, _bindings(snapshot, port), _family(port_meta, settings, warnings))
+    for rule in _RULES:
+        targets = rule(ask)
+        if targets is not None:
+            return targets
     notes.append(f"port {port.port}/{port.protocol}: no reachable port (not published on the host, no network chosen)")
     return []
+
+
+@dataclass(frozen=True, slots=True)
+class _Port:
+    """One port being mapped, and what its rules read."""
+
+    snapshot: ContainerSnapshot
+    port: ContainerPort
+    meta: PortMetadata
+    settings: MappingSettings
+    warnings: list[str]
+    notes: list[str]
+    bindings: tuple[PortBinding, ...]
+    family: str
+
+
+def _service_ip(ask: _Port) -> list[Target] | None:
+    """Rule 1: `SERVICE_IP`."""
+    explicit_ip = ask.meta.get("ip").strip()
+    if not explicit_ip:
+        return None
+    source = ask.meta.entries["ip"].source
+    if not _is_ip(explicit_ip):
+        ask.warnings.append(f"{source}: {explicit_ip!r} is not an IP address; ignored")
+        return None
+    rule = f"rule 1: {source}"
+    if ask.bindings:
+        return _given_address(explicit_ip, ask.port, ask.bindings, rule, source, ask.warnings)
+    return [Target(explicit_ip, ask.port.port, rule=rule)]
+
+
+def _service_network(ask: _Port) -> list[Target] | None:
+    """Rule 2: `SERVICE_NETWORK`."""
+    network = ask.meta.get("network").strip()
+    if not network:
+        return None
+    source = ask.meta.entries["network"].source
+    attachment = next((n for n in ask.snapshot.networks if n.name == network), None)
+    if attachment is None or not (attachment.ip or attachment.ipv6):
+        ask.warnings.append(f"{source}: the container has no address on network {network!r}; port {ask.port.port} not registered")
+        return []
+    return [_container_target(attachment.ip, attachment.ipv6, ask.port.port, ask.family, f"rule 2: {source}, the address on network {network}")]
+
+
+def _label_address(ask: _Port) -> list[Target] | None:
+    """Rule 3: `-useIpFromLabel`."""
+    label_ip = _label_ip(ask.snapshot, ask.settings, ask.warnings)
+    if not label_ip:
+        return None
+    rule = f"rule 3: -useIpFromLabel {ask.settings.use_ip_from_label}"
+    if ask.settings.internal:
+        return [Target(label_ip, ask.port.port, rule=rule)]
+    if not ask.bindings:
+        return []
+    return _given_address(label_ip, ask.port, ask.bindings, rule, f"label {ask.settings.use_ip_from_label}", ask.warnings)
+
+
+def _network_flag(ask: _Port) -> list[Target] | None:
+    """Rule 4: `--network`, for containers attached to it."""
+    name = ask.settings.network
+    attachment = next((n for n in ask.snapshot.networks if name and n.name == name and (n.ip or n.ipv6)), None)
+    if attachment is None:
+        return None
+    return [_container_target(attachment.ip, attachment.ipv6, ask.port.port, ask.family, f"rule 4: --network {name}")]
+
+
+def _ecs_task(ask: _Port) -> list[Target] | None:
+    """Rule 5: an ECS awsvpc task's address."""
+    if not ask.snapshot.task_ip:
+        return None
+    return [Target(ask.snapshot.task_ip, ask.port.port, rule="rule 5: ECS awsvpc task address from the ECS agent")]
+
+
+def _internal(ask: _Port) -> list[Target] | None:
+    """Rule 6: `-internal`, the container's own address."""
+    if not ask.settings.internal:
+        return None
+    ipv4, ipv6 = _container_addresses(ask.snapshot)
+    if ipv4 or ipv6:
+        return [_container_target(ipv4, ipv6, ask.port.port, ask.family, "rule 6: -internal, the container's address")]
+    ask.notes.append(f"port {ask.port.port}/{ask.port.protocol}: no container address for -internal (network mode {ask.snapshot.network_mode})")
+    return []
+
+
+def _published(ask: _Port) -> list[Target] | None:
+    """Rule 7: a published port."""
+    return _published_targets(ask.bindings, ask.settings) if ask.bindings else None
+
+
+_RULES: tuple[Callable[[_Port], list[Target] | None], ...] = (
+    _service_ip, _service_network, _label_address, _network_flag, _ecs_task, _internal, _published)
 
 
 def _given_address(address: str, port: ContainerPort, bindings: tuple[PortBinding, ...], rule: str, source: str,

@@ -283,6 +283,29 @@ def _parse_operand(tokens: list[tuple[str, str]], source: str, depth: int) -> tu
     raise TemplateError(f"template {source!r}: unexpected {value!r}")
 
 
+def _go_part(kind: str | None, part: str, text: bytearray) -> str:
+    """Append one part of a Go string literal's body (text or an escape) to `text`; what is wrong with it, if anything."""
+    if kind == "text":
+        if "\n" in part:
+            return "newline in string"
+        text += part.encode("utf-8", "surrogatepass")
+    elif kind == "named":
+        text.append(_GO_ESCAPES[part[1]])
+    elif kind == "byte":
+        value = int(part[2:], 16) if part[1] == "x" else int(part[1:], 8)
+        if value > 255:
+            return f"octal escape value {value} > 255"
+        text.append(value)
+    elif kind == "rune":
+        code = int(part[2:], 16)
+        if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            return f"escape {part!r} is not a Unicode code point"
+        text += chr(code).encode()
+    else:
+        return f"unknown escape sequence {part!r}"
+    return ""
+
+
 def _go_string(literal: str, source: str) -> str:
     """A Go interpreted string literal. `\\x` and octal escapes are bytes, as in Go, so the result
     must be valid UTF-8: Consul's JSON cannot carry anything else."""
@@ -291,25 +314,9 @@ def _go_string(literal: str, source: str) -> str:
 
     text = bytearray()
     for match in _GO_STRING_PART.finditer(literal[1:-1]):
-        kind, part = match.lastgroup, match.group()
-        if kind == "text":
-            if "\n" in part:
-                raise refuse("newline in string")
-            text += part.encode("utf-8", "surrogatepass")
-        elif kind == "named":
-            text.append(_GO_ESCAPES[part[1]])
-        elif kind == "byte":
-            value = int(part[2:], 16) if part[1] == "x" else int(part[1:], 8)
-            if value > 255:
-                raise refuse(f"octal escape value {value} > 255")
-            text.append(value)
-        elif kind == "rune":
-            code = int(part[2:], 16)
-            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-                raise refuse(f"escape {part!r} is not a Unicode code point")
-            text += chr(code).encode()
-        else:
-            raise refuse(f"unknown escape sequence {part!r}")
+        problem = _go_part(match.lastgroup, match.group(), text)
+        if problem:
+            raise refuse(problem)
     try:
         return text.decode()
     except UnicodeDecodeError:
