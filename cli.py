@@ -100,60 +100,91 @@ def options(*decorators: Decorator) -> Decorator:
 
 
 URI = click.argument("uri", required=False, envvar="REGISTRATOR_URI", metavar="[consul://HOST:PORT]")
-HOSTNAME = option("-hostname", "--hostname", env="HOSTNAME", help="Identity of this host: prefix of service IDs and owner recorded in service Meta.  [default: the Docker daemon's name]")
+HOSTNAME = option("-hostname", "--hostname", env="HOSTNAME",
+                  help="Identity of this host: prefix of service IDs and owner recorded in service Meta.  [default: the Docker "
+                       "daemon's name]")
 CONSUL_OPTIONS = options(
-    option("--consul-timeout", env="CONSUL_TIMEOUT", type=click.FloatRange(min=0.1), default=default(ConsulEndpoint, "timeout"), show_default=True,
+    option("--consul-timeout", env="CONSUL_TIMEOUT", type=click.FloatRange(min=0.1),
+           default=default(ConsulEndpoint, "timeout"), show_default=True,
            help="Seconds before a Consul call is abandoned."),
-    option("--consul-token", env="CONSUL_TOKEN", default=None, help="ACL token (prefer CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE: flags show in ps)."),
+    option("--consul-token", env="CONSUL_TOKEN", default=None,
+           help="ACL token (prefer CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE: flags show in ps)."),
 )
 # Everything that decides what a container registers: shared by run, explain and sync.
 MAPPING_OPTIONS = options(
     option("-ip", "--ip", env="IP", help="Address registered for published ports.  [default: detected, see --ip-from]"),
     option("--ip-from", env="IP_FROM", default=default(Options, "ip_from"), show_default=True,
-           help="How to detect the host IP without -ip: route (default-route interface), interface:NAME, ec2 (instance metadata, IMDSv2), docker (swarm advertise address)."),
-    option("--ec2-metadata-url", env="EC2_METADATA_URL", default=default(Options, "ec2_metadata_url"), show_default=True, hidden=True),
-    option("--ip6", env="IP6", default="", help="The host's IPv6 address: published ports also get it as TaggedAddresses lan_ipv6."),
-    option("--network", env="NETWORK", default="", help="Register containers on this Docker network with their address there and the exposed port."),
-    option("--ip-family", env="IP_FAMILY", type=click.Choice([f.value for f in IpFamily]), default=default(MappingPolicy, "ip_family"), show_default=True,
+           help="How to detect the host IP without -ip: route (default-route interface), interface:NAME, ec2 (instance metadata,"
+                " IMDSv2), docker (swarm advertise address)."),
+    option("--ec2-metadata-url", env="EC2_METADATA_URL",
+           default=default(Options, "ec2_metadata_url"), show_default=True, hidden=True),
+    option("--ip6", env="IP6", default="",
+           help="The host's IPv6 address: published ports also get it as TaggedAddresses lan_ipv6."),
+    option("--network", env="NETWORK", default="",
+           help="Register containers on this Docker network with their address there and the exposed port."),
+    option("--ip-family", env="IP_FAMILY", type=click.Choice([f.value for f in IpFamily]),
+           default=default(MappingPolicy, "ip_family"), show_default=True,
            help="Which container address is the service Address when it has both; the other is a TaggedAddress."),
-    option("-internal/--no-internal", "--internal", env="INTERNAL", default=default(MappingPolicy, "internal"), help="Register the container IP and exposed port instead of the host IP and published port."),
-    option("-explicit/--no-explicit", "--explicit", env="EXPLICIT", default=default(MappingPolicy, "explicit"), help="Only register ports that have a SERVICE_[<port>_]NAME."),
+    option("-internal/--no-internal", "--internal", env="INTERNAL", default=default(MappingPolicy, "internal"),
+           help="Register the container IP and exposed port instead of the host IP and published port."),
+    option("-explicit/--no-explicit", "--explicit", env="EXPLICIT", default=default(MappingPolicy, "explicit"),
+           help="Only register ports that have a SERVICE_[<port>_]NAME."),
     option("-useIpFromLabel", "--use-ip-from-label", "use_ip_from_label", env="USE_IP_FROM_LABEL", default="", metavar="LABEL",
            help="Register the IP in this container label (a /cidr suffix is dropped)."),
-    option("-tags", "--tags", env="TAGS", default="", help='Tags added to every service; may use registrator\'s template functions, e.g. \'prod,{{mIndex "com.amazonaws.ecs.task-arn" .Config.Labels}}\'.'),
-    option("--meta", env="META", multiple=True, metavar="KEY=VALUE", help="Meta added to every service; containers' SERVICE_* keys win. Repeatable."),
-    option("--port-suffix", env="PORT_SUFFIX", type=click.Choice([s.value for s in PortSuffix]), default=default(MappingPolicy, "port_suffix"), show_default=True,
+    option("-tags", "--tags", env="TAGS", default="",
+           help="Tags added to every service; may use registrator's template functions, e.g. "
+                '\'prod,{{mIndex "com.amazonaws.ecs.task-arn" .Config.Labels}}\'.'),
+    option("--meta", env="META", multiple=True, metavar="KEY=VALUE",
+           help="Meta added to every service; containers' SERVICE_* keys win. Repeatable."),
+    option("--port-suffix", env="PORT_SUFFIX", type=click.Choice([s.value for s in PortSuffix]),
+           default=default(MappingPolicy, "port_suffix"), show_default=True,
            help="When names get the -<port> suffix: auto (registrator: generic name and several ports), always, never."),
     option("-deregister", "--deregister", env="DEREGISTER", type=click.Choice([p.value for p in DeregisterPolicy]),
            default=default(MappingPolicy, "deregister"),
            show_default=True, help="When a stopped container's services are removed."),
-    option("--allow-script-checks/--no-allow-script-checks", env="ALLOW_SCRIPT_CHECKS", default=default(CheckSettings, "allow_scripts"),
+    option("--allow-script-checks/--no-allow-script-checks", env="ALLOW_SCRIPT_CHECKS",
+           default=default(CheckSettings, "allow_scripts"),
            help="Register SERVICE_CHECK_SCRIPT checks. They run on the Consul host, as its user: only for trusted containers."),
     option("--initial-status", env="INITIAL_STATUS", type=click.Choice(["passing", "warning", "critical"]), default=None,
-           help="Status of new checks that set none: passing makes a new instance resolvable at once, critical (Consul's default) only after its first passing check."),
-    option("--docker-health/--no-docker-health", env="DOCKER_HEALTH", default=default(CheckSettings, "docker_health"), show_default=True,
+           help="Status of new checks that set none: passing makes a new instance resolvable at once, critical (Consul's "
+                "default) only after its first passing check."),
+    option("--docker-health/--no-docker-health", env="DOCKER_HEALTH",
+           default=default(CheckSettings, "docker_health"), show_default=True,
            help="Mirror each container's Docker HEALTHCHECK into a Consul TTL check."),
-    option("--docker-health-ttl", env="DOCKER_HEALTH_TTL", type=click.FloatRange(min=3), default=default(CheckSettings, "docker_health_ttl"), show_default=True,
-           help="TTL in seconds of those checks; the agent refreshes them every third of it, so they expire only when it is gone."),
-    option("--ecs/--no-ecs", env="ECS", default=default(MappingPolicy, "ecs"), show_default=True, help="ECS awareness for containers with ECS labels: names, Meta, awsvpc task addresses."),
-    option("--ecs-name", env="ECS_NAME", type=click.Choice([n.value for n in EcsName]), default=default(MappingPolicy, "ecs_name"), show_default=True,
+    option("--docker-health-ttl", env="DOCKER_HEALTH_TTL", type=click.FloatRange(min=3),
+           default=default(CheckSettings, "docker_health_ttl"), show_default=True,
+           help="TTL in seconds of those checks; the agent refreshes them every third of it, so they expire only when it is "
+                "gone."),
+    option("--ecs/--no-ecs", env="ECS", default=default(MappingPolicy, "ecs"), show_default=True,
+           help="ECS awareness for containers with ECS labels: names, Meta, awsvpc task addresses."),
+    option("--ecs-name", env="ECS_NAME", type=click.Choice([n.value for n in EcsName]),
+           default=default(MappingPolicy, "ecs_name"), show_default=True,
            help="Default service name of ECS containers: the ECS container name, the task family, or the image (registrator)."),
-    option("--ecs-agent-url", env="ECS_AGENT_URL", default=DEFAULT_ECS_URL, show_default=True, help="ECS agent introspection API, for awsvpc task addresses."),
-    option("--on-kill", env="ON_KILL", type=click.Choice([d.value for d in DrainPolicy]), default=default(MappingPolicy, "drain"), show_default=True,
-           help="When a container is sent its stop signal: deregister its services at once, or put them in Consul maintenance mode."),
-    option("--drain-timeout", env="DRAIN_TIMEOUT", type=click.FloatRange(min=1), default=default(Options, "drain_timeout"), show_default=True,
+    option("--ecs-agent-url", env="ECS_AGENT_URL", default=DEFAULT_ECS_URL, show_default=True,
+           help="ECS agent introspection API, for awsvpc task addresses."),
+    option("--on-kill", env="ON_KILL", type=click.Choice([d.value for d in DrainPolicy]),
+           default=default(MappingPolicy, "drain"), show_default=True,
+           help="When a container is sent its stop signal: deregister its services at once, or put them in Consul maintenance "
+                "mode."),
+    option("--drain-timeout", env="DRAIN_TIMEOUT", type=click.FloatRange(min=1),
+           default=default(Options, "drain_timeout"), show_default=True,
            help="Seconds after a stop signal before a container that is still running is registered again."),
     option("-cleanup/--no-cleanup", "--cleanup", env="CLEANUP", default=default(Options, "cleanup"),
-           help="Also remove services that gliderlabs/registrator registered for this host's containers that are gone. Stale services this agent owns are always removed."),
-    option("-retry-attempts", "--retry-attempts", env="RETRY_ATTEMPTS", type=click.IntRange(min=-1), default=default(Options, "retry_attempts"), show_default=True,
-           help="Attempts to reach Docker and Consul at startup; -1: keep trying."),
-    option("-retry-interval", "--retry-interval", env="RETRY_INTERVAL", type=click.IntRange(min=1), default=default(Options, "retry_interval_ms"), show_default=True,
+           help="Also remove services that gliderlabs/registrator registered for this host's containers that are gone. Stale "
+                "services this agent owns are always removed."),
+    option("-retry-attempts", "--retry-attempts", env="RETRY_ATTEMPTS", type=click.IntRange(min=-1),
+           default=default(Options, "retry_attempts"), show_default=True,
+           help="Retries after the first attempt to reach Docker and Consul at startup (N retries: N+1 attempts); -1: keep "
+                "trying."),
+    option("-retry-interval", "--retry-interval", env="RETRY_INTERVAL", type=click.IntRange(min=1),
+           default=default(Options, "retry_interval_ms"), show_default=True,
            help="Milliseconds between those attempts."),
     HOSTNAME,
     CONSUL_OPTIONS,
 )
 LOG_OPTIONS = options(
-    option("--log-level", env="LOG_LEVEL", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)),
+    option("--log-level", env="LOG_LEVEL",
+           default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)),
     option("--log-format", env="LOG_FORMAT", default="text", show_default=True, type=click.Choice(["text", "json"]),
            help="json: one object per line, for log shipping."),
 )
@@ -179,16 +210,24 @@ def main() -> None:
 @main.command(cls=RunCommand)
 @URI
 @MAPPING_OPTIONS
-@option("-resync", "--resync", env="RESYNC", type=click.FloatRange(min=0), default=default(Options, "resync_seconds"), show_default=True,
+@option("-resync", "--resync", env="RESYNC", type=click.FloatRange(min=0),
+        default=default(Options, "resync_seconds"), show_default=True,
         help="Seconds between full comparisons of Docker and Consul; 0: only at start and reconnect.")
-@option("--deregister-on-exit/--no-deregister-on-exit", env="DEREGISTER_ON_EXIT", default=default(Options, "deregister_on_exit"), show_default=True,
-        help="On SIGTERM/SIGINT remove this host's services first (default: leave them, so a restarting agent does not flap DNS).")
-@option("--consul-probe", env="CONSUL_PROBE", type=click.FloatRange(min=0.1), default=default(Options, "consul_probe_seconds"), show_default=True,
-        help="Seconds between checks that the Consul agent still holds this host's services (it lost them if it restarted without its data) "
-             "and, after Consul failed a call, that it answers with a cluster leader again (then every waiting container is retried).")
+@option("--deregister-on-exit/--no-deregister-on-exit", env="DEREGISTER_ON_EXIT",
+        default=default(Options, "deregister_on_exit"), show_default=True,
+        help="On SIGTERM/SIGINT remove this host's services first (default: leave them, so a restarting agent does not flap "
+             "DNS).")
+@option("--consul-probe", env="CONSUL_PROBE", type=click.FloatRange(min=0.1),
+        default=default(Options, "consul_probe_seconds"), show_default=True,
+        help="Seconds between checks that the Consul agent still holds this host's services (it lost them if it restarted "
+             "without its data) "
+             "and, after Consul failed a call, that it answers with a cluster leader again "
+             "(then every waiting container is retried).")
 @option("--workers", env="WORKERS", type=click.IntRange(min=1, max=8), default=default(Options, "workers"), show_default=True,
-        help="Containers reconciled at once (their Docker and Consul calls overlap); one container is never handled twice at once.")
-@option("--listen", env="LISTEN", default="", metavar="HOST:PORT", help="Serve /healthz and /metrics (Prometheus) here, e.g. 127.0.0.1:9666.")
+        help="Containers reconciled at once (their Docker and Consul calls overlap); one container is never handled twice at "
+             "once.")
+@option("--listen", env="LISTEN",
+        default="", metavar="HOST:PORT", help="Serve /healthz and /metrics (Prometheus) here, e.g. 127.0.0.1:9666.")
 @option("-ttl", "--ttl", env="TTL", type=int, default=0, hidden=True)
 @option("-ttl-refresh", "--ttl-refresh", env="TTL_REFRESH", type=int, default=0, hidden=True)
 @LOG_OPTIONS
@@ -223,7 +262,7 @@ def run(uri: str | None, listen: str, ttl: int, ttl_refresh: int, log_level: str
         signal.signal(signum, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: started[0].resync_now() if started else None)
     try:
-        server = StatusServer(listen, metrics, lambda: started[0].health() if started else (False, {"ready": False})) if listen else None
+        server = StatusServer(listen, metrics, lambda: _health(started)) if listen else None
     except OSError as exc:
         raise click.ClickException(f"--listen {listen!r}: {exc.strerror or exc}") from None
     docker_source, sink = _edges(options, flags, metrics)
@@ -276,8 +315,8 @@ def explain(container: str, uri: str | None, as_json: bool, **flags: Any) -> Non
     if snapshot is None:
         raise click.ClickException(f"no container {container!r}")
     if consul is None:
-        click.echo(f"note: {unreachable}; script and Docker exec checks are shown as a Consul agent that runs them would get them",
-                   err=True)
+        click.echo(f"note: {unreachable}; script and Docker exec checks are shown as a Consul agent that runs them "
+                   "would get them", err=True)
     desired = desired_services(snapshot, settings.mapping)
     click.echo(json.dumps(explain_json(snapshot, desired), indent=2) if as_json else explain_text(snapshot, desired))
 
@@ -328,7 +367,8 @@ def doctor(uri: str | None, dns: str, as_json: bool, **flags: Any) -> None:
     configure_logging("error", "text")
     options = _options(uri, flags)
     results = checks.diagnose(options, DockerSource(timeout=checks.DOCKER_TIMEOUT), ConsulReader(options.consul),
-                              ecs_url=flags["ecs_agent_url"] if flags["ecs"] else None, dns=dns or checks.default_dns(options.consul))
+                              ecs_url=flags["ecs_agent_url"] if flags["ecs"] else None,
+                              dns=dns or checks.default_dns(options.consul))
     click.echo(json.dumps(checks.as_json(results), indent=2) if as_json else checks.render(results))
     if not checks.healthy(results):
         click.get_current_context().exit(1)
@@ -384,6 +424,11 @@ def resolve(name: str, tag: str, dns: str, domain: str) -> None:
         raise click.ClickException(f"{name}: no healthy instances")
     for host, port in endpoints:
         click.echo(host_port(host, port))
+
+
+def _health(started: list[Controller]) -> tuple[bool, dict[str, Any]]:
+    """/healthz: the controller's view once it exists, not ready before."""
+    return started[0].health() if started else (False, {"ready": False})
 
 
 def _show_op(label: str, op: Op) -> None:

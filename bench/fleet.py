@@ -181,7 +181,8 @@ def run_http(fleet: Fleet, host: Host, name: str, service: str, always: bool = F
 
 def published_ports(host: Host, prefix: str) -> set[int]:
     """The published ports of HOST's running containers named PREFIX… (`docker ps`)."""
-    return {int(c.ports["80/tcp"][0]["HostPort"]) for c in host.docker.containers.list(filters={"name": prefix}) if c.ports.get("80/tcp")}
+    return {int(c.ports["80/tcp"][0]["HostPort"]) for c in host.docker.containers.list(filters={"name": prefix})
+            if c.ports.get("80/tcp")}
 
 
 def remove_all(fleet: Fleet, *hosts: Host) -> None:
@@ -242,8 +243,10 @@ def host_loss(fleet: Fleet, runs: int) -> dict[str, Any]:
         finally:
             fleet.start(a, "dockerd", "consul", "registrator", timeout=120)
     remove_all(fleet, a)
-    return {"gone_s": {name: {"median": round(statistics.median(s), 2), "samples": s, "n": len(s)} for name, s in samples.items()},
-            "kill_call_ms_median": round(statistics.median(kill_ms), 1), "poll_interval_ms_median": round(statistics.median(intervals), 2)}
+    return {"gone_s": {name: {"median": round(statistics.median(s), 2), "samples": s, "n": len(s)} for name,
+                       s in samples.items()},
+            "kill_call_ms_median": round(statistics.median(kill_ms), 1),
+            "poll_interval_ms_median": round(statistics.median(intervals), 2)}
 
 
 def two_ports(host: Host) -> set[int] | None:
@@ -283,7 +286,8 @@ class Convergence:
             self.mismatch = {"at": time.time(), "error": repr(exc)}
             return False  # a client's API stalls during the election: not yet
         held = {(s["Address"], s["Port"]) for s in local.values() if s["Service"] == "elect"}
-        listed = running if catalog is None else {(e["ServiceAddress"], e["ServicePort"]) for e in catalog if e["Node"] == self.host.name}
+        listed = running if catalog is None else {(e["ServiceAddress"], e["ServicePort"]) for e in catalog
+                                                  if e["Node"] == self.host.name}
         if held == running and listed == running:
             return True
         self.mismatch = {"at": time.time(), "docker_ps": sorted(running), "client": sorted(held), "catalog": sorted(listed)}
@@ -320,8 +324,10 @@ def leader_failover(fleet: Fleet, runs: int) -> dict[str, Any]:
     converged = [r["converged_s"] for r in results if r["converged_s"] is not None]
     elections = [r["election_s"] for r in results if r["election_s"] is not None]
     return {"runs": results, "not_converged_within_s": TIMEOUT, "not_converged": len(results) - len(converged),
-            "converged_s": {"median": round(statistics.median(converged), 2) if converged else None, "samples": converged, "n": len(converged)},
-            "election_s": {"median": round(statistics.median(elections), 2) if elections else None, "samples": elections, "n": len(elections)}}
+            "converged_s": {"median": round(statistics.median(converged), 2) if converged else None, "samples": converged,
+                            "n": len(converged)},
+            "election_s": {"median": round(statistics.median(elections), 2) if elections else None, "samples": elections,
+                           "n": len(elections)}}
 
 
 def failover(fleet: Fleet, containers: dict[str, list[Any]], run: int) -> dict[str, Any]:
@@ -329,7 +335,8 @@ def failover(fleet: Fleet, containers: dict[str, list[Any]], run: int) -> dict[s
     hosts = list(fleet.hosts.values())
     eventually(partial(tolerant, fleet), timeout=120, interval=0.5, what="every server a healthy voter")
     watches = {h.name: Convergence(fleet, h) for h in hosts}
-    eventually(lambda: all(w.stable_since(1) for w in watches.values()), timeout=60, interval=0.2, what="every host converged before the kill")
+    eventually(lambda: all(w.stable_since(1) for w in watches.values()), timeout=60, interval=0.2, what="every host converged "
+                                                                                                        "before the kill")
     leader = eventually(fleet.leader, timeout=30, what="a leader")
     assert leader is not None
     elected: dict[str, Any] = {}
@@ -354,7 +361,8 @@ def failover(fleet: Fleet, containers: dict[str, list[Any]], run: int) -> dict[s
         churned = time.time() - lost
         election.join()
         try:
-            eventually(lambda: all(w.stable_since(3) for w in watches.values()), timeout=TIMEOUT, interval=0.2, what="every host converged")
+            eventually(lambda: all(w.stable_since(3) for w in watches.values()), timeout=TIMEOUT, interval=0.2,
+                       what="every host converged")
             converged = True
         except AssertionError:
             converged = False  # kept with its evidence; the other runs go on
@@ -366,7 +374,8 @@ def failover(fleet: Fleet, containers: dict[str, list[Any]], run: int) -> dict[s
     lagging = max(per_host, key=lambda n: float("inf") if per_host[n] is None else per_host[n])
     result: dict[str, Any] = {
         "killed": leader.name, "elected": elected.get("name"), "election_s": round(elected["at"] - lost, 2) if elected else None,
-        "churn_done_s": round(churned, 2), "converged_s": per_host[lagging] if converged else None, "per_host_s": per_host, "lagging": lagging}
+        "churn_done_s": round(churned, 2), "converged_s": per_host[lagging] if converged else None, "per_host_s": per_host,
+        "lagging": lagging}
     if not converged or per_host[lagging] > 15:  # an outlier: what the lagging host saw and its agent said meanwhile
         host = fleet.hosts[lagging]
         mismatch = dict(watches[lagging].mismatch)
@@ -374,7 +383,8 @@ def failover(fleet: Fleet, containers: dict[str, list[Any]], run: int) -> dict[s
             mismatch["at_s"] = round(mismatch.pop("at") - lost, 2)
         result["lagging_last_mismatch"] = mismatch
         result["lagging_log"] = host.registrator_log(logs[lagging])[-6000:]
-        result["lagging_consul_log"] = (host.dir / "consul.log").read_bytes()[consul_logs[lagging]:].decode(errors="replace")[-6000:]
+        log_tail = (host.dir / "consul.log").read_bytes()[consul_logs[lagging]:]
+        result["lagging_consul_log"] = log_tail.decode(errors="replace")[-6000:]
     eventually(partial(tolerant, fleet), timeout=120, interval=0.5, what="every server a healthy voter again")
     return result
 
@@ -419,7 +429,8 @@ def outage(fleet: Fleet, containers: dict[str, list[Any]], run: int) -> dict[str
     clients = {h.name: Convergence(fleet, h, catalog=False) for h in hosts}
     catalogs = {h.name: Convergence(fleet, h) for h in hosts}
     watches = [*clients.values(), *catalogs.values()]
-    eventually(lambda: all(w.stable_since(1) for w in watches), timeout=60, interval=0.2, what="every host converged before the outage")
+    eventually(lambda: all(w.stable_since(1) for w in watches), timeout=60, interval=0.2, what="every host converged before the "
+                                                                                               "outage")
     survivor = eventually(fleet.leader, timeout=30, what="a leader")
     gone = [server for server in fleet.server_nodes if server != survivor]
     logs = {h.name: h.log_size("registrator") for h in hosts}
@@ -449,13 +460,15 @@ def outage(fleet: Fleet, containers: dict[str, list[Any]], run: int) -> dict[str
     converged = {}
     for name, group in (("clients", clients), ("catalog", catalogs)):
         try:
-            eventually(lambda g=group: all(w.stable_since(3) for w in g.values()), timeout=TIMEOUT, interval=0.2, what=f"every host's {name}")
+            eventually(lambda g=group: all(w.stable_since(3) for w in g.values()), timeout=TIMEOUT, interval=0.2,
+                       what=f"every host's {name}")
             converged[name] = round(max(w.converged_at() for w in group.values()) - back, 2)
         except AssertionError:
             converged[name] = None
     for w in watches:
         w.stop()
-    result: dict[str, Any] = {"leader_back_after_s": round(back - lost, 2), "clients_s": converged["clients"], "catalog_s": converged["catalog"],
+    result: dict[str, Any] = {"leader_back_after_s": round(back - lost, 2), "clients_s": converged["clients"],
+                              "catalog_s": converged["catalog"],
                               "per_host_clients_s": {n: round(w.converged_at() - back, 2) for n, w in clients.items()}}
     if converged["clients"] is None or converged["clients"] > 3:  # what the slowest agent said after the leader was back
         lagging = max(clients, key=lambda n: clients[n].converged_at())
@@ -560,7 +573,8 @@ def table(results: dict[str, Any]) -> str:
     if s := results.get("start_to_dns"):
         f = s["start_to_c_dns_ms"]
         rows.append((f"start on a (Docker's event) → published port in c's DNS SRV over TCP, ms, p50 / p99 "
-                     f"(poll every {s['poll_interval_ms_median']} ms)", f"{f['median']} / {f['p99']} (min {f['min']}, max {f['max']}, n={f['n']})"))
+                     f"(poll every {s['poll_interval_ms_median']} ms)", f"{f['median']} / {f['p99']} (min {f['min']}, max "
+                                                                        f"{f['max']}, n={f['n']})"))
         if f := s.get("start_to_catalog_ms"):
             rows.append(("start on a (Docker's event) → in the catalog, read through c's client from the leader, ms, p50 / p99",
                          f"{f['median']} / {f['p99']} (min {f['min']}, max {f['max']}, n={f['n']})"))
@@ -570,15 +584,21 @@ def table(results: dict[str, Any]) -> str:
                          f"{g['median']} ({', '.join(map(str, g['samples']))}; n={g['n']})"))
     if s := results.get("leader_failover"):
         c, e = s["converged_s"], s["election_s"]
-        failed = f"; {s['not_converged']} of {c['n'] + s['not_converged']} runs not converged in {s['not_converged_within_s']} s" if s["not_converged"] else ""
+        runs = c["n"] + s["not_converged"]
+        within = s["not_converged_within_s"]
+        failed = f"; {s['not_converged']} of {runs} runs not converged in {within} s" if s["not_converged"] else ""
         rows.append(("leader SIGKILLed during churn → every host's client and catalog = its docker ps, s, median (all)",
                      f"{c['median']} ({', '.join(map(str, c['samples']))}; n={c['n']}{failed})"))
-        rows.append(("leader SIGKILLed → new leader elected, s, median (all)", f"{e['median']} ({', '.join(map(str, e['samples']))}; n={e['n']})"))
+        rows.append(("leader SIGKILLed → new leader elected, s, median (all)", f"{e['median']} "
+                                                                               f"({', '.join(map(str, e['samples']))}; "
+                                                                               f"n={e['n']})"))
     if s := results.get("quorum_loss"):
-        for key, what in (("clients_after_leader_s", "every host's client"), ("catalog_after_leader_s", "every host's catalog entries")):
+        for key, what in (("clients_after_leader_s", "every host's client"), ("catalog_after_leader_s", "every host's catalog "
+                                                                                                        "entries")):
             f = s[key]
             failed = f"; {f['not_converged']} not converged in {s['not_converged_within_s']} s" if f["not_converged"] else ""
-            rows.append((f"quorum lost {s['outage_s']} s during churn → {what} = its docker ps, s after a leader is back, median (all)",
+            rows.append((f"quorum lost {s['outage_s']} s during churn → {what} = its docker ps, s after a leader is back, "
+                         "median (all)",
                          f"{f['median']} ({', '.join(map(str, f['samples']))}; n={f['n']}{failed})"))
     if s := results.get("idle"):
         windows = len(s.get("windows", [s]))
@@ -586,9 +606,11 @@ def table(results: dict[str, Any]) -> str:
         ours = sum(s["our_agents_writes"].values())
         rows.append((f"idle: writes by our agents per minute (3 hosts, {windows} windows of {s['window_s']} s)",
                      f"{ours * per_minute:g} ({', '.join(f'{k}={v:g}' for k, v in s['our_agents_writes'].items())})"))
-        rows.append(("idle: catalog register/deregister at the servers per minute (Consul's anti-entropy)", f"{s['catalog_writes_at_servers'] * per_minute:g}"))
+        rows.append(("idle: catalog register/deregister at the servers per minute (Consul's anti-entropy)",
+                     f"{s['catalog_writes_at_servers'] * per_minute:g}"))
         rows.append(("idle: HTTP PUTs at the hosts' clients per minute", f"{s['client_puts'] * per_minute:g}"))
-        rows.append(("idle: raft applies per minute (Consul's own: coordinates, autopilot, …)", f"{s['raft_applies'] * per_minute:g}"))
+        rows.append(("idle: raft applies per minute (Consul's own: coordinates, autopilot, …)",
+                     f"{s['raft_applies'] * per_minute:g}"))
     width = max(len(r[0]) for r in rows)
     value = max(len(r[1]) for r in rows)
     lines = [f"| {'figure'.ljust(width)} | {'value'.ljust(value)} |", f"|{'-' * (width + 2)}|{'-' * (value + 2)}|"]
@@ -598,7 +620,8 @@ def table(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 starts, 2 host losses, 2 failovers, one 30 s idle window, one quorum loss")
+    parser.add_argument("--quick", action="store_true", help="10 starts, 2 host losses, 2 failovers, one 30 s idle window, one "
+                                                             "quorum loss")
     parser.add_argument("--figures", default="1,4,2,3,5", help="which figures, in this order (default 1,4,2,3,5)")
     parser.add_argument("--failovers", type=int, default=None, help="leader failover runs (default 5, --quick 2)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -643,10 +666,13 @@ def main() -> None:
         figures = {"start_to_dns", "idle", "host_loss", "leader_failover", "quorum_loss"}
         if path.exists() and not figures <= results.keys():  # a partial run: the figures it has replace the file's
             merged = json.loads(path.read_text())
-            merged.setdefault("runs", [{k: merged.pop(k) for k in ("started", "seconds", "fleet_up_s") if k in merged} | {"figures": sorted(figures & merged.keys())}])
-            merged["runs"].append({k: results[k] for k in ("started", "seconds", "fleet_up_s") if k in results} | {"figures": sorted(figures & results.keys())})
+            first_run = {k: merged.pop(k) for k in ("started", "seconds", "fleet_up_s") if k in merged}
+            merged.setdefault("runs", [first_run | {"figures": sorted(figures & merged.keys())}])
+            merged["runs"].append({k: results[k] for k in ("started", "seconds", "fleet_up_s")
+                                   if k in results} | {"figures": sorted(figures & results.keys())})
             started = merged.get("figure_started", {}) | results.get("figure_started", {})
-            results = merged | {k: v for k, v in results.items() if k in figures | {"machine", "scale", "commit"}} | {"figure_started": started}
+            results = merged | {k: v for k, v in results.items()
+                                if k in figures | {"machine", "scale", "commit"}} | {"figure_started": started}
         path.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {path} ({round(time.time() - began, 1)} s, fleet down)")
     print(table(results))

@@ -365,7 +365,8 @@ def checks(consul: ConsulAgent, events: Events, image: str, count: int) -> dict[
     return {"unhealthy_to_gone_ms": summary(samples)}
 
 
-def measure(consul: ConsulAgent, events: Events, images: dict[str, str], template: str | None, sizes: dict[str, Any]) -> dict[str, Any]:
+def measure(consul: ConsulAgent, events: Events, images: dict[str, str], template: str | None, sizes: dict[str, Any]) -> dict[str,
+                                                                                                                              Any]:
     """Every figure for one agent command, from an empty Consul agent and no bench containers."""
     results: dict[str, Any] = {"command": template or "registrator run (this repository)"}
     agent = Agent(consul, template)
@@ -387,7 +388,8 @@ def machine() -> dict[str, Any]:
     consul_version = subprocess.run([consul_binary(), "version"], capture_output=True, text=True).stdout.splitlines()[0]
     return {
         "cpus": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "kernel": platform.release(), "python": platform.python_version(), "docker": docker("version", "--format", "{{.Server.Version}}"),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "docker": docker("version", "--format", "{{.Server.Version}}"),
         "consul": consul_version,
     }
 
@@ -399,16 +401,19 @@ def cells(result: dict[str, Any]) -> list[tuple[str, str]]:
         s = result["sequential"][key]
         rows.append((f"{label}, one at a time, p50 / p99", f"{s['median']} / {s['p99']} (n={s['n']})"))
     for key, value in result["burst"].items():
-        rows.append((f"{key.removesuffix('_ms').replace('_', ' of ')} concurrent starts: last start → all resolvable (ms)", f"{value:.0f}"))
+        rows.append((f"{key.removesuffix('_ms').replace('_', ' of ')} concurrent starts: last start → all resolvable "
+                     "(ms)", f"{value:.0f}"))
     stop = result["mass_stop"]["stop_to_gone_ms"]
-    rows.append((f"mass stop of {result['mass_stop']['stopped']}: first kill → gone (ms), p50 / p99", f"{stop['median']} / {stop['p99']}"))
+    rows.append((f"mass stop of {result['mass_stop']['stopped']}: first kill → gone (ms), p50 / p99", f"{stop['median']} / "
+                                                                                                      f"{stop['p99']}"))
     for key, value in result["startup"].items():
         if key.startswith("startup_"):
             calls = "" if value["docker_calls"] is None else f", {value['docker_calls']:.0f} Docker calls"
             rows.append((f"startup with {key.removeprefix('startup_')} running: launch → all resolvable (s)",
                          f"{value['seconds']} ({value['consul_writes']} Consul writes{calls})"))
         if key.startswith("consul_floor_"):
-            rows.append((f"Consul alone: {key.removeprefix('consul_floor_')} registrations, 4 at a time, until all resolvable (s)", f"{value}"))
+            rows.append((f"Consul alone: {key.removeprefix('consul_floor_')} registrations, 4 at a time, until all resolvable "
+                         "(s)", f"{value}"))
     idle_state = result["startup"]["idle"]
     resyncs = "" if idle_state["resyncs"] is None else f", {idle_state['resyncs']:.0f} resyncs"
     rows.append((f"idle {idle_state['window_seconds']} s (resync {RESYNC} s): Consul writes / agent CPU s",
@@ -433,10 +438,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small run: 20 one at a time, bursts of 20 and 50, 50 at startup")
     parser.add_argument("--agent-cmd", default=None, metavar="COMMAND",
-                        help="a second registrator-compatible agent to measure on the same workload ({ip}, {consul}, {consul_uri})")
+                        help="a second registrator-compatible agent to measure on the same workload ({ip}, {consul}, "
+                             "{consul_uri})")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for the JSON results")
     options = parser.parse_args()
-    sizes = {"sequential": 20, "burst": [20, 50], "mass_stop": 20, "startup": [20, 50], "idle_periods": 10, "checks": 3} if options.quick \
+    sizes = {"sequential": 20, "burst": [20, 50], "mass_stop": 20, "startup": [20, 50], "idle_periods": 10,
+             "checks": 3} if options.quick \
         else {"sequential": 100, "burst": [100, 500], "mass_stop": 100, "startup": [100, 500], "idle_periods": 10, "checks": 10}
     import docker as docker_sdk
 
@@ -454,7 +461,8 @@ def main() -> None:
     try:
         results["agents"][THIS_AGENT] = measure(consul, events, images, None, sizes)
         if options.agent_cmd:
-            results["agents"][shlex.split(options.agent_cmd)[0].rsplit("/", 1)[-1]] = measure(consul, events, images, options.agent_cmd, sizes)
+            results["agents"][shlex.split(options.agent_cmd)[0].rsplit("/", 1)[-1]] = measure(consul, events, images,
+                                                                                              options.agent_cmd, sizes)
     finally:
         remove_all()
         events.close()

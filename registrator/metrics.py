@@ -27,7 +27,8 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "registrator_docker_requests_total": ("Docker API calls, by call (inspect, list, events).", ("call",)),
     "registrator_consul_requests_total": ("Consul HTTP calls, by call and outcome (ok or error).", ("call", "outcome")),
     "registrator_loop_restarts_total": ("Background loops restarted after an unexpected error, by loop.", ("loop",)),
-    "registrator_other_agent_writes_total": ("This host's services found written by another agent with the same host identity.", ()),
+    "registrator_other_agent_writes_total": ("This host's services found written by another agent with the same host "
+                                             "identity.", ()),
 }
 SUMMARIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "registrator_reconcile_duration_seconds": ("Time to reconcile one container.", ()),
@@ -51,7 +52,8 @@ class Metrics:
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=self.registry)
         self._counters = {name: Counter(name, text, labels, registry=self.registry) for name, (text, labels) in COUNTERS.items()}
-        self._summaries = {name: Summary(name, text, labels, registry=self.registry) for name, (text, labels) in SUMMARIES.items()}
+        self._summaries = {name: Summary(name, text, labels, registry=self.registry)
+                           for name, (text, labels) in SUMMARIES.items()}
         self._gauges = {name: Gauge(name, text, labels, registry=self.registry) for name, (text, labels) in GAUGES.items()}
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:

@@ -134,7 +134,8 @@ def _detect_host_ip(options: Options, docker: DockerDaemon, stop: threading.Even
             raise HostIPError(f"found {address[:80]!r}, which {problem}")
         return address
 
-    address = _retrying(options, stop, retry_if_exception_type((HostIPError, DockerUnavailable)), f"host IP (--ip-from {method})")(detect)
+    address = _retrying(options, stop, retry_if_exception_type((HostIPError, DockerUnavailable)), "host IP (--ip-from "
+                                                                                                  f"{method})")(detect)
     return str(address), f"--ip-from {method}"
 
 
@@ -150,7 +151,8 @@ def _agent_runs_scripts(options: Options, consul: ConsulAgentInfo, stop: threadi
     dependency is waited for (a token Consul does not know yet is a failure that passes)."""
     allowed = options.mapping.checks.allow_scripts
     try:
-        runs = _retrying(options, stop, retry_if_exception(transient), f"Consul at {consul.endpoint.url}")(consul.runs_script_checks)
+        runs = _retrying(options, stop, retry_if_exception(transient),
+                         f"Consul at {consul.endpoint.url}")(consul.runs_script_checks)
     except ConsulError as exc:
         runs = None
         log.warning("%s", exc)

@@ -28,9 +28,11 @@ from registrator.reconcile.controller import Controller
 from registrator.reconcile.queue import WorkQueue
 from registrator.runtime import Runtime
 
-WAIT = float(os.environ.get("REGISTRATOR_TEST_WAIT", "10"))  # seconds a test waits for what must happen; reached only when it does not
+# seconds a test waits for what must happen; reached only when it does not
+WAIT = float(os.environ.get("REGISTRATOR_TEST_WAIT", "10"))
 BACKOFF = 5.0  # a failed key's backoff in the controller harness
-EXPIRED: list[str] = []  # holds never released: the worker that waited in one failed, and a retry may hide it (conftest fails the test)
+# holds never released: the worker that waited in one failed, and a retry may hide it (conftest fails the test)
+EXPIRED: list[str] = []
 
 
 class Hold:

@@ -75,7 +75,8 @@ def test_the_service_keys_reference_lists_exactly_the_keys_the_mapping_reads():
 
 
 def test_the_health_checks_reference_lists_every_check_type_and_setting():
-    documented = {key.split("=")[0].lower() for span in table_keys("health-checks.md", "key (`SERVICE_[<port>_][<proto>_]CHECK_[<n>_]…`)")
+    documented = {key.split("=")[0].lower()
+                  for span in table_keys("health-checks.md", "key (`SERVICE_[<port>_][<proto>_]CHECK_[<n>_]…`)")
                   for key in re.findall(r"\b([A-Z][A-Z0-9_]*)(?:=|\b)", span)}
     assert set(TYPES) | set(SETTINGS) | {"header"} == documented - {"SERVICE", "CHECK"}
 

@@ -23,15 +23,18 @@ def test_mypy_strict():
 
 
 def test_the_integration_marker_selects_exactly_the_tests_that_need_docker_and_consul():
-    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m", "integration"],
+    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m",
+                             "integration"],
                             cwd=ROOT, capture_output=True, text=True)
     selected = {line.split("::")[0] for line in result.stdout.splitlines() if "::" in line}
     assert selected and all(path.startswith(("tests/integration/", "tests/cluster/")) for path in selected), result.stdout[-2000:]
-    on_disk = {str(path.relative_to(ROOT)) for folder in ("integration", "cluster") for path in (ROOT / "tests" / folder).glob("test_*.py")}
+    on_disk = {str(path.relative_to(ROOT)) for folder in ("integration", "cluster")
+               for path in (ROOT / "tests" / folder).glob("test_*.py")}
     assert selected == on_disk
 
 
-@pytest.mark.parametrize(("value", "in_ci"), [("true", True), ("1", True), ("yes", True), ("github", True), ("", False), ("0", False),
+@pytest.mark.parametrize(("value", "in_ci"),
+                         [("true", True), ("1", True), ("yes", True), ("github", True), ("", False), ("0", False),
                                                 ("false", False), ("False", False), ("no", False)])
 def test_any_ci_setting_but_an_off_one_makes_a_missing_rig_a_failure(monkeypatch, value, in_ci):
     from tests.integration import rig

@@ -74,7 +74,8 @@ def consul_endpoint(uri: str | None, env: Mapping[str, str] = os.environ, timeou
     scheme, separator, rest = (uri or "consul://").partition(":")
     rest = rest[2:] if rest.startswith("//") else rest
     if scheme in UNSUPPORTED_BACKENDS:
-        raise ConfigError(f"registry URI {uri!r}: the {scheme} backend is not supported; this agent registers with Consul (consul://, consul-tls://, consul-unix://)")
+        raise ConfigError(f"registry URI {uri!r}: the {scheme} backend is not supported; this agent registers with Consul "
+                          "(consul://, consul-tls://, consul-unix://)")
     if scheme not in ("consul", "consul-tls", "consul-unix") or not separator:
         raise ConfigError(f"registry URI {uri!r}: expected consul://HOST:PORT, consul-tls://HOST:PORT or consul-unix:///PATH")
     verify, cert = _tls(env)

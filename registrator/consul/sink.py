@@ -96,7 +96,8 @@ class ConsulReader:
     def service(self, service_id: str) -> ServiceSpec | None:
         """What the local agent holds under this ID now, as its listing shows it; None when it has none."""
         with self._errors("agent/service", service_id):
-            raw = self._client.http.get(consul.base.CB.json(), f"/v1/agent/service/{path_segment(service_id)}", headers=self._headers())
+            raw = self._client.http.get(consul.base.CB.json(), f"/v1/agent/service/{path_segment(service_id)}",
+                                        headers=self._headers())
         if isinstance(raw, tuple):  # python-consul2's answer to a 404
             return None
         if not isinstance(raw, Mapping) or raw.get("ID") != service_id:
@@ -127,7 +128,8 @@ class ConsulReader:
                 entries = self._client.health.service(service)[1] or []
             for entry in entries:
                 statuses = [str(c.get("Status") or "") for c in entry.get("Checks") or []]
-                rows.append({"node": entry["Node"]["Node"], "spec": service_from_agent(entry["Service"]), "status": _worst(statuses)})
+                rows.append({"node": entry["Node"]["Node"], "spec": service_from_agent(entry["Service"]),
+                             "status": _worst(statuses)})
         return rows
 
     def check_states(self) -> dict[str, tuple[str, str]]:
@@ -359,7 +361,8 @@ def service_payload(spec: ServiceSpec) -> dict[str, Any]:
     }
 
 
-_TARGET_FIELD = {CheckKind.HTTP: "HTTP", CheckKind.HTTPS: "HTTP", CheckKind.TCP: "TCP", CheckKind.UDP: "UDP", CheckKind.GRPC: "GRPC"}
+_TARGET_FIELD = {CheckKind.HTTP: "HTTP", CheckKind.HTTPS: "HTTP", CheckKind.TCP: "TCP", CheckKind.UDP: "UDP",
+                 CheckKind.GRPC: "GRPC"}
 
 
 # Sent when the check sets them (False and 0 included), in Consul's documented order.
@@ -367,7 +370,8 @@ _OPTIONAL_FIELDS = (
     ("Method", "method"), ("TTL", "ttl"), ("DockerContainerID", "docker_container_id"), ("Args", "args"),
     ("TLSSkipVerify", "tls_skip_verify"), ("TLSServerName", "tls_server_name"), ("Interval", "interval"), ("Timeout", "timeout"),
     ("Status", "initial_status"), ("DeregisterCriticalServiceAfter", "deregister_critical_after"),
-    ("SuccessBeforePassing", "success_before_passing"), ("FailuresBeforeCritical", "failures_before_critical"), ("Notes", "notes"),
+    ("SuccessBeforePassing", "success_before_passing"), ("FailuresBeforeCritical", "failures_before_critical"),
+    ("Notes", "notes"),
 )
 
 

@@ -40,9 +40,11 @@ def listed_container(entry: dict[str, Any]) -> Listed:
         "health": health.group(1) if health else "", "labels": entry.get("Labels"),
         "ports": sorted(json.dumps(p, sort_keys=True) for p in entry.get("Ports") or []),
         "mode": (entry.get("HostConfig") or {}).get("NetworkMode"),
-        "networks": {name: [n.get("IPAddress"), n.get("GlobalIPv6Address")] for name, n in networks.items() if isinstance(n, dict)},
+        "networks": {name: [n.get("IPAddress"), n.get("GlobalIPv6Address")]
+                     for name, n in networks.items() if isinstance(n, dict)},
     }
-    return Listed(name=str((entry.get("Names") or ["/"])[0]).lstrip("/"), fingerprint=json.dumps(stable, sort_keys=True, default=str))
+    return Listed(name=str((entry.get("Names") or ["/"])[0]).lstrip("/"),
+                  fingerprint=json.dumps(stable, sort_keys=True, default=str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,8 @@ class DockerSource:
         Exec events from health checks are not state changes and are dropped here.
         """
         self._metrics.inc("registrator_docker_requests_total", call="events")
-        stream = self._engine.stream("docker events", "events", since=since, decode=True, filters={"type": ["container", "network"]})
+        stream = self._engine.stream("docker events", "events", since=since, decode=True,
+                                     filters={"type": ["container", "network"]})
         self._stream = stream
         return _container_events(stream)
 

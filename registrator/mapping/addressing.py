@@ -48,7 +48,8 @@ def port_targets(
 ) -> list[Target]:
     """The registrations for one port, by the first rule that applies (docs/addresses.md): [] when
     it is not reachable (with a note or warning why)."""
-    ask = _Port(snapshot, port, port_meta, settings, warnings, notes, _bindings(snapshot, port), _family(port_meta, settings, warnings))
+    ask = _Port(snapshot, port, port_meta, settings, warnings, notes, _bindings(snapshot, port),
+                _family(port_meta, settings, warnings))
     for rule in _RULES:
         targets = rule(ask)
         if targets is not None:
@@ -96,7 +97,8 @@ def _service_network(ask: _Port) -> list[Target] | None:
     if attachment is None or not (attachment.ip or attachment.ipv6):
         ask.warnings.append(f"{source}: the container has no address on network {network!r}; port {ask.port.port} not registered")
         return []
-    return [_container_target(attachment.ip, attachment.ipv6, ask.port.port, ask.family, f"rule 2: {source}, the address on network {network}")]
+    rule = f"rule 2: {source}, the address on network {network}"
+    return [_container_target(attachment.ip, attachment.ipv6, ask.port.port, ask.family, rule)]
 
 
 def _label_address(ask: _Port) -> list[Target] | None:
@@ -135,7 +137,8 @@ def _internal(ask: _Port) -> list[Target] | None:
     ipv4, ipv6 = _container_addresses(ask.snapshot)
     if ipv4 or ipv6:
         return [_container_target(ipv4, ipv6, ask.port.port, ask.family, "rule 6: -internal, the container's address")]
-    ask.notes.append(f"port {ask.port.port}/{ask.port.protocol}: no container address for -internal (network mode {ask.snapshot.network_mode})")
+    ask.notes.append(f"port {ask.port.port}/{ask.port.protocol}: no container address for -internal (network mode "
+                     f"{ask.snapshot.network_mode})")
     return []
 
 
@@ -192,8 +195,10 @@ def _published_targets(bindings: tuple[PortBinding, ...], settings: MappingSetti
 def _host_target(binding: PortBinding, settings: MappingSettings, wildcard6: PortBinding | None) -> Target:
     specific = "" if binding.host_ip in ("", "0.0.0.0", "::") else binding.host_ip
     host = settings.host
-    address = (host.ip if host.forced else "") or specific or (settings.host_ipv6 if binding.host_ip == "::" and settings.host_ipv6 else host.ip)
-    rule = "rule 7: published port, " + ("-ip" if host.forced else "the bound address" if specific else f"the host IP ({host.ip_source})")
+    unbound = settings.host_ipv6 if binding.host_ip == "::" and settings.host_ipv6 else host.ip
+    address = (host.ip if host.forced else "") or specific or unbound
+    how = "-ip" if host.forced else "the bound address" if specific else f"the host IP ({host.ip_source})"
+    rule = f"rule 7: published port, {how}"
     if settings.host_ipv6 and wildcard6 is not None and not specific and _version(address) == 4:
         return Target(address, binding.host_port, ipv4=address, ipv6=settings.host_ipv6, ipv6_port=wildcard6.host_port, rule=rule)
     return Target(address, binding.host_port, rule=rule)

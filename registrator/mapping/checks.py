@@ -89,7 +89,8 @@ def check_keys(port_meta: PortMetadata) -> CheckKeys:
             unknown[key] = port_meta.entries[key]
     ordered = sorted(groups, key=lambda n: (n != "", int(n or 0)))
     return CheckKeys(
-        groups=tuple(CheckGroup(n, MappingProxyType(groups[n]), MappingProxyType(_ranks(port_meta, n, groups[n]))) for n in ordered),
+        groups=tuple(CheckGroup(n, MappingProxyType(groups[n]), MappingProxyType(_ranks(port_meta, n, groups[n])))
+                     for n in ordered),
         keys=frozenset(keys),
         warnings=tuple(f"{entry.source}: unknown check setting {key!r}; ignored" for key, entry in sorted(unknown.items())),
     )
@@ -101,7 +102,8 @@ def _is_setting(setting: str) -> bool:
 
 def _ranks(port_meta: PortMetadata, number: str, settings: Mapping[str, Entry]) -> dict[str, int]:
     prefix = f"check_{number}_" if number else "check_"
-    return {s: 0 if prefix + s in port_meta.protocol_scoped else 1 if prefix + s in port_meta.port_scoped else 2 for s in settings}
+    return {s: 0 if prefix + s in port_meta.protocol_scoped else 1 if prefix + s in port_meta.port_scoped else 2
+            for s in settings}
 
 
 def service_checks(
@@ -132,7 +134,8 @@ def service_checks(
 def docker_health_check(service_id: str, snapshot: ContainerSnapshot, policy: CheckSettings) -> CheckSpec | None:
     if not policy.docker_health or not snapshot.has_healthcheck:
         return None
-    return CheckSpec(mirror_check_id(service_id), CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl=f"{policy.docker_health_ttl:g}s",
+    return CheckSpec(mirror_check_id(service_id), CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK",
+                     ttl=f"{policy.docker_health_ttl:g}s",
                      initial_status=policy.initial_status or "critical", notes="mirrors the container's Docker health status")
 
 
@@ -161,7 +164,8 @@ def _check(
         return None
     needs = "udp" if kind is CheckKind.UDP else "tcp" if kind in _OVER_TCP else protocol
     if needs != protocol:
-        warnings.append(f"{settings[kind.value].source}: a {kind.value.upper()} check cannot reach a {protocol.upper()} port; check left out")
+        warnings.append(f"{settings[kind.value].source}: a {kind.value.upper()} check cannot reach a {protocol.upper()} port; "
+                        "check left out")
         return None
     site = _Site(CheckSpec(check_id, kind, f"{kind.value.upper()} check"), value, settings, address, port, snapshot, policy,
                  runs_scripts, warnings)
@@ -174,13 +178,16 @@ def _kind(group: CheckGroup, warnings: list[str]) -> CheckKind | None:
     settings = group.settings
     present = sorted((t for t in TYPES if t in settings), key=lambda t: (group.rank[t], TYPES.index(t)))
     if "cmd" in settings:
-        warnings.append(f"{settings['cmd'].source}: check_cmd needs registrator's progrium/consul helper and is not supported; use CHECK_DOCKER")
+        warnings.append(f"{settings['cmd'].source}: check_cmd needs registrator's progrium/consul helper and is not supported; "
+                        "use CHECK_DOCKER")
     if not present:
         if settings.keys() - {"cmd"}:
-            warnings.append(f"{next(iter(settings.values())).source}: check settings without a check type (HTTP, HTTPS, TCP, UDP, GRPC, TTL, SCRIPT, DOCKER); ignored")
+            warnings.append(f"{next(iter(settings.values())).source}: check settings without a check type (HTTP, HTTPS, TCP, "
+                            "UDP, GRPC, TTL, SCRIPT, DOCKER); ignored")
         return None
     for other in present[1:]:
-        warnings.append(f"{settings[other].source}: only one check type per check ({present[0]} is used); number them for several, e.g. SERVICE_CHECK_1_{other.upper()}")
+        warnings.append(f"{settings[other].source}: only one check type per check ({present[0]} is used); number them for "
+                        f"several, e.g. SERVICE_CHECK_1_{other.upper()}")
     return CheckKind(present[0])
 
 
@@ -223,7 +230,8 @@ def _socket(site: _Site) -> CheckSpec | None:
 def _grpc(site: _Site) -> CheckSpec | None:
     target = host_port(site.address, site.port)
     service = "" if truthy(site.value) else site.value
-    return replace(site.check, target=f"{target}/{service}" if service else target, grpc_use_tls=_flag(site.settings, "grpc_use_tls"))
+    return replace(site.check, target=f"{target}/{service}" if service else target,
+                   grpc_use_tls=_flag(site.settings, "grpc_use_tls"))
 
 
 def _ttl(site: _Site) -> CheckSpec | None:
@@ -235,7 +243,8 @@ def _ttl(site: _Site) -> CheckSpec | None:
 
 def _script(site: _Site) -> CheckSpec | None:
     if not site.policy.allow_scripts:
-        site.warnings.append(f"{site.source}: script checks run on the Consul host and are refused unless the agent runs with --allow-script-checks")
+        site.warnings.append(f"{site.source}: script checks run on the Consul host and are refused unless the agent runs with "
+                             "--allow-script-checks")
         return None
     if not site.runs_scripts:
         site.warnings.append(f"{site.source}: the Consul agent does not run script checks (enable_script_checks); check left out")
@@ -246,7 +255,8 @@ def _script(site: _Site) -> CheckSpec | None:
 
 def _docker(site: _Site) -> CheckSpec | None:
     if not site.runs_scripts:
-        site.warnings.append(f"{site.source}: the Consul agent does not run Docker exec checks (enable_script_checks); check left out")
+        site.warnings.append(f"{site.source}: the Consul agent does not run Docker exec checks (enable_script_checks); check "
+                             "left out")
         return None
     args = _args(site.settings["docker"], site.address, site.port, site.warnings)
     return replace(site.check, docker_container_id=site.snapshot.id, args=args) if args else None
@@ -270,7 +280,8 @@ def _shared(check: CheckSpec, settings: Mapping[str, Entry], policy: CheckSettin
     deregister_after = _duration(settings, "deregister_after", "not set", warnings)
     success_before_passing = _count(settings, "success_before_passing", warnings)
     failures_before_critical = _count(settings, "failures_before_critical", warnings)
-    return replace(check, initial_status=status, deregister_critical_after=deregister_after, success_before_passing=success_before_passing,
+    return replace(check, initial_status=status, deregister_critical_after=deregister_after,
+                   success_before_passing=success_before_passing,
                    failures_before_critical=failures_before_critical, notes=_value(settings, "notes"))
 
 

@@ -73,7 +73,8 @@ class Desired:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # why ports were not registered, for debug logs
     maintenance: bool = False  # the services stay registered, in Consul maintenance mode (being stopped)
-    reasons: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: MappingProxyType({}))  # per service: (field, why)
+    # per service: (field, why)
+    reasons: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettings, draining: bool = False) -> Desired:
@@ -107,7 +108,8 @@ def desired_services(snapshot: ContainerSnapshot | None, settings: MappingSettin
         if truthy(port_meta.get("ignore")):
             notes.append(f"port {port.port}/{port.protocol}: ignored by {port_meta.entries['ignore'].source}")
             continue
-        for spec, why in _services_for_port(snapshot, port, targets, port_meta, len(ports) > 1, template_tags, ecs_meta, settings, warnings):
+        for spec, why in _services_for_port(snapshot, port, targets, port_meta, len(ports) > 1, template_tags, ecs_meta, settings,
+                                            warnings):
             if spec.id in services:
                 warnings.append(f"service ID {spec.id!r} is produced twice; the second is skipped")
             else:
@@ -162,7 +164,8 @@ def spec_hash(spec: ServiceSpec) -> str:
     """
     meta = {k: v for k, v in spec.meta.items() if k not in UNHASHED_META}
     checks = [_canonical(c) for c in spec.checks]
-    body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks, list(spec.tagged_addresses)]
+    body = [spec.id, spec.name, spec.address, spec.port, list(spec.tags), sorted(meta.items()), checks,
+            list(spec.tagged_addresses)]
     return hashlib.sha256(json.dumps(body, separators=(",", ":"), sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -247,7 +250,8 @@ def _services_for_port(
                                 settings.host.runs_scripts, warnings, port.protocol)
         tagged = (("lan_ipv4", target.ipv4, target.port), ("lan_ipv6", target.ipv6, target.ipv6_port or target.port)) \
             if target.ipv4 and target.ipv6 else ()
-        spec = ServiceSpec(service_id, full_name, target.address, target.port, tuple(tags), checks=checks, tagged_addresses=tagged)
+        spec = ServiceSpec(service_id, full_name, target.address, target.port, tuple(tags), checks=checks,
+                           tagged_addresses=tagged)
         why = (
             ("name", name_reason),
             ("id", port_meta.entries["id"].source if "id" in port_meta.entries else "host:container:port[:protocol]"),
@@ -298,7 +302,8 @@ def _service_name(
         name = f"{name}-{port.port}"
     if not _DNS_NAME.match(name):
         source = port_meta.entries["name"].source if "name" in port_meta.entries else "image name"
-        warnings.append(f"{source}: service name {name!r} is not a valid DNS label; it is registered but not discoverable via DNS")
+        warnings.append(f"{source}: service name {name!r} is not a valid DNS label; it is registered but not discoverable via "
+                        "DNS")
     return name
 
 
@@ -353,7 +358,8 @@ def _meta(port_meta: PortMetadata, defaults: Mapping[str, str], port_checks: Che
     for key, entry in sorted(port_meta.entries.items()):
         if key in SERVICE_KEYS or key in port_checks.keys:
             continue
-        problem = meta_key_problem(key) or (len(entry.value) > MAX_META_VALUE and f"value longer than {MAX_META_VALUE} characters") \
+        too_long = len(entry.value) > MAX_META_VALUE and f"value longer than {MAX_META_VALUE} characters"
+        problem = meta_key_problem(key) or too_long \
             or ((what := unprintable(entry.value)) and f"its value contains {what}")
         if problem:
             warnings.append(f"{entry.source}: Meta key {key!r} dropped: {problem}")
@@ -393,7 +399,8 @@ def meta_key_problem(key: str) -> str:
     return ""
 
 
-def _with_ownership(spec: ServiceSpec, snapshot: ContainerSnapshot, meta: dict[str, str], settings: MappingSettings) -> ServiceSpec:
+def _with_ownership(spec: ServiceSpec, snapshot: ContainerSnapshot, meta: dict[str, str],
+                    settings: MappingSettings) -> ServiceSpec:
     full = {**meta, META_HOST: settings.hostname, META_CONTAINER: snapshot.id}
     if settings.host.agent:
         full[META_AGENT] = settings.host.agent

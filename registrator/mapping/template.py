@@ -137,10 +137,12 @@ REFUSED = {
     "jsonParse": "it only serves httpGet, which is refused",
 }
 _GO_ESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34}
-_GO_STRING_PART = re.compile(r'\\(?:(?P<byte>x[0-9A-Fa-f]{2}|[0-7]{3})|(?P<rune>u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})|(?P<named>[abfnrtv\\"]))'
+_GO_STRING_PART = re.compile(r'\\(?:(?P<byte>x[0-9A-Fa-f]{2}|[0-7]{3})|(?P<rune>u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})'
+                             r'|(?P<named>[abfnrtv\\"]))'
                              r"|(?P<unknown>\\.?)|(?P<text>[^\\]+)", re.S)
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
-_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<int>-?[0-9]+)(?![\w.])|(?P<field>(?:\.[A-Za-z_]\w*)+|\.)'
+_TOKEN = re.compile(r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<int>-?[0-9]+)(?![\w.])'
+                    r"|(?P<field>(?:\.[A-Za-z_]\w*)+|\.)"
                     r"|(?P<name>[A-Za-z_]\w*)|(?P<punct>[|()]))")
 
 

@@ -131,7 +131,8 @@ def check_host(options: Options, docker: DockerSource, found: Findings) -> Resul
     found.mapping = settings.mapping
     host = settings.mapping.host
     source = "--hostname" if options.hostname else "the Docker daemon's name"
-    return Result(HOST, True, True, f"identity {host.name} ({source}); published ports registered at {host.ip} ({host.ip_source})")
+    return Result(HOST, True, True, f"identity {host.name} ({source}); published ports registered at {host.ip} "
+                                    f"({host.ip_source})")
 
 
 def running_containers(docker: DockerSource) -> tuple[list[ContainerSnapshot], str]:
@@ -230,7 +231,8 @@ def check_agent_read(consul: ConsulReader) -> Result:
         consul.version()
     except ConsulError as exc:
         return Result(AGENT_READ, False, False, f"the agent will leave out script and Docker exec checks: {exc}",
-                      fix="" if exc.transient else _denied_fix(exc, 'add agent_prefix "" { policy = "read" } to the token\'s policy'))
+                      fix="" if exc.transient else _denied_fix(exc, 'add agent_prefix "" { policy = "read" } to the token\'s '
+                                                                    'policy'))
     return Result(AGENT_READ, True, False, "the Consul agent's configuration is readable (/v1/agent/self)")
 
 
@@ -248,7 +250,8 @@ def script_result(runs: bool | None, allowed: bool) -> Result:
         return skipped(SCRIPT_CHECKS, False, "the token may not read the Consul agent's configuration (agent:read)")
     if runs:
         flag = "" if allowed else "; SERVICE_CHECK_SCRIPT checks also need --allow-script-checks"
-        return Result(SCRIPT_CHECKS, True, False, f"the Consul agent runs script and Docker exec checks (enable_script_checks){flag}")
+        return Result(SCRIPT_CHECKS, True, False, "the Consul agent runs script and Docker exec checks "
+                                                  f"(enable_script_checks){flag}")
     if allowed:
         return Result(SCRIPT_CHECKS, False, False,
                       "--allow-script-checks is given, but the Consul agent does not run script checks: they are left out",
@@ -288,7 +291,8 @@ def check_ecs(url: str | None, containers: list[ContainerSnapshot], unread: str)
         return skipped(ECS, False, "ECS awareness is off (--no-ecs)")
     tasks = sorted((c for c in containers if ECS_LABELS["ecs_task_arn"] in c.labels), key=lambda c: c.name)
     if not tasks:
-        return skipped(ECS, False, f"not every container could be read: {unread}" if unread else "no running container has ECS labels")
+        why = f"not every container could be read: {unread}" if unread else "no running container has ECS labels"
+        return skipped(ECS, False, why)
     # As `run` (DockerSource.inspect): only a task sharing another container's network namespace with
     # no address Docker knows (awsvpc) needs the agent; any container may carry the labels.
     awsvpc = [c for c in tasks if c.network_mode.startswith("container:") and not (c.ip or c.networks_with_address)]

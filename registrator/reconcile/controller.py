@@ -95,12 +95,14 @@ class Controller:
         self._consul = consul
         self._runtime = runtime
         self._queue = queue if queue is not None else WorkQueue(runtime=runtime)
-        self._background = background if background is not None else WorkQueue(runtime=runtime)  # RESYNC and HEARTBEAT, one worker
+        # RESYNC and HEARTBEAT, one worker
+        self._background = background if background is not None else WorkQueue(runtime=runtime)
         self.stop = stop if stop is not None else runtime.event()
         self.ready = runtime.event()
         self._since: str | None = None  # where the next events stream resumes (Docker's clock is this host's)
         self._kills = KillLog(settings.options.drain_timeout)
-        self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, runtime=runtime, metrics=self.metrics,
+        self.reconciler = Reconciler(docker, consul, settings.mapping, self._kills, wake=self._wake, runtime=runtime,
+                                     metrics=self.metrics,
                                      wrote=self._wrote, lost=self._lost)
         self._clock = runtime.time
         self._consul_away = ""  # why the probe took Consul to be away (unreachable, no leader); "" while it answers
@@ -196,7 +198,8 @@ class Controller:
     def _until_stopped(self, retry: Any, wait: wait_base, report: Callable[[Any], None]) -> Callable[[Callable[[], Any]], Any]:
         """Retry with backoff until success or `stop`; a stop ends the call with None, at once (a
         backoff that the stop cut short is not followed by one more attempt)."""
-        retrying = Retrying(retry=retry, wait=wait, stop=lambda _: self.stop.is_set(), sleep=sleeper(self.stop), before_sleep=report,
+        retrying = Retrying(retry=retry, wait=wait, stop=lambda _: self.stop.is_set(), sleep=sleeper(self.stop),
+                            before_sleep=report,
                             retry_error_callback=lambda _: None)
         return lambda call: retrying(lambda: None if self.stop.is_set() else call())
 

@@ -66,7 +66,8 @@ class KillLog:
         with self._lock:
             if snapshot is not None and snapshot.running:
                 self._observations += 1
-                self._running[container_id] = Running(snapshot.name, snapshot.started_at, snapshot.stop_signal, self._observations)
+                self._running[container_id] = Running(snapshot.name, snapshot.started_at, snapshot.stop_signal,
+                                                      self._observations)
             else:
                 self._running.pop(container_id, None)
                 self._end(container_id)

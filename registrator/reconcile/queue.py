@@ -199,7 +199,8 @@ class WorkQueue:
             if timer is not None and timer.sequence == sequence:
                 self._add(key, urgent=False)
         if len(self._heap) > 2 * len(self._timers) + 16:  # replaced timers' entries: drop them before they pile up
-            self._heap = [entry for entry in self._heap if (t := self._timers.get(entry[2])) is not None and t.sequence == entry[1]]
+            self._heap = [entry for entry in self._heap if (t := self._timers.get(entry[2])) is not None
+                          and t.sequence == entry[1]]
             heapq.heapify(self._heap)
 
     def _enqueue(self, key: str) -> None:

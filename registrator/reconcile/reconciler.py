@@ -154,7 +154,8 @@ class Reconciler:
             previous, self._fingerprints[container_id] = self._fingerprints.get(container_id), fingerprint
             verified = self._verified.get(container_id)
         actual = self.view.services_of(container_id)
-        unchanged = previous == fingerprint and verified is not None and not plan(verified, actual, self.view.unsure_of(container_id))
+        drifted = verified is None or bool(plan(verified, actual, self.view.unsure_of(container_id)))
+        unchanged = previous == fingerprint and not drifted
         return not unchanged or self._kills.pending(container_id)
 
     def forget_containers_except(self, running: set[str], mark: int) -> None:
@@ -165,7 +166,8 @@ class Reconciler:
                     del table[container_id]
         self._kills.forget_except(running, mark)
         refused = self.view.remembered()["refused"] - running
-        self.view.forget_refusals({cid for cid in refused if self._kills.running(cid) is None})  # not seen running since the listing
+        # not seen running since the listing
+        self.view.forget_refusals({cid for cid in refused if self._kills.running(cid) is None})
 
     def heartbeat(self) -> int:
         """Re-send every Docker-health check's status, so its TTL never runs out while we live.
@@ -212,7 +214,8 @@ class Reconciler:
         and left, and the others are still removed.
         """
         with self._lock:
-            stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names and sid not in self._legacy_refused)
+            stale = sorted(sid for sid, name in self._legacy.items() if name not in running_names
+                           and sid not in self._legacy_refused)
         removed = 0
         failed: list[ConsulError] = []
         for service_id in stale:
@@ -261,7 +264,8 @@ class Reconciler:
         if not self.close(timeout):
             log.warning("deregistering on exit while a Consul write is still in flight")
         try:
-            owned = sorted(sid for sid, spec in self._consul.services().items() if spec.meta.get(META_HOST) == self._settings.hostname)
+            owned = sorted(sid for sid, spec in self._consul.services().items()
+                           if spec.meta.get(META_HOST) == self._settings.hostname)
         except ConsulError as exc:
             owned = sorted(self.view.owned())
             log.error("deregistering on exit: %s; removing the %d services the agent knows of", exc, len(owned))
@@ -272,7 +276,8 @@ class Reconciler:
             except ConsulError as exc:
                 left.append(service_id)
                 log.error("deregistering on exit: %s", exc)
-        log.info("deregistered %d services on exit%s", len(owned) - len(left), f"; {len(left)} left: {', '.join(left)}" if left else "")
+        remaining = f"; {len(left)} left: {', '.join(left)}" if left else ""
+        log.info("deregistered %d services on exit%s", len(owned) - len(left), remaining)
 
     def reconcile(self, container_id: str) -> Outcome:
         """Make Consul hold exactly the services this container should have now."""
@@ -290,7 +295,8 @@ class Reconciler:
         label, _, wanted, actual = self._desired(container_id, claim=False)
         return label, plan(wanted, actual, self.view.unsure_of(container_id)) if wanted is not None else []
 
-    def _desired(self, container_id: str, claim: bool = True) -> tuple[str, Desired, dict[str, ServiceSpec] | None, dict[str, ServiceSpec]]:
+    def _desired(self, container_id: str,
+                 claim: bool = True) -> tuple[str, Desired, dict[str, ServiceSpec] | None, dict[str, ServiceSpec]]:
         """The container's label, its desired state, the services to have (None: keep what is there), and what is there."""
         if (stopping := self._stopping(container_id)) is not None:
             actual = self.view.services_of(container_id)
@@ -313,7 +319,8 @@ class Reconciler:
             return label, desired, None, actual
         held = self.view.claim(container_id, desired.services) if claim else {}
         for service_id, holder in sorted(held.items()):
-            log.warning("container %s: service ID %s is held by container %s; waiting for it to be released", label, service_id, holder[:12])
+            log.warning("container %s: service ID %s is held by container %s; waiting for it to be released", label, service_id,
+                        holder[:12])
         return label, desired, {sid: spec for sid, spec in desired.services.items() if sid not in held}, actual
 
     def _stopping(self, container_id: str) -> str | None:
@@ -374,7 +381,8 @@ class Reconciler:
         for op in plan(wanted, actual, self.view.unsure_of(writes.container_id)):
             service_id = op.spec.id if isinstance(op, Register) else op.service_id
             try:
-                holder = self._holder_now(service_id, writes.looks, writes.container_id if isinstance(op, Register) else "", writes.label)
+                holder = self._holder_now(service_id, writes.looks, writes.container_id if isinstance(op, Register) else "",
+                                          writes.label)
                 match op:
                     case Register(spec):
                         if holder == FOREIGN:
@@ -398,7 +406,8 @@ class Reconciler:
         holder = looks[service_id] = self._ownership.of(service_id, self._consul.service(service_id))
         if holder == FOREIGN:
             if asker:
-                log.warning("container %s: service ID %s is held by %s; waiting for it to be released", label, service_id, FOREIGN)
+                log.warning("container %s: service ID %s is held by %s; waiting for it to be released", label, service_id,
+                            FOREIGN)
             elif self.view.owns(service_id):
                 log.warning("container %s: service ID %s is held by %s now; left to it", label, service_id, FOREIGN)
             self.view.held_by_another_owner(service_id, asker)
@@ -449,7 +458,8 @@ class Reconciler:
             if self.view.in_maintenance(service_id) == enable:
                 continue
             try:
-                if not self._in_consul(writes, spec) or self.view.in_maintenance(service_id) == enable:  # registered again: out of it
+                # registered again: out of it
+                if not self._in_consul(writes, spec) or self.view.in_maintenance(service_id) == enable:
                     continue
                 try:
                     self._write(self._consul.maintenance, service_id, enable, "container is stopping (registrator)")
@@ -464,7 +474,8 @@ class Reconciler:
             writes.count += 1
             log.info("container %s: %s %s maintenance mode", writes.label, service_id, "entered" if enable else "left")
 
-    def _push_health(self, writes: _Writes, services: dict[str, ServiceSpec], check_status: Mapping[str, tuple[str, str]]) -> None:
+    def _push_health(self, writes: _Writes, services: dict[str, ServiceSpec],
+                     check_status: Mapping[str, tuple[str, str]]) -> None:
         """Bring each Docker-health check to Docker's verdict; a fresh registration starts from scratch."""
         for service_id in sorted(services):
             if (state := check_status.get(service_id)) is None:

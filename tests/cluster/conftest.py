@@ -25,7 +25,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def fleet() -> Iterator[Fleet]:
     if os.geteuid() != 0:
         unavailable("the fleet needs root: network namespaces, a bridge and an iptables rule")
-    missing = [tool for tool in ("nsenter", "unshare", "ip", "iptables", "dig", "dockerd", "containerd") if not shutil.which(tool)]
+    missing = [tool for tool in ("nsenter", "unshare", "ip", "iptables", "dig", "dockerd", "containerd")
+               if not shutil.which(tool)]
     if missing:
         unavailable(f"the fleet needs {', '.join(missing)}")
     try:

@@ -299,7 +299,8 @@ class Fleet:
     def _spawn(self, node: Node, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         """Start a process of the node in a session of its own (a person's Ctrl-C after `up` leaves it be)."""
         with open(node.dir / f"{name}.log", "ab") as log:
-            self.processes[(node.name, name)] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            self.processes[(node.name, name)] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                                                 stderr=subprocess.STDOUT, start_new_session=True,
                              env={**os.environ, **(env or {})})
 
     def _wait_leader(self, deadline: float) -> None:
@@ -327,8 +328,10 @@ class Fleet:
         token = self.management_token
         policies = {
             "dns": 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }',
-            **{f"agent-{h.name}": f'node "{h.name}" {{ policy = "write" }}\nservice_prefix "" {{ policy = "read" }}' for h in self.hosts.values()},
-            "registrator": 'service_prefix "" { policy = "write" }\nnode_prefix "" { policy = "read" }\nagent_prefix "" { policy = "read" }',
+            **{f"agent-{h.name}": f'node "{h.name}" {{ policy = "write" }}\nservice_prefix "" {{ policy = "read" }}'
+               for h in self.hosts.values()},
+            "registrator": 'service_prefix "" { policy = "write" }\nnode_prefix "" { policy = "read" }\nagent_prefix "" { '
+                           'policy = "read" }',
         }
         secrets = [(self.dns_token, "dns"), *[(h.agent_token, f"agent-{h.name}") for h in self.hosts.values()],
                    *[(h.registrator_token, "registrator") for h in self.hosts.values()]]
@@ -354,7 +357,8 @@ class Fleet:
         self._until(alive, deadline, f"the Consul agent of {node.name} alive in the catalog", [node], "consul")
 
     def _wait_registrator(self, host: Host, deadline: float, since: int = 0) -> None:
-        self._until(lambda: "ready:" in host.registrator_log(since), deadline, f"the registrator of {host.name}", [host], "registrator")
+        self._until(lambda: "ready:" in host.registrator_log(since), deadline, f"the registrator of {host.name}", [host],
+                    "registrator")
 
     @staticmethod
     def _answers(call: Callable[[], T]) -> T | None:
@@ -395,7 +399,8 @@ class Fleet:
         assert pids, f"no {part} running on {node.name}"
         for pid in pids:
             _signal(pid, sig)
-        eventually(lambda: not any(_alive(pid) for pid in pids), timeout=timeout, interval=0.1, what=f"{part} of {node.name} gone")
+        eventually(lambda: not any(_alive(pid) for pid in pids), timeout=timeout, interval=0.1, what=f"{part} of {node.name} "
+                                                                                                     "gone")
         self._reap(node, part)
 
     def start(self, node: Node, *parts: str, timeout: float = 60, agent: Path = REGISTRATOR) -> None:

@@ -163,7 +163,8 @@ def test_client_agent_restart_keeps_its_data(clean: Fleet) -> None:
     for name, path in (("kept-up", "/health"), ("kept-down", "/missing")):
         b.docker.containers.run(clean.image_tags["http"], name=name, detach=True, ports={"80/tcp": None},
                                 environment={"SERVICE_NAME": name, "SERVICE_CHECK_HTTP": path, "SERVICE_CHECK_INTERVAL": "1s"})
-    before = eventually(lambda: (now := checks(clean, c, "b")) and sorted(s for _, _, s in now) == ["critical", "passing"] and now,
+    before = eventually(lambda: (now := checks(clean, c, "b")) and sorted(s for _, _, s in now) == ["critical", "passing"]
+                        and now,
                         timeout=30, what="b's two services, one check passing and one critical")
     services = b.consul("GET", "/v1/agent/services", clean.management_token)
     writes = b.writes()
@@ -172,7 +173,8 @@ def test_client_agent_restart_keeps_its_data(clean: Fleet) -> None:
     clean.start(b, "consul")  # what it serves before our agent writes anything comes from its data dir
     eventually(lambda: checks(clean, c, "b") == before, timeout=30, what="b's services and check states back")
     resyncs = b.metric("registrator_resyncs_total")
-    eventually(lambda: b.metric("registrator_resyncs_total") > resyncs, timeout=25, interval=0.5, what="a resync on b after the restart")
+    eventually(lambda: b.metric("registrator_resyncs_total") > resyncs, timeout=25, interval=0.5, what="a resync on b after the "
+                                                                                                       "restart")
     assert b.writes() == writes
     assert b.consul("GET", "/v1/agent/services", clean.management_token) == services
     for name in ("kept-up", "kept-down"):
@@ -194,7 +196,8 @@ def test_client_agent_down_while_containers_churn(clean: Fleet) -> None:
     catalog and in c's DNS are exactly what `docker ps` shows on a."""
     a, b, c = clean.hosts.values()
     old = [start(clean, a, f"churn-{i}", "churn") for i in range(3)]
-    eventually(lambda: registered(clean, a, "churn") == endpoints_of(a, "churn"), timeout=30, what="a's three churn instances registered")
+    eventually(lambda: registered(clean, a, "churn") == endpoints_of(a, "churn"), timeout=30, what="a's three churn instances "
+                                                                                                   "registered")
 
     down = time.monotonic()
     clean.stop(a, "consul", signal.SIGKILL)
@@ -213,7 +216,8 @@ def test_client_agent_down_while_containers_churn(clean: Fleet) -> None:
     eventually(lambda: {(e["ServiceAddress"], e["ServicePort"]) for e in catalog(clean, c, "churn")} == running,
                timeout=15, what="the catalog holding exactly what runs on a")
     eventually(lambda: c.endpoints("churn.service.consul") == running, timeout=15, what="c's DNS answering what runs on a")
-    print(f"client down 30 s during churn -> a's services equal its docker ps {time.monotonic() - down - 30:.2f}s after it returned")
+    print(f"client down 30 s during churn -> a's services equal its docker ps {time.monotonic() - down - 30:.2f}s after it "
+          "returned")
 
 
 @dataclass
@@ -333,7 +337,8 @@ def converged(fleet: Fleet, service: str, client_timeout: float) -> float:
     everywhere = {(h.name, *endpoint) for h in hosts for endpoint in running[h.name]}
     eventually(lambda: {(e["Node"], e["ServiceAddress"], e["ServicePort"]) for e in catalog(fleet, c, service)} == everywhere,
                timeout=60, interval=0.2, what="the catalog holding exactly what runs on every host")
-    eventually(lambda: c.endpoints(f"{service}.service.consul") == {endpoint for endpoints in running.values() for endpoint in endpoints},
+    eventually(lambda: c.endpoints(f"{service}.service.consul") == {endpoint for endpoints in running.values()
+                                                                    for endpoint in endpoints},
                timeout=30, interval=0.2, what="c's DNS answering what runs on every host")
     return clients
 
@@ -419,18 +424,21 @@ def test_nsq_across_hosts(clean: Fleet) -> None:
     # nsqd's entrypoint, played by the test: every lookupd of the SRV answer; its own ports published as
     # they are, so what it tells the lookupds (c's address, 4150) is where consumers reach it
     c.docker.containers.run(clean.image_tags["nsq"], name="nsqd", detach=True,
-                            command=["nsqd", f"--broadcast-address={c.ip}", *[f"--lookupd-tcp-address={ip}:{port}" for ip, port in lookupd_tcp]],
+                            command=["nsqd", f"--broadcast-address={c.ip}",
+                                     *[f"--lookupd-tcp-address={ip}:{port}" for ip, port in lookupd_tcp]],
                             ports={"4150/tcp": 4150, "4151/tcp": 4151},
                             environment={"SERVICE_4150_NAME": "nsqd", "SERVICE_4151_NAME": "nsqd-http"})
     [(ip, port)] = eventually(lambda: c.endpoints("nsqd-http.service.consul"), timeout=30, what="nsqd in c's DNS")
     publish = c.exec("curl", "-sf", "--max-time", "5", "-d", "order-42", f"http://{ip}:{port}/pub?topic=orders")
     assert publish.returncode == 0, publish.stderr
 
-    lookupd_http = eventually(partial(two, a, "nsqlookupd-http.service.consul"), timeout=10, what="both nsqlookupd HTTP in a's DNS")
+    lookupd_http = eventually(partial(two, a, "nsqlookupd-http.service.consul"), timeout=10, what="both nsqlookupd HTTP in a's "
+                                                                                                  "DNS")
     for lookupd in lookupd_http:
         producers = eventually(partial(lookups, a, lookupd, "orders"), timeout=20, what=f"nsqd known to {lookupd}")
         assert [(p["broadcast_address"], p["tcp_port"]) for p in producers] == [(c.ip, 4150)]
-    nsq_bin = Path(subprocess.run(["bash", str(ROOT / "scripts" / "nsq.sh")], capture_output=True, text=True, check=True).stdout.strip())
+    nsq_bin = Path(subprocess.run(["bash", str(ROOT / "scripts" / "nsq.sh")], capture_output=True, text=True,
+                                  check=True).stdout.strip())
     consumer = a.exec(str(nsq_bin / "nsq_tail"), "--topic=orders", "-n", "1",
                       *[f"--lookupd-http-address={ip}:{port}" for ip, port in lookupd_http], timeout=30)
     assert consumer.stdout.strip() == "order-42", consumer.stderr

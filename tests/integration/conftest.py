@@ -125,7 +125,8 @@ def network(docker_client: docker.DockerClient) -> Iterator[Callable[..., Any]]:
     created = []
 
     def create(**kwargs: Any) -> Any:
-        net = docker_client.networks.create(f"regtest-{uuid.uuid4().hex[:8]}", driver="bridge", labels={TEST_LABEL: "1"}, **kwargs)
+        net = docker_client.networks.create(f"regtest-{uuid.uuid4().hex[:8]}", driver="bridge", labels={TEST_LABEL: "1"},
+                                            **kwargs)
         created.append(net)
         return net
 

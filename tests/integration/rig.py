@@ -118,14 +118,16 @@ class ConsulAgent:
 
     def tls_file(self, name: str) -> str:
         """TLS material made by `consul tls`: ca, server, client certificates and keys."""
-        files = {"ca": "consul-agent-ca.pem", "client-cert": "dc1-client-consul-0.pem", "client-key": "dc1-client-consul-0-key.pem",
+        files = {"ca": "consul-agent-ca.pem", "client-cert": "dc1-client-consul-0.pem",
+                 "client-key": "dc1-client-consul-0-key.pem",
                  "server-cert": "dc1-server-consul-0.pem", "server-key": "dc1-server-consul-0-key.pem"}
         return str(self.workdir / files[name])
 
     def start(self, timeout: float = 30.0) -> None:
         """Plain HTTP on a free port, HTTPS requiring a client certificate, a unix socket, and DNS."""
         if not (self.workdir / "consul-agent-ca.pem").exists():
-            for args in (["ca", "create"], ["cert", "create", "-server", "-dc", "dc1"], ["cert", "create", "-client", "-dc", "dc1"]):
+            for args in (["ca", "create"], ["cert", "create", "-server", "-dc", "dc1"],
+                         ["cert", "create", "-client", "-dc", "dc1"]):
                 subprocess.run([self.binary, "tls", *args], cwd=self.workdir, check=True, capture_output=True)
         (self.workdir / "agent.hcl").write_text(
             f'addresses {{ http = "127.0.0.1 unix://{self.socket}" }}\n'
@@ -150,14 +152,17 @@ class ConsulAgent:
             eventually(lambda: dig(self.dns_port, "consul.service.consul", "A"), timeout=timeout, what="Consul DNS")
 
     def _has_leader(self) -> bool:
-        assert self.process is not None and self.process.poll() is None, f"consul exited: {(self.workdir / 'consul.log').read_text()[-2000:]}"
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"consul exited: {(self.workdir / 'consul.log').read_text()[-2000:]}")
         try:
             return bool(json.loads(self.get("/v1/status/leader")))
         except OSError:
             return False
 
     def get(self, path: str) -> bytes:
-        request = urllib.request.Request(f"http://{self.http_addr}{path}", headers={"X-Consul-Token": self.token} if self.token else {})
+        request = urllib.request.Request(f"http://{self.http_addr}{path}", headers={"X-Consul-Token": self.token} if self.token
+                                         else {})
         with urllib.request.urlopen(request, timeout=5) as response:
             return bytes(response.read())
 

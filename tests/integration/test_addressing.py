@@ -53,10 +53,12 @@ def test_without_a_choice_the_first_network_by_name_wins(agent, workload, networ
     web = workload("http", env={"SERVICE_NAME": "web"}, network=second.name)
     first.connect(web.get_wrapped_container())
 
-    eventually(lambda: registration(consul, "web")["Address"] == address_on(docker_client, web, first), what="first network's address")
+    eventually(lambda: registration(consul, "web")["Address"] == address_on(docker_client, web, first), what="first network's "
+                                                                                                             "address")
 
 
-def test_connecting_the_chosen_network_at_runtime_registers_and_disconnecting_removes(agent, workload, network, consul, docker_client):
+def test_connecting_the_chosen_network_at_runtime_registers_and_disconnecting_removes(agent, workload, network, consul,
+                                                                                      docker_client):
     net_a, net_b = network(), network()
     agent.start()
     web = workload("http", env={"SERVICE_NAME": "web", "SERVICE_NETWORK": net_b.name}, network=net_a.name)
@@ -64,7 +66,8 @@ def test_connecting_the_chosen_network_at_runtime_registers_and_disconnecting_re
     assert consul.services() == {}
 
     net_b.connect(web.get_wrapped_container())
-    eventually(lambda: registration(consul, "web")["Address"] == address_on(docker_client, web, net_b), what="registered on connect")
+    eventually(lambda: registration(consul, "web")["Address"] == address_on(docker_client, web, net_b), what="registered on "
+                                                                                                             "connect")
     net_b.disconnect(web.get_wrapped_container())
     eventually(lambda: consul.services() == {}, what="deregistered on disconnect")
 
@@ -86,7 +89,8 @@ def test_host_network_container_is_registered_on_the_host_and_reachable(agent, i
     agent.start()
     api = docker_client.api
     created = api.create_container(images["http"], command=["httpd", "-f", "-p", str(port), "-h", "/www"], ports=[port],
-                                   environment={f"SERVICE_{port}_NAME": "hosted", "SERVICE_80_IGNORE": "true", **HTTP_CHECK}, labels={"registrator-test": "1"},
+                                   environment={f"SERVICE_{port}_NAME": "hosted", "SERVICE_80_IGNORE": "true",
+                                                **HTTP_CHECK}, labels={"registrator-test": "1"},
                                    host_config=api.create_host_config(network_mode="host"))
     try:
         api.start(created["Id"])
@@ -221,7 +225,8 @@ def test_ecs_containers_get_ecs_names_and_meta(agent, workload, consul):
 
 
 def test_ecs_awsvpc_task_gets_the_task_address_from_the_ecs_agent(agent, workload, consul, fake_endpoint):
-    pause = workload("tcp", name=f"ecs-nsq-7-internal-ecs-pause-{free_port()}", network_mode="none", labels={"SERVICE_IGNORE": "1"})
+    pause = workload("tcp", name=f"ecs-nsq-7-internal-ecs-pause-{free_port()}", network_mode="none",
+                     labels={"SERVICE_IGNORE": "1"})
 
     def introspection(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
         docker_id = parse_qs(urlsplit(path).query).get("dockerid", [""])[0]
@@ -239,16 +244,19 @@ def test_ecs_awsvpc_task_gets_the_task_address_from_the_ecs_agent(agent, workloa
     assert any(p == f"/v1/tasks?dockerid={app.get_wrapped_container().id}" for _, p, _ in ecs.requests)
 
 
-def test_a_given_address_takes_the_host_port_of_its_own_family_when_one_port_is_published_on_two(agent, docker_client, images, consul):
+def test_a_given_address_takes_the_host_port_of_its_own_family_when_one_port_is_published_on_two(agent, docker_client, images,
+                                                                                                 consul):
     """Docker 20.10 gave one `-p 80` two host ports; with SERVICE_IP=127.0.0.1 the IPv6 one was registered too, and on
     IPv4 it was another container's port, whose check passed: DNS sent clients to the wrong container (issue 21)."""
     v4, v6 = free_port(), free_port()
     agent.start()
-    split = docker_client.containers.run(images["http"], detach=True, environment={"SERVICE_NAME": "split", "SERVICE_IP": "127.0.0.1"},
+    split = docker_client.containers.run(images["http"], detach=True,
+                                         environment={"SERVICE_NAME": "split", "SERVICE_IP": "127.0.0.1"},
                                          labels={TEST_LABEL: "1"}, ports={"80/tcp": [("0.0.0.0", v4), ("::", v6)]})
     try:
         registration(consul, "split")
-        assert sorted((s["Address"], s["Port"]) for s in consul.services().values() if s["Service"] == "split") == [("127.0.0.1", v4)]
+        assert sorted((s["Address"], s["Port"]) for s in consul.services().values()
+                      if s["Service"] == "split") == [("127.0.0.1", v4)]
         assert srv_ports(consul.dns_port, "split.service.consul") == {v4}
     finally:
         split.remove(force=True)

@@ -85,7 +85,8 @@ def test_nsqd_started_from_the_srv_answer_and_a_consumer_reads_through_consul_dn
 
     request = urllib.request.Request(f"http://{nsqd_http}/pub?topic=orders", data=b"order-7", method="POST")
     urllib.request.urlopen(request, timeout=5)
-    nsq_bin = Path(subprocess.run(["bash", str(ROOT / "scripts" / "nsq.sh")], capture_output=True, text=True, check=True).stdout.strip())
+    nsq_bin = Path(subprocess.run(["bash", str(ROOT / "scripts" / "nsq.sh")], capture_output=True, text=True,
+                                  check=True).stdout.strip())
     consumer = subprocess.run(
         [str(nsq_bin / "nsq_tail"), "--topic=orders", "-n", "1", *[f"--lookupd-http-address={a}" for a in lookupd_http]],
         capture_output=True, text=True, timeout=30,

@@ -37,6 +37,7 @@ def test_a_service_id_with_dot_segments_cannot_make_the_agent_touch_another_serv
 
     hostile.get_wrapped_container().stop(timeout=1)
     bystander = workload("http", env={"SERVICE_NAME": "bystander"}, ports={80: None})
-    eventually(lambda: f"{agent.hostname}:{bystander.get_wrapped_container().name}:80" in consul.services(), what="later containers handled")
+    eventually(lambda: f"{agent.hostname}:{bystander.get_wrapped_container().name}:80" in consul.services(),
+               what="later containers handled")
     assert "victim" in consul.services()
     assert "x/../victim" not in consul.services()

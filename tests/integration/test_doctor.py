@@ -41,12 +41,15 @@ def test_a_dev_consul_passes_every_check_and_exits_0(consul, docker_client):
     assert result.returncode == 0, result.stdout
     api = docker_client.version()["ApiVersion"]
     assert lines["✓ docker"] == f"✓ docker: unix:///var/run/docker.sock answers, API {api}"
-    assert lines["✓ host"] == "✓ host: identity doctor-test (--hostname); published ports registered at 127.0.0.1 (--ip-from interface:lo)"
+    assert lines["✓ host"] == ("✓ host: identity doctor-test (--hostname); published ports registered at 127.0.0.1 "
+                               "(--ip-from interface:lo)")
     assert lines["✓ consul"].startswith(f"✓ consul: {consul.uri.replace('consul://', 'http://')} answers, leader 127.0.0.1:")
     assert lines["✓ consul"].endswith(f"; Consul {consul_version(consul)}")
     assert lines["✓ service"] == "✓ service:write: ACLs are disabled on this Consul agent: every call is allowed"
-    assert lines["✓ script-checks (optional)"].startswith("✓ script-checks (optional): the Consul agent runs script and Docker exec checks")
-    assert lines["✓ dns (optional)"].startswith(f"✓ dns (optional): 127.0.0.1:{consul.dns_port} answers consul.service.consul: 127.0.0.1:")
+    assert lines["✓ script-checks (optional)"].startswith("✓ script-checks (optional): the Consul agent runs script and Docker "
+                                                          "exec checks")
+    assert lines["✓ dns (optional)"].startswith(f"✓ dns (optional): 127.0.0.1:{consul.dns_port} answers consul.service.consul: "
+                                                "127.0.0.1:")
     assert result.stdout.splitlines()[-1] == "every required check passed"
 
 
@@ -106,14 +109,16 @@ def test_a_token_for_some_names_fails_for_the_others(secured, workload):
     result, lines = doctor(secured, env={"CONSUL_HTTP_TOKEN": token["SecretID"]})
 
     assert result.returncode == 1
-    assert lines["✗ service"] == "✗ service:write: the token lacks service:write for 1 of the 2 names running containers would get: api"
+    assert lines["✗ service"] == ("✗ service:write: the token lacks service:write for 1 of the 2 names running containers "
+                                  "would get: api")
 
 
 def test_a_token_consul_does_not_know_is_told_apart_from_a_missing_right(secured):
     result, lines = doctor(secured, env={"CONSUL_HTTP_TOKEN": "00000000-dead-beef-0000-000000000000"})
 
     assert result.returncode == 1
-    assert lines["✗ service"] == "✗ service:write: Consul internal/acl/authorize: the ACL token is not known to Consul (yet): ACL not found"
+    assert lines["✗ service"] == ("✗ service:write: Consul internal/acl/authorize: the ACL token is not known to Consul (yet): "
+                                  "ACL not found")
     assert "fix: use a token this Consul knows" in result.stdout
     assert "dead-beef" not in result.stdout
 
@@ -125,9 +130,11 @@ def test_an_unreachable_consul_fails_and_the_checks_that_need_it_are_skipped(con
 
     lines = result.stdout.splitlines()
     assert result.returncode == 1
-    assert lines[2] == f"✗ consul: Consul status/leader at http://127.0.0.1:{port}: ConnectionError: [Errno 111] Connection refused"
+    assert lines[2] == (f"✗ consul: Consul status/leader at http://127.0.0.1:{port}: "
+                        "ConnectionError: [Errno 111] Connection refused")
     assert lines[3].startswith("    fix: start the Consul agent")
-    assert lines[4:7] == ["- service:write: skipped: needs Consul (above)", "- agent:read (optional): skipped: needs Consul (above)",
+    assert lines[4:7] == ["- service:write: skipped: needs Consul (above)", "- agent:read (optional): skipped: needs Consul "
+                                                                            "(above)",
                           "- script-checks (optional): skipped: needs Consul (above)"]
     assert lines[-1] == "required checks failed: consul; required checks not run: service:write"
     assert not result.stderr
@@ -161,8 +168,10 @@ def awsvpc_task(workload):
 def test_with_awsvpc_tasks_the_ecs_agent_is_asked_about_one(consul, workload, fake_endpoint):
     task = awsvpc_task(workload)
     body = {"Arn": ECS_LABELS["com.amazonaws.ecs.task-arn"],
-            "Containers": [{"DockerId": task.id, "Name": "app", "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.1.2.3"]}]}]}
-    ecs_agent = fake_endpoint(lambda method, path, headers: (200, json.dumps(body)) if f"dockerid={task.id}" in path else (404, ""))
+            "Containers": [{"DockerId": task.id, "Name": "app",
+                            "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.1.2.3"]}]}]}
+    ecs_agent = fake_endpoint(lambda method, path, headers: (200, json.dumps(body)) if f"dockerid={task.id}" in path
+                              else (404, ""))
 
     result, lines = doctor(consul, "--ecs-agent-url", ecs_agent.url)
 

@@ -84,7 +84,8 @@ def test_http_check_sends_method_and_headers(agent, workload, consul):
 
 def test_several_checks_per_service_all_must_pass(agent, workload, consul, resolve):
     agent.start()
-    env = {"SERVICE_NAME": "multi", "SERVICE_CHECK_TTL": "1h", "SERVICE_CHECK_1_HTTP": "/health", "SERVICE_CHECK_1_INTERVAL": "1s",
+    env = {"SERVICE_NAME": "multi", "SERVICE_CHECK_TTL": "1h", "SERVICE_CHECK_1_HTTP": "/health",
+           "SERVICE_CHECK_1_INTERVAL": "1s",
            "SERVICE_CHECK_2_TCP": "true", "SERVICE_CHECK_2_INTERVAL": "1s", "SERVICE_CHECK_2_INITIAL_STATUS": "passing"}
     probe = workload("probe", env=env, ports={80: None})
     sid = service_id(agent, probe, 80)
@@ -105,7 +106,8 @@ def test_script_checks_are_refused_without_the_flag(agent, workload, consul):
 
     eventually(lambda: sid in consul.services(), what="service registered")
     assert not [c for c in checks(consul).values() if c["ServiceID"] == sid]
-    assert f"container {probe.get_wrapped_container().name}: env SERVICE_CHECK_SCRIPT: script checks run on the Consul host" in agent.log()
+    name = probe.get_wrapped_container().name
+    assert f"container {name}: env SERVICE_CHECK_SCRIPT: script checks run on the Consul host" in agent.log()
 
 
 def test_deregister_after_reaches_consul(agent, workload, consul):

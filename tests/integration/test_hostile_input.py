@@ -28,7 +28,8 @@ def test_an_id_with_a_format_character_is_refused_and_the_other_containers_are_r
 def test_a_template_that_cannot_take_a_containers_data_says_so_in_gos_words(agent, workload, consul):
     agent.start("-tags", '{{mIndex "a" .Name}}')
     web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
-    eventually(lambda: [s["Tags"] for s in consul.services().values() if s["Service"] == "web"] == [[]], what="registered without tags")
+    eventually(lambda: [s["Tags"] for s in consul.services().values() if s["Service"] == "web"] == [[]],
+               what="registered without tags")
     expected = (f"container {web.get_wrapped_container().name}: -tags template '{{{{mIndex \"a\" .Name}}}}': "
                 "mIndex: wrong type of argument (string, string); its tags are left out")
     eventually(lambda: expected in agent.log(), what="one line in Go's words")
@@ -38,7 +39,8 @@ def test_a_template_that_cannot_take_a_containers_data_says_so_in_gos_words(agen
 def test_a_check_that_can_never_pass_is_left_out_and_the_service_registered(agent, workload, consul):
     agent.start()
     web = workload("http", env={"SERVICE_NAME": "web", "SERVICE_CHECK_HTTP": "/health%zz"}, ports={80: None})
-    found = eventually(lambda: [sid for sid, s in consul.services().items() if s["Service"] == "web"], timeout=10, what="registered")
+    found = eventually(lambda: [sid for sid, s in consul.services().items() if s["Service"] == "web"], timeout=10,
+                       what="registered")
     checks = json.loads(consul.get("/v1/agent/checks")).values()
     assert [c["CheckID"] for c in checks if c["ServiceID"] in found and c["Type"] == "http"] == []
     expected = (f"container {web.get_wrapped_container().name}: env SERVICE_CHECK_HTTP: '/health%zz' is no URL path Consul takes "
@@ -52,7 +54,8 @@ def test_a_container_name_too_long_for_the_default_id_is_registered_under_a_cut_
     agent.start()
     name = "n" * 245 + uuid.uuid4().hex[:8]
     workload("http", env={"SERVICE_NAME": "long"}, ports={80: None}, name=name)
-    [service_id] = eventually(lambda: [sid for sid, s in consul.services().items() if s["Service"] == "long"], timeout=10, what="registered")
+    [service_id] = eventually(lambda: [sid for sid, s in consul.services().items() if s["Service"] == "long"], timeout=10,
+                              what="registered")
     assert len(service_id) == 256 and service_id.startswith(f"{agent.hostname}:nnnn") and service_id.endswith(":80")
 
 

@@ -31,12 +31,14 @@ def test_nsqd_and_its_consumers_discover_everything_through_consul_dns(agent, wo
              command=["sh", "-c", f"exec nsqd {args} --broadcast-address=$(hostname -i)"])
     [nsqd_http] = eventually(lambda: resolve(consul, "nsqd-http"), timeout=10, what="nsqd in Consul DNS")
 
-    urllib.request.urlopen(urllib.request.Request(f"http://{nsqd_http}/pub?topic=orders", data=b"order-42", method="POST"), timeout=5)
+    urllib.request.urlopen(urllib.request.Request(f"http://{nsqd_http}/pub?topic=orders", data=b"order-42", method="POST"),
+                           timeout=5)
     lookupd_http = eventually(lambda: resolve(consul, "nsqlookupd-http"), what="nsqlookupd HTTP in Consul DNS")
     for address in lookupd_http:
         eventually(lambda a=address: _producers(a, "orders"), timeout=10, what=f"nsqd registered with {address}")
 
-    nsq_bin = Path(subprocess.run(["bash", str(ROOT / "scripts" / "nsq.sh")], capture_output=True, text=True, check=True).stdout.strip())
+    nsq_bin = Path(subprocess.run(["bash", str(ROOT / "scripts" / "nsq.sh")], capture_output=True, text=True,
+                                  check=True).stdout.strip())
     consumer = subprocess.run(
         [str(nsq_bin / "nsq_tail"), "--topic=orders", "-n", "1", *[f"--lookupd-http-address={a}" for a in lookupd_http]],
         capture_output=True, text=True, timeout=30,

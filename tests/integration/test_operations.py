@@ -39,7 +39,9 @@ def test_explain_on_each_kind_of_container(agent, workload, network, docker_clie
     internal = workload("http", env={"SERVICE_NAME": "inside"}, network=net.name)
     owner = workload("tcp", env={"SERVICE_IGNORE": "true"}, ports={80: None})
     sidecar = workload("http", env={"SERVICE_NAME": "sidecar"}, network_mode=f"container:{owner.get_wrapped_container().id}")
-    ecs = workload("tcp", labels={"com.amazonaws.ecs.task-arn": "arn:aws:ecs:r:1:task/c/t", "com.amazonaws.ecs.container-name": "lookupd"},
+    ecs = workload("tcp",
+                   labels={"com.amazonaws.ecs.task-arn": "arn:aws:ecs:r:1:task/c/t",
+                           "com.amazonaws.ecs.container-name": "lookupd"},
                    ports={9000: None})
     unpublished = workload("http", env={"SERVICE_NAME": "hidden"})
 
@@ -85,7 +87,8 @@ def test_resolve_prints_what_a_consumer_sees(agent, workload, consul):
     everything = run_registrator("resolve", "web", "--dns", dns)
     assert everything.returncode == 0, everything.stderr
     assert sorted(everything.stdout.split()) == sorted(f"{agent.ip}:{c.get_exposed_port(80)}" for c in (web, other))
-    assert run_registrator("resolve", "web", "--tag", "blue", "--dns", dns).stdout.split() == [f"{agent.ip}:{web.get_exposed_port(80)}"]
+    assert run_registrator("resolve", "web", "--tag", "blue", "--dns",
+                           dns).stdout.split() == [f"{agent.ip}:{web.get_exposed_port(80)}"]
     missing = run_registrator("resolve", "nothing", "--dns", dns)
     assert missing.returncode == 1 and "no healthy instances" in missing.stderr
     for argv, message in (([("a" * 64)], f"NAME {'a' * 64!r}: not a DNS name: A DNS label is > 63 octets long."),
@@ -131,7 +134,8 @@ def test_metrics_move_as_containers_start_and_stop(agent, workload):
     assert after[("registrator_events_total", (("action", "start"),))] >= 1
     assert after[("registrator_events_total", (("action", "die"),))] >= 1
     assert after[("registrator_consul_requests_total", (("call", "agent/service/register"), ("outcome", "ok")))] >= 1
-    assert after[("registrator_reconcile_duration_seconds_count", ())] > before.get(("registrator_reconcile_duration_seconds_count", ()), 0)
+    assert after[("registrator_reconcile_duration_seconds_count",
+                  ())] > before.get(("registrator_reconcile_duration_seconds_count", ()), 0)
 
 
 def test_healthz_flips_when_consul_stops(make_agent, private_consul):
@@ -196,16 +200,19 @@ def test_explain_of_what_is_no_container_name_says_so_in_one_line(agent):
 
 def test_something_else_on_the_consul_port_is_one_line_and_never_a_traceback(fake_endpoint):
     """A web server where Consul should be answers 200 with HTML, 404 to the rest (issue 21: JSONDecodeError exits)."""
-    other = fake_endpoint(lambda method, path, headers: (200, "<html>It works!</html>") if path == "/v1/status/leader" else (404, "<html>no</html>"))
+    other = fake_endpoint(lambda method, path, headers: (200, "<html>It works!</html>") if path == "/v1/status/leader"
+                          else (404, "<html>no</html>"))
     uri = other.url.replace("http://", "consul://")
     listed = run_registrator("list", uri)
     started = run_registrator("-retry-attempts", "1", "-retry-interval", "100", "--hostname", "h", "-ip", "127.0.0.1", uri)
-    assert (listed.returncode, listed.stderr.strip().splitlines()[-1]) == (1, "Error: Consul agent/checks: unexpected answer '(None, None)'")
+    assert (listed.returncode, listed.stderr.strip().splitlines()[-1]) == (1, "Error: Consul agent/checks: unexpected answer "
+                                                                              "'(None, None)'")
     synced = run_registrator("sync", "--once", "--dry-run", "--hostname", "h", "-ip", "127.0.0.1", uri)
     assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr
     not_json = f"Consul status/leader at {other.url}: the answer is not JSON: Expecting value: line 1 column 1 (char 0)"
     assert started.stderr.strip().splitlines()[-1] == f"Error: Consul at {other.url} not reachable after 2 attempts: {not_json}"
-    assert (synced.returncode, synced.stderr.strip().splitlines()[-1]) == (1, f"Error: Consul at {other.url} not reachable after 1 attempt: {not_json}")
+    assert (synced.returncode, synced.stderr.strip().splitlines()[-1]) == (1, f"Error: Consul at {other.url} not reachable "
+                                                                              f"after 1 attempt: {not_json}")
 
 
 def test_a_docker_host_that_is_a_regular_file_is_named(agent, tmp_path):

@@ -103,7 +103,8 @@ def test_services_of_containers_gone_while_the_agent_was_down_are_removed_at_sta
 
 
 def test_services_of_other_hosts_are_left_alone(agent, workload, consul):
-    consul.put("/v1/agent/service/register", b'{"ID": "h2:web:80", "Name": "web", "Port": 1, "Meta": {"registrator-host": "h2", "registrator-container": "gone"}}')
+    consul.put("/v1/agent/service/register", b'{"ID": "h2:web:80", "Name": "web", "Port": 1, "Meta": {"registrator-host": "h2", '
+                                             b'"registrator-container": "gone"}}')
     agent.start("--resync", "0.2", "--log-level", "debug")
     mine = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
 

@@ -194,7 +194,8 @@ def test_the_agent_survives_a_docker_restart_and_ends_equal_to_docker_ps(agent, 
 
     assert agent.process.poll() is None, "the agent survived"
     eventually(lambda: names(consul) == {"always", "after"}, timeout=15, what="Consul equals docker ps")
-    running_ports = {int(c.ports["80/tcp"][0]["HostPort"]) for c in docker_client.containers.list(filters={"label": "registrator-test"})}
+    running_ports = {int(c.ports["80/tcp"][0]["HostPort"])
+                     for c in docker_client.containers.list(filters={"label": "registrator-test"})}
     assert {s["Port"] for s in consul.services().values()} == running_ports
 
 
@@ -207,7 +208,8 @@ def _pings(client: docker.DockerClient) -> bool:
 
 # ---- churn ----
 
-def test_churn_with_agent_and_consul_restarts_ends_with_nothing_stale_or_missing(make_agent, private_consul, workload, docker_client):
+def test_churn_with_agent_and_consul_restarts_ends_with_nothing_stale_or_missing(make_agent, private_consul, workload,
+                                                                                 docker_client):
     consul = private_consul()
     agent = make_agent(consul)
     agent.start("--resync", "5", "--consul-probe", "1")

@@ -15,7 +15,8 @@ import pytest
 from tests.integration.rig import eventually, registrator_command, run_registrator
 
 ROOT_TOKEN = "11111111-2222-3333-4444-555555555555"
-ACL = f'acl {{ enabled = true default_policy = "deny" tokens {{ initial_management = "{ROOT_TOKEN}" agent = "{ROOT_TOKEN}" }} }}\n'
+ACL = (f'acl {{ enabled = true default_policy = "deny" '
+       f'tokens {{ initial_management = "{ROOT_TOKEN}" agent = "{ROOT_TOKEN}" }} }}\n')
 WRITE_RULES = 'service_prefix "" { policy = "write" } node_prefix "" { policy = "read" } agent_prefix "" { policy = "read" }'
 READ_RULES = 'service_prefix "" { policy = "read" } node_prefix "" { policy = "read" }'
 
@@ -70,7 +71,8 @@ def test_a_token_without_write_permission_names_the_call_and_the_accessor_not_th
 
 
 def test_an_unknown_token_fails_clearly(secured):
-    result = run_registrator("list", "--hostname", "h", secured.uri, env={"CONSUL_HTTP_TOKEN": "00000000-dead-beef-0000-000000000000"})
+    result = run_registrator("list", "--hostname", "h", secured.uri,
+                             env={"CONSUL_HTTP_TOKEN": "00000000-dead-beef-0000-000000000000"})
     assert result.returncode == 1
     assert "the ACL token is not known to Consul (yet): ACL not found" in result.stderr
     assert "dead-beef" not in result.stderr
@@ -82,15 +84,20 @@ def test_a_token_consul_does_not_know_yet_is_waited_for_and_a_rotated_one_is_rea
     token_file = tmp_path / "token"
     token_file.write_text(first)
     agent = make_agent(secured)
-    agent.process = subprocess.Popen([*registrator_command(), "run", "--hostname", agent.hostname, "-ip", agent.ip, "-retry-interval", "200",
-                                      secured.uri], stderr=open(agent.log_path, "ab"), env={**os.environ, "CONSUL_HTTP_TOKEN_FILE": str(token_file)})
+    agent.process = subprocess.Popen([*registrator_command(), "run", "--hostname", agent.hostname, "-ip", agent.ip,
+                                      "-retry-interval", "200",
+                                      secured.uri], stderr=open(agent.log_path, "ab"),
+                                     env={**os.environ, "CONSUL_HTTP_TOKEN_FILE": str(token_file)})
     web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
-    eventually(lambda: agent.log().count("the ACL token is not known to Consul (yet)") >= 2, timeout=10, what="a clear line per attempt")
+    eventually(lambda: agent.log().count("the ACL token is not known to Consul (yet)") >= 2, timeout=10, what="a clear line per "
+                                                                                                              "attempt")
     assert agent.process.poll() is None and "agent:read" not in agent.log()
 
     secured.put("/v1/acl/policy", json.dumps({"Name": "registrator", "Rules": WRITE_RULES}).encode())
-    known = json.loads(secured.put("/v1/acl/token", json.dumps({"SecretID": first, "Policies": [{"Name": "registrator"}]}).encode()))
-    eventually(lambda: f"{agent.hostname}:{web.get_wrapped_container().name}:80" in secured.services(), timeout=15, what="registered")
+    known = json.loads(secured.put("/v1/acl/token",
+                                   json.dumps({"SecretID": first, "Policies": [{"Name": "registrator"}]}).encode()))
+    eventually(lambda: f"{agent.hostname}:{web.get_wrapped_container().name}:80" in secured.services(), timeout=15,
+               what="registered")
 
     secured.put("/v1/acl/token", json.dumps({"SecretID": second, "Policies": [{"Name": "registrator"}]}).encode())
     token_file.write_text(second)  # a secrets agent rotates the token
@@ -123,12 +130,14 @@ def test_the_tls_server_name_is_verified(secured):
     assert bad.returncode == 1 and "wrong.example" in bad.stderr
 
 
-def test_sighup_reads_a_rotated_token_file_so_revoking_the_old_token_costs_no_failed_call(make_agent, secured, workload, tmp_path):
+def test_sighup_reads_a_rotated_token_file_so_revoking_the_old_token_costs_no_failed_call(make_agent, secured, workload,
+                                                                                          tmp_path):
     old = make_token(secured, "registrator", WRITE_RULES)
     token_file = tmp_path / "token"
     token_file.write_text(old["SecretID"])
     agent = make_agent(secured)
-    agent.launch(["run", "--hostname", agent.hostname, "-ip", agent.ip, secured.uri], env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)})
+    agent.launch(["run", "--hostname", agent.hostname, "-ip", agent.ip, secured.uri],
+                 env={"CONSUL_HTTP_TOKEN_FILE": str(token_file)})
 
     new = json.loads(secured.put("/v1/acl/token", json.dumps({"Policies": [{"Name": "registrator"}]}).encode()))
     token_file.write_text(new["SecretID"])
@@ -139,6 +148,7 @@ def test_sighup_reads_a_rotated_token_file_so_revoking_the_old_token_costs_no_fa
     urllib.request.urlopen(revoke, timeout=5).close()
 
     web = workload("http", env={"SERVICE_NAME": "web"}, ports={80: None})
-    eventually(lambda: f"{agent.hostname}:{web.get_wrapped_container().name}:80" in secured.services(), timeout=10, what="registered")
+    eventually(lambda: f"{agent.hostname}:{web.get_wrapped_container().name}:80" in secured.services(), timeout=10,
+               what="registered")
     assert "not known to Consul" not in agent.log()
     assert old["SecretID"] not in agent.log() and new["SecretID"] not in agent.log()

@@ -63,7 +63,8 @@ def main() -> int:
     table: dict[str, Counter[str]] = defaultdict(Counter)
     survivors = []
     for name, code in sorted(codes.items()):
-        kind = ("killed" if code in KILLED else "timeout" if code in TIMEOUT else "killed by the simulation" if name in by_simulation
+        kind = ("killed" if code in KILLED else "timeout" if code in TIMEOUT else "killed by the simulation"
+                if name in by_simulation
                 else "equivalent" if name in judged and code == 0 else "survived" if code == 0 else f"not run ({code})")
         table[module(name)][kind] += 1
         if kind == "survived":

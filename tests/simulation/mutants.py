@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 120  # seconds: a mutant that makes the core spin forever is killed by its hang
 
 def survivors() -> list[str]:
-    listing = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "results"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
     names = [line.split(":")[0].strip() for line in listing.splitlines() if line.strip().endswith(": survived")]
     return [name for name in names if name.startswith("registrator.reconcile.")]
 

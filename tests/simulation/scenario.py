@@ -61,7 +61,8 @@ class Config:
     @staticmethod
     def pick(rng: random.Random) -> Config:
         return Config(cleanup=rng.random() < 0.4, deregister=rng.choice(["always", "always", "on-success", "never"]),
-                      drain=rng.choice(["deregister", "maintenance"]), resync=rng.choice([0.0, 60.0]), internal=rng.random() < 0.25,
+                      drain=rng.choice(["deregister", "maintenance"]), resync=rng.choice([0.0,
+                                                                                          60.0]), internal=rng.random() < 0.25,
                       workers=rng.choice([1, 2, 3]), deregister_on_exit=rng.random() < 0.5, drain_timeout=rng.choice([5.0, 30.0]))
 
     def settings(self, agent: int = 1) -> Settings:
@@ -92,7 +93,8 @@ class Swarm:
         """A quarter of the schedules are calm: nothing in them makes the agent resync (no reconnect,
         no outage the probe sees, no SIGHUP, no restart), so what a resync would repair must not
         need repairing."""
-        calls = ["register", "deregister", "maintenance", "update-check", "service", "services", "checks", "has-service", "leader",
+        calls = ["register", "deregister", "maintenance", "update-check", "service", "services", "checks", "has-service",
+                 "leader",
                  "inspect", "ps", "events"]
         calm = rng.random() < 0.25
         quiet = {"has-service", "leader", "services", "checks", "ps", "events"} if calm else set()
@@ -269,7 +271,8 @@ class Simulation:
         self.settings = self.config.settings(self.started)
         queues = (StampingQueue(self.sched, self.note), StampingQueue(self.sched, self.note))
         metrics = Metrics()
-        controller = Controller(self.settings, self.docker, self.consul, metrics, queue=queues[0], background=queues[1],  # type: ignore[arg-type]
+        # type: ignore[arg-type]
+        controller = Controller(self.settings, self.docker, self.consul, metrics, queue=queues[0], background=queues[1],
                                 runtime=self.sched.runtime())
         main = self.sched.runtime().thread(controller.run, "main")
         main.start()
@@ -333,7 +336,8 @@ class Simulation:
                 self.sched.serve(call)
                 if self.rng.random() < 0.5:
                     self._deliver(call)
-                elif call.name == "inspect" and call.key in self.docker.boxes and "SERVICE_NETWORK" in self.docker.boxes[call.key].env:
+                elif (call.name == "inspect" and call.key in self.docker.boxes
+                      and "SERVICE_NETWORK" in self.docker.boxes[call.key].env):
                     if self.rng.random() < 0.7:  # Docker's answer is on its way: the container changes meanwhile
                         self._connects(call.key)()
                 elif call.name == "service" and call.key in self.legacy and self.rng.random() < 0.7:
@@ -580,7 +584,8 @@ class Simulation:
         for call in [c for c in self.sched.calls if c.side == "consul" and not c.served and not c.lost]:
             self.sched.answer(call, ConsulError(f"Consul {call.name} {call.key}: connection reset by peer", transient=True))
             self.note(f"{call} fails: the restart reset its connection")  # the new agent takes requests sent from now on
-        self._follow(self._runs_named(self.rng.choice(NAMES), {"SERVICE_ID": self.rng.choice(SHARED_IDS)}))  # registered before the probe looks
+        # registered before the probe looks
+        self._follow(self._runs_named(self.rng.choice(NAMES), {"SERVICE_ID": self.rng.choice(SHARED_IDS)}))
 
     def _foreign(self) -> None:
         """Another owner registers a service: another host's agent, or an operator by hand."""
@@ -735,7 +740,8 @@ class Simulation:
             if box.running:
                 for sid, spec in desired_services(box.snapshot(), mapping).services.items():
                     wanted.setdefault(sid, []).append((cid, spec))
-            elif self.config.deregister == "never" or (self.config.deregister == "on-success" and box.exit_code not in (0, 137, 143)):
+            elif self.config.deregister == "never" or (self.config.deregister == "on-success"
+                                                       and box.exit_code not in (0, 137, 143)):
                 retained.add(cid)
         ours = self.consul.ours()
         for sid, candidates in sorted(wanted.items()):

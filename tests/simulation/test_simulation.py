@@ -28,7 +28,8 @@ def replay(seed: int) -> str:
 def test_every_schedule_keeps_the_invariants(chunk):
     seeds = range(FIRST + chunk, FIRST + SCHEDULES, CHUNKS)
     failed = {seed: outcome for seed in seeds if (outcome := simulate(seed)).violations}
-    assert not failed, "\n".join(f"seed {seed}: {outcome.violations[0]}\n  replay: {replay(seed)}" for seed, outcome in failed.items())
+    assert not failed, "\n".join(f"seed {seed}: {outcome.violations[0]}\n  replay: {replay(seed)}" for seed,
+                                 outcome in failed.items())
 
 
 def digest(seed: int) -> str:

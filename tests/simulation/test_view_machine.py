@@ -19,7 +19,8 @@ IDS = st.sampled_from(["a", "b", "c"])
 
 
 def spec(service_id: str, port: int) -> ServiceSpec:
-    return ServiceSpec(service_id, "web", "10.0.0.5", port, meta=MappingProxyType({"registrator-host": "h", "registrator-container": "c1"}))
+    return ServiceSpec(service_id, "web", "10.0.0.5", port,
+                       meta=MappingProxyType({"registrator-host": "h", "registrator-container": "c1"}))
 
 
 class RefreshesBesideWrites(RuleBasedStateMachine):

@@ -19,7 +19,8 @@ from registrator.docker.source import ContainerEvent, Listed
 from registrator.model import META_HOST, CheckKind, ContainerPort, ContainerSnapshot, NetworkAttachment, PortBinding, ServiceSpec
 from tests.simulation.scheduler import EPOCH, Call, Scheduler
 
-EVENT_BUFFER = 24  # events Docker keeps to replay `since` (moby keeps 256; fewer here, so reconnects lose some); a live stream loses none
+# events Docker keeps to replay `since` (moby keeps 256; fewer here, so reconnects lose some); a live stream loses none
+EVENT_BUFFER = 24
 
 
 @dataclass
@@ -70,7 +71,8 @@ class Stream:
         return self
 
     def __next__(self) -> ContainerEvent:
-        return self.docker.sched.call(Call("docker", "next-event", "", self._serve, lambda: DockerUnavailable("events: timed out"),
+        return self.docker.sched.call(Call("docker", "next-event", "", self._serve, lambda: DockerUnavailable("events: timed "
+                                                                                                              "out"),
                                            None, ready=self._ready))  # type: ignore[no-any-return]
 
     def _ready(self) -> bool:
@@ -105,7 +107,8 @@ class SimDocker:
         return self._call("inspect", container_id, lambda: self._snapshot(container_id))  # type: ignore[no-any-return]
 
     def running(self) -> dict[str, Listed]:
-        return self._call("ps", "", lambda: {cid: b.listed() for cid, b in sorted(self.boxes.items()) if b.running})  # type: ignore[no-any-return]
+        # type: ignore[no-any-return]
+        return self._call("ps", "", lambda: {cid: b.listed() for cid, b in sorted(self.boxes.items()) if b.running})
 
     def events(self, since: str | None) -> Iterator[ContainerEvent]:
         stream: Stream = self._call("events", since or "", lambda: Stream(self, self._cursor(since)))
@@ -261,10 +264,12 @@ class SimConsul:
         return self._call("services", "", lambda: dict(self._looked(*self.services_)), write=False)  # type: ignore[no-any-return]
 
     def service(self, service_id: str) -> ServiceSpec | None:
-        return self._call("service", service_id, lambda: self._looked(service_id).get(service_id), write=False)  # type: ignore[no-any-return]
+        # type: ignore[no-any-return]
+        return self._call("service", service_id, lambda: self._looked(service_id).get(service_id), write=False)
 
     def has_service(self, service_id: str) -> bool:
-        return self._call("has-service", service_id, lambda: service_id in self._looked(service_id), write=False)  # type: ignore[no-any-return]
+        # type: ignore[no-any-return]
+        return self._call("has-service", service_id, lambda: service_id in self._looked(service_id), write=False)
 
     def _looked(self, *service_ids: str) -> dict[str, ServiceSpec]:
         """The reading thread has seen these IDs as they are now (for the ownership invariant)."""
@@ -274,10 +279,12 @@ class SimConsul:
         return self.services_
 
     def check_states(self) -> dict[str, tuple[str, str]]:
-        return self._call("checks", "", lambda: {cid: (c[1], c[2]) for cid, c in self.checks.items()}, write=False)  # type: ignore[no-any-return]
+        # type: ignore[no-any-return]
+        return self._call("checks", "", lambda: {cid: (c[1], c[2]) for cid, c in self.checks.items()}, write=False)
 
     def leader(self) -> str:
-        return self._call("leader", "", lambda: "" if self.leaderless else "10.0.0.2:8300", write=False)  # type: ignore[no-any-return]
+        # type: ignore[no-any-return]
+        return self._call("leader", "", lambda: "" if self.leaderless else "10.0.0.2:8300", write=False)
 
     def reload_token(self) -> bool:
         """The token file is the agent's own business: the simulated Consul takes any token."""
@@ -304,7 +311,8 @@ class SimConsul:
             if write and self.leaderless:
                 raise ConsulError(f"Consul {name} {key}: 500 No cluster leader", transient=True)
             return serve()
-        return self.sched.call(Call("consul", name, key, served, lambda: ConsulError(f"Consul {name} {key}: read timed out", transient=True),
+        return self.sched.call(Call("consul", name, key, served, lambda: ConsulError(f"Consul {name} {key}: read timed "
+                                                                                     "out", transient=True),
                                     self.sched.now + self.timeout, write=write))
 
     def _register(self, spec: ServiceSpec) -> None:
@@ -373,7 +381,8 @@ class SimConsul:
                                    f"known to the writer since step {seen}")
         else:
             self.clobbered.add(service_id)
-            self.note(f"{service_id} of {owner.who} is overwritten: it was registered after the writer looked (a race no agent avoids)")
+            self.note(f"{service_id} of {owner.who} is overwritten: it was registered after the writer looked (a race no agent "
+                      "avoids)")
 
     # -- the driver's side ------------------------------------------------------------------------
 

@@ -34,8 +34,10 @@ def targets(snapshot: ContainerSnapshot, settings: MappingSettings = SETTINGS) -
     [
         (container(env={"SERVICE_IP": "192.0.2.7"}), replace(SETTINGS, internal=True, network="front"), [("192.0.2.7", 32080)]),
         (container(UNPUBLISHED, env={"SERVICE_80_IP": "192.0.2.7"}), SETTINGS, [("192.0.2.7", 80)]),
-        (container(env={"SERVICE_NETWORK": "front"}, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip"), [("10.1.0.3", 80)]),
-        (container(labels={"ip": "192.0.2.9/24"}), replace(SETTINGS, use_ip_from_label="ip", network="front"), [("192.0.2.9", 32080)]),
+        (container(env={"SERVICE_NETWORK": "front"}, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip"),
+         [("10.1.0.3", 80)]),
+        (container(labels={"ip": "192.0.2.9/24"}), replace(SETTINGS, use_ip_from_label="ip", network="front"),
+         [("192.0.2.9", 32080)]),
         (container(), replace(SETTINGS, network="front", internal=True), [("10.1.0.3", 80)]),
         (container(), replace(SETTINGS, network="elsewhere"), [("10.0.0.5", 32080)]),
         (container(UNPUBLISHED, task_ip="10.9.0.4"), SETTINGS, [("10.9.0.4", 80)]),
@@ -45,7 +47,8 @@ def targets(snapshot: ContainerSnapshot, settings: MappingSettings = SETTINGS) -
         (container(), SETTINGS, [("10.0.0.5", 32080)]),
         (container(UNPUBLISHED), SETTINGS, []),
         (container(UNPUBLISHED, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip"), []),
-        (container(UNPUBLISHED, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip", internal=True), [("192.0.2.9", 80)]),
+        (container(UNPUBLISHED, labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip", internal=True),
+         [("192.0.2.9", 80)]),
         (container(labels={"ip": "192.0.2.9"}), replace(SETTINGS, use_ip_from_label="ip", internal=True), [("192.0.2.9", 80)]),
         (container(networks=(NetworkAttachment("front"),)), replace(SETTINGS, network="front"), [("10.0.0.5", 32080)]),
     ],
@@ -108,7 +111,8 @@ def test_a_binding_to_a_specific_ipv6_address_registers_that_address():
 
 
 def test_network_keys_do_not_become_meta():
-    [spec] = desired_services(container(env={"SERVICE_NETWORK": "front", "SERVICE_IP_FAMILY": "ipv4"}), SETTINGS).services.values()
+    [spec] = desired_services(container(env={"SERVICE_NETWORK": "front", "SERVICE_IP_FAMILY": "ipv4"}),
+                              SETTINGS).services.values()
     assert not {"network", "ip_family", "ip"} & set(spec.meta)
 
 
@@ -132,7 +136,8 @@ def test_ecs_meta_and_service_name_still_wins():
         "ecs_task_revision": "3", "ecs_container": "lookupd"}
 
 
-@pytest.mark.parametrize("networks", [(NetworkAttachment("front", "10.1.0.3"),), (NetworkAttachment("back", "10.2.0.3", "fd00::3"),)],
+@pytest.mark.parametrize("networks",
+                         [(NetworkAttachment("front", "10.1.0.3"),), (NetworkAttachment("back", "10.2.0.3", "fd00::3"),)],
                          ids=["ipv4-only", "dual-stack"])
 def test_an_internal_address_is_explained_by_its_rule_and_tagged_only_when_dual_stack(networks):
     desired = desired_services(container(UNPUBLISHED, networks=networks), replace(SETTINGS, internal=True))
@@ -155,7 +160,8 @@ def test_an_internal_address_is_explained_by_its_rule_and_tagged_only_when_dual_
         (container(), with_ip(SETTINGS, "10.7.7.7"), "rule 7: published port, -ip"),
         (container(), SETTINGS, "rule 7: published port, the host IP (--ip-from route)"),
     ],
-    ids=["service-ip", "service-network", "label", "label-internal", "global-network", "awsvpc", "internal", "ip-flag", "host-ip"],
+    ids=["service-ip", "service-network", "label", "label-internal", "global-network", "awsvpc", "internal", "ip-flag",
+         "host-ip"],
 )
 def test_explain_names_the_rule_that_chose_the_address(snapshot, settings, rule):
     desired = desired_services(snapshot, settings)
@@ -170,7 +176,8 @@ def test_a_dual_stack_network_gives_both_addresses_whichever_rule_chose_it(setti
 
 
 def test_a_label_ip_with_more_than_one_slash_is_not_an_ip():
-    desired = desired_services(container(labels={"ip": "192.0.2.9/24/8"}), replace(SETTINGS, use_ip_from_label="ip", network="front"))
+    desired = desired_services(container(labels={"ip": "192.0.2.9/24/8"}),
+                               replace(SETTINGS, use_ip_from_label="ip", network="front"))
     assert [(s.address, s.port) for s in desired.services.values()] == [("10.1.0.3", 80)]
     assert desired.warnings == ("label ip: '192.0.2.9/24/8' is not an IP address; -useIpFromLabel ignored for this container",)
 
@@ -183,7 +190,8 @@ def test_a_missing_ip_label_is_no_warning_and_the_next_rule_applies():
 def test_internal_without_any_container_address_is_explained_and_registers_nothing():
     snapshot = container(UNPUBLISHED, networks=(NetworkAttachment("none", ""),), network_mode="none")
     desired = desired_services(snapshot, replace(SETTINGS, internal=True))
-    assert (dict(desired.services), desired.notes) == ({}, ("port 80/tcp: no container address for -internal (network mode none)",))
+    assert (dict(desired.services), desired.notes) == ({}, ("port 80/tcp: no container address for -internal (network mode "
+                                                            "none)",))
 
 
 @pytest.mark.parametrize(("family", "settings", "address"), [
@@ -197,12 +205,14 @@ def test_a_port_chooses_its_address_family(family, settings, address):
 
 
 def test_an_unknown_address_family_is_warned_about_and_the_flag_applies():
-    desired = desired_services(container(UNPUBLISHED, env={"SERVICE_IP_FAMILY": "ipv5"}), replace(SETTINGS, network="back", ip_family="ipv6"))
+    desired = desired_services(container(UNPUBLISHED, env={"SERVICE_IP_FAMILY": "ipv5"}),
+                               replace(SETTINGS, network="back", ip_family="ipv6"))
     assert [s.address for s in desired.services.values()] == ["fd00::3"]
     assert desired.warnings == ("env SERVICE_IP_FAMILY: 'ipv5' is not ipv4 or ipv6; ipv6 used",)
 
 
-@pytest.mark.parametrize(("settings", "address"), [(SETTINGS, "10.0.0.5"), (replace(SETTINGS, host_ipv6="2001:db8::5"), "2001:db8::5")],
+@pytest.mark.parametrize(("settings", "address"),
+                         [(SETTINGS, "10.0.0.5"), (replace(SETTINGS, host_ipv6="2001:db8::5"), "2001:db8::5")],
                          ids=["host-ipv6-unknown", "host-ipv6-known"])
 def test_a_port_published_on_ipv6_only_registers_the_host_address_of_that_family_when_known(settings, address):
     [spec] = desired_services(container(ContainerPort(80, "tcp", (PortBinding("::", 32080),))), settings).services.values()
@@ -217,7 +227,8 @@ def test_a_host_named_by_a_hostname_is_registered_without_dual_stack_tags():
 
 def test_an_unpublished_port_with_service_ip_is_explained_by_its_rule():
     desired = desired_services(container(UNPUBLISHED, env={"SERVICE_IP": "192.0.2.7"}), SETTINGS)
-    assert [why for reasons in desired.reasons.values() for _, why in reasons if why.startswith("rule")] == ["rule 1: env SERVICE_IP"]
+    assert [why for reasons in desired.reasons.values() for _, why in reasons if why.startswith("rule")] == ["rule 1: env "
+                                                                                                             "SERVICE_IP"]
 
 
 def test_dual_stack_published_ports_are_explained_by_their_rule():
@@ -231,7 +242,8 @@ def test_a_label_with_an_empty_name_is_no_address_when_no_ip_label_is_chosen():
     assert targets(container(labels={"": "192.0.2.66"})) == [("10.0.0.5", 32080)]
 
 
-SPLIT = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 36959), PortBinding("::", 36956)))  # Docker 20.10: one -p, two host ports
+# Docker 20.10: one -p, two host ports
+SPLIT = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 36959), PortBinding("::", 36956)))
 
 
 @pytest.mark.parametrize(("snapshot", "settings", "expected"), [

@@ -41,7 +41,8 @@ def warnings(env: dict[str, str], settings: MappingSettings = SETTINGS) -> str:
 @pytest.mark.parametrize(
     ("env", "check"),
     [
-        ({"SERVICE_CHECK_HTTP": "/health"}, CheckSpec(ID, CheckKind.HTTP, "HTTP check", target="http://10.0.0.5:32000/health", interval="10s")),
+        ({"SERVICE_CHECK_HTTP": "/health"},
+         CheckSpec(ID, CheckKind.HTTP, "HTTP check", target="http://10.0.0.5:32000/health", interval="10s")),
         ({"SERVICE_CHECK_HTTP": "health", "SERVICE_CHECK_HTTP_METHOD": "head"},
          CheckSpec(ID, CheckKind.HTTP, "HTTP check", target="http://10.0.0.5:32000/health", method="HEAD", interval="10s")),
         ({"SERVICE_CHECK_HTTPS": "/h", "SERVICE_CHECK_HTTPS_METHOD": "POST", "SERVICE_CHECK_TLS_SKIP_VERIFY": "true",
@@ -60,7 +61,8 @@ def warnings(env: dict[str, str], settings: MappingSettings = SETTINGS) -> str:
                    interval="10s")),
         ({"SERVICE_CHECK_TTL": "30s"}, CheckSpec(ID, CheckKind.TTL, "TTL check", ttl="30s")),
         ({"SERVICE_CHECK_DOCKER": "/bin/check --deep 'a b'"},
-         CheckSpec(ID, CheckKind.DOCKER, "DOCKER check", docker_container_id=CID, args=("/bin/check", "--deep", "a b"), interval="10s")),
+         CheckSpec(ID, CheckKind.DOCKER, "DOCKER check", docker_container_id=CID, args=("/bin/check", "--deep", "a b"),
+                   interval="10s")),
         ({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_INITIAL_STATUS": "Passing", "SERVICE_CHECK_DEREGISTER_AFTER": "90m",
           "SERVICE_CHECK_SUCCESS_BEFORE_PASSING": "2", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "0", "SERVICE_CHECK_NOTES": "n"},
          CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="10s", initial_status="passing",
@@ -74,12 +76,14 @@ def test_check_settings(env, check):
 
 
 def test_a_udp_check_on_a_udp_port():
-    assert only({"SERVICE_CHECK_UDP": "1"}, protocol="udp") == CheckSpec(f"{ID}:udp", CheckKind.UDP, "UDP check", target="10.0.0.5:32000",
+    assert only({"SERVICE_CHECK_UDP": "1"}, protocol="udp") == CheckSpec(f"{ID}:udp", CheckKind.UDP, "UDP check",
+                                                                         target="10.0.0.5:32000",
                                                                        interval="10s")
 
 
 def test_headers_from_several_lines_and_keys():
-    env = {"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "Authorization: Bearer x\nX-A: 1", "SERVICE_CHECK_HEADER_2": "X-A: 2"}
+    env = {"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "Authorization: Bearer x\nX-A: 1",
+           "SERVICE_CHECK_HEADER_2": "X-A: 2"}
     assert only(env).headers == (("Authorization", ("Bearer x",)), ("X-A", ("1", "2")))
 
 
@@ -88,7 +92,8 @@ def test_a_header_splits_at_its_first_colon_and_a_bad_or_empty_line_skips_only_i
     assert only(env).headers == (("X-At", ("10:30",)), ("X-B", ("1",)))
 
 
-@pytest.mark.parametrize(("kind", "key"), [("HTTP", "METHOD"), ("HTTP", "HTTP_METHOD"), ("HTTPS", "HTTPS_METHOD"), ("HTTPS", "HTTP_METHOD")])
+@pytest.mark.parametrize(("kind", "key"),
+                         [("HTTP", "METHOD"), ("HTTP", "HTTP_METHOD"), ("HTTPS", "HTTPS_METHOD"), ("HTTPS", "HTTP_METHOD")])
 def test_the_http_method_may_be_given_by_any_of_its_keys(kind, key):
     assert only({f"SERVICE_CHECK_{kind}": "/", f"SERVICE_CHECK_{key}": "post"}).method == "POST"
 
@@ -115,7 +120,8 @@ def test_port_and_protocol_scoped_checks():
 
 
 def test_numbered_checks_each_get_their_own_id_and_settings():
-    env = {"SERVICE_CHECK_HTTP": "/a", "SERVICE_CHECK_1_TCP": "true", "SERVICE_CHECK_1_INTERVAL": "3s", "SERVICE_CHECK_2_TTL": "1m"}
+    env = {"SERVICE_CHECK_HTTP": "/a", "SERVICE_CHECK_1_TCP": "true", "SERVICE_CHECK_1_INTERVAL": "3s",
+           "SERVICE_CHECK_2_TTL": "1m"}
     found = checks(env)
     assert list(found) == ["service:h:web:80", "service:h:web:80#1", "service:h:web:80#2"]
     assert found["service:h:web:80#1"].interval == "3s"
@@ -132,7 +138,8 @@ def test_check_keys_are_classified_once_into_check_groups_and_warnings():
         "check_١_tcp": Entry("true", "env SERVICE_CHECK_١_TCP"),
         "region": Entry("eu", "env SERVICE_REGION"),
     }
-    found = check_keys(PortMetadata(entries, port_scoped=frozenset({"check_tcp", "check_2_http"}), protocol_scoped=frozenset({"check_tcp"})))
+    found = check_keys(PortMetadata(entries, port_scoped=frozenset({"check_tcp", "check_2_http"}),
+                                    protocol_scoped=frozenset({"check_tcp"})))
     assert found.groups == (
         CheckGroup("", {"interval": entries["check_interval"], "tcp": entries["check_tcp"]}, {"interval": 2, "tcp": 0}),
         CheckGroup("2", {"http": entries["check_2_http"]}, {"http": 1}),
@@ -162,7 +169,8 @@ def test_script_checks_need_the_flag_and_the_agent():
     assert checks(env) == {}
     assert "refused unless the agent runs with --allow-script-checks" in warnings(env)
     allowed = replace(SETTINGS, checks=CheckSettings(allow_scripts=True))
-    assert only(env, allowed) == CheckSpec(ID, CheckKind.SCRIPT, "SCRIPT check", args=("sh", "-c", "nc -z 10.0.0.5 32000"), interval="10s")
+    assert only(env, allowed) == CheckSpec(ID, CheckKind.SCRIPT, "SCRIPT check", args=("sh", "-c", "nc -z 10.0.0.5 "
+                                                                                                   "32000"), interval="10s")
     unable = with_scripts(replace(SETTINGS, checks=CheckSettings(allow_scripts=True)), False)
     assert checks(env, unable) == {}
     assert "does not run script checks" in warnings(env, unable)
@@ -182,9 +190,12 @@ def test_global_initial_status_applies_unless_the_check_sets_one():
 @pytest.mark.parametrize(
     ("env", "warning", "kept"),
     [
-        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INTERVAL": "10 seconds"}, "SERVICE_CHECK_INTERVAL: '10 seconds' is not a duration", {"interval": "10s"}),
-        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INITIAL_STATUS": "ok"}, "'ok' is not one of passing, warning, critical", {"initial_status": ""}),
-        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "x"}, "'x' is not a whole number", {"failures_before_critical": None}),
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INTERVAL": "10 seconds"}, "SERVICE_CHECK_INTERVAL: '10 seconds' is not a "
+                                                                             "duration", {"interval": "10s"}),
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_INITIAL_STATUS": "ok"}, "'ok' is not one of passing, warning, "
+                                                                           "critical", {"initial_status": ""}),
+        ({"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": "x"}, "'x' is not a whole number",
+         {"failures_before_critical": None}),
         ({"SERVICE_CHECK_HTTP": "/", "SERVICE_CHECK_HEADER": "no colon"}, "'no colon' is not 'Name: value'", {"headers": ()}),
         ({"SERVICE_CHECK_DOCKER": "it's"}, "cannot split", None),
         ({"SERVICE_CHECK_TTL": "soon"}, "'soon' is not a duration", None),
@@ -220,7 +231,8 @@ def test_a_check_is_a_mirror_by_its_kind_not_its_id():
 
 @pytest.mark.parametrize(
     ("health", "initial", "expected"),
-    [("healthy", None, "passing"), ("unhealthy", "passing", "critical"), ("starting", None, "critical"), ("starting", "warning", "warning")],
+    [("healthy", None, "passing"), ("unhealthy", "passing", "critical"), ("starting", None, "critical"),
+     ("starting", "warning", "warning")],
 )
 def test_mirror_status(health, initial, expected):
     snapshot = container({}, has_healthcheck=True, health=health)
@@ -243,20 +255,24 @@ def test_a_changed_check_changes_the_registration_hash():
     [
         ("INTERVAL", "0s", "env SERVICE_CHECK_INTERVAL: '0s' is not more than 0; default 10s used"),
         ("INTERVAL", "0.5ns", "env SERVICE_CHECK_INTERVAL: '0.5ns' is not more than 0; default 10s used"),
-        ("INTERVAL", "99999999999999h", "env SERVICE_CHECK_INTERVAL: '99999999999999h' is longer than Go's limit of 2562047h; default 10s used"),
-        ("INTERVAL", "2562047h48m", "env SERVICE_CHECK_INTERVAL: '2562047h48m' is longer than Go's limit of 2562047h; default 10s used"),
+        ("INTERVAL", "99999999999999h", "env SERVICE_CHECK_INTERVAL: '99999999999999h' is longer than Go's limit of 2562047h; "
+                                        "default 10s used"),
+        ("INTERVAL", "2562047h48m", "env SERVICE_CHECK_INTERVAL: '2562047h48m' is longer than Go's limit of 2562047h; default "
+                                    "10s used"),
         ("INTERVAL", "2562047h47m16.854775808s", "is longer than Go's limit of 2562047h; default 10s used"),
         ("INTERVAL", "9" * 5000 + "s", "is longer than Go's limit of 2562047h; default 10s used"),
         ("INTERVAL", "１０s", "env SERVICE_CHECK_INTERVAL: '１０s' is not a duration (like 10s, 1m30s); default 10s used"),
         ("INTERVAL", "١٠s", "env SERVICE_CHECK_INTERVAL: '١٠s' is not a duration (like 10s, 1m30s); default 10s used"),
         ("TIMEOUT", "0s", "env SERVICE_CHECK_TIMEOUT: '0s' is not more than 0; Consul's default used"),
-        ("TIMEOUT", "2562048h", "env SERVICE_CHECK_TIMEOUT: '2562048h' is longer than Go's limit of 2562047h; Consul's default used"),
+        ("TIMEOUT", "2562048h", "env SERVICE_CHECK_TIMEOUT: '2562048h' is longer than Go's limit of 2562047h; Consul's default "
+                                "used"),
         ("DEREGISTER_AFTER", "0m", "env SERVICE_CHECK_DEREGISTER_AFTER: '0m' is not more than 0; not set"),
         ("DEREGISTER_AFTER", "١m", "env SERVICE_CHECK_DEREGISTER_AFTER: '١m' is not a duration (like 10s, 1m30s); not set"),
     ],
     ids=["interval-zero", "interval-below-a-nanosecond", "interval-past-int64", "interval-just-past-int64",
          "interval-a-nanosecond-past-int64", "interval-5000-digits",
-         "interval-fullwidth-digits", "interval-arabic-indic-digits", "timeout-zero", "timeout-past-int64", "deregister-after-zero",
+         "interval-fullwidth-digits", "interval-arabic-indic-digits", "timeout-zero", "timeout-past-int64",
+         "deregister-after-zero",
          "deregister-after-arabic-indic-digit"],
 )
 def test_durations_consul_would_refuse_warn_and_fall_back(setting, value, warning):
@@ -291,7 +307,8 @@ def test_check_counts_are_ascii_digits_within_consuls_int(value, warning):
     assert only(env) == CheckSpec(ID, CheckKind.TCP, "TCP check", target="10.0.0.5:32000", interval="10s")
 
 
-@pytest.mark.parametrize(("value", "count"), [("2147483647", 2147483647), ("0" * 5000 + "3", 3)], ids=["largest", "5000-leading-zeros"])
+@pytest.mark.parametrize(("value", "count"), [("2147483647", 2147483647), ("0" * 5000 + "3", 3)],
+                         ids=["largest", "5000-leading-zeros"])
 def test_counts_in_range_are_passed_on(value, count):
     assert only({"SERVICE_CHECK_TCP": "true", "SERVICE_CHECK_FAILURES_BEFORE_CRITICAL": value}).failures_before_critical == count
 
@@ -340,11 +357,13 @@ def test_command_checks_that_cannot_run_are_left_out_with_one_warning(env, setti
 
 
 def test_a_container_without_a_health_verdict_yet_shows_unknown():
-    assert mirror_status(container({}, has_healthcheck=True, health=""), CheckSettings()) == ("critical", "Docker health: unknown")
+    assert mirror_status(container({}, has_healthcheck=True, health=""), CheckSettings()) == ("critical", "Docker health: "
+                                                                                                          "unknown")
 
 
 @pytest.mark.parametrize(("env", "protocol", "warning"), [
-    ({"SERVICE_CHECK_HTTP": "/health%zz"}, "tcp", "env SERVICE_CHECK_HTTP: '/health%zz' is no URL path Consul takes (an invalid %-escape); check left out"),
+    ({"SERVICE_CHECK_HTTP": "/health%zz"}, "tcp", "env SERVICE_CHECK_HTTP: '/health%zz' is no URL path Consul takes (an invalid "
+                                                  "%-escape); check left out"),
     ({"SERVICE_CHECK_HTTPS": "/a\r\nHost: x"}, "tcp",
      "env SERVICE_CHECK_HTTPS: '/a\\r\\nHost: x' is no URL path Consul takes (a control character); check left out"),
     ({"SERVICE_CHECK_TCP": "true"}, "udp", "env SERVICE_CHECK_TCP: a TCP check cannot reach a UDP port; check left out"),

@@ -15,7 +15,8 @@ from tests.settings import cli_options
 @pytest.mark.parametrize("command", [["run"], ["sync", "--once"], ["explain", "web"]])
 def test_single_dash_hostname_and_go_booleans_work_for_every_command_that_takes_the_run_flags(command):
     options = cli_options([*command, "-hostname", "node-1", "-internal=true", "-cleanup=false", "-explicit=1"])
-    assert (options.hostname, options.mapping.internal, options.cleanup, options.mapping.explicit) == ("node-1", True, False, True)
+    assert (options.hostname, options.mapping.internal, options.cleanup, options.mapping.explicit) == ("node-1", True, False,
+                                                                                                       True)
 
 
 def test_registrator_flags_before_the_uri():
@@ -107,4 +108,5 @@ def test_a_listen_address_in_use_is_one_line():
         taken.listen()
         port = taken.getsockname()[1]
         result = CliRunner().invoke(main, ["run", "--listen", f"127.0.0.1:{port}", "-ip", "10.0.0.5", "consul://127.0.0.1:1"])
-    assert (result.exit_code, result.output.strip().splitlines()[-1]) == (1, f"Error: --listen '127.0.0.1:{port}': Address already in use")
+    assert (result.exit_code, result.output.strip().splitlines()[-1]) == (1, f"Error: --listen '127.0.0.1:{port}': Address "
+                                                                             "already in use")

@@ -98,7 +98,8 @@ def test_token_file_is_read_when_no_token_is_set(tmp_path):
         consul_endpoint(None, env={"CONSUL_HTTP_TOKEN_FILE": "/nope"})
 
 
-@pytest.mark.parametrize(("pair", "problem"), [("novalue", "expected key=value"), ("a.b=1", "only letters"), ("consul-x=1", "reserved"),
+@pytest.mark.parametrize(("pair", "problem"),
+                         [("novalue", "expected key=value"), ("a.b=1", "only letters"), ("consul-x=1", "reserved"),
                                                ("team\n=web", "only letters")])
 def test_global_meta_is_validated_at_startup(pair, problem):
     with pytest.raises(ConfigError, match=problem):
@@ -145,7 +146,8 @@ def test_credentials_in_the_consul_address_are_refused_without_printing_them(uri
     with pytest.raises(ConfigError) as refused:
         consul_endpoint(uri, env=env)
     assert str(refused.value) == (f"{where}: credentials in the Consul address are not supported (they would be dropped, and the "
-                                  "address is logged); give a token with --consul-token, CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE")
+                                  "address is logged); give a token with --consul-token, CONSUL_HTTP_TOKEN or "
+                                  "CONSUL_HTTP_TOKEN_FILE")
 
 
 def test_a_token_from_its_file_remembers_the_file_to_read_it_again(tmp_path):

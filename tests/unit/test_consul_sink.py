@@ -27,11 +27,14 @@ def test_a_registered_payload_reads_back_as_the_same_spec():
     [
         (CheckSpec("c", CheckKind.HTTP, "HTTP check", target="http://10.0.0.5:80/h", interval="10s", method="HEAD",
                    headers=(("Authorization", ("Bearer x",)), ("X-A", ("1", "2")))),
-         {"Name": "HTTP check", "HTTP": "http://10.0.0.5:80/h", "Method": "HEAD", "Header": {"Authorization": ["Bearer x"], "X-A": ["1", "2"]},
+         {"Name": "HTTP check", "HTTP": "http://10.0.0.5:80/h", "Method": "HEAD",
+          "Header": {"Authorization": ["Bearer x"], "X-A": ["1", "2"]},
           "Interval": "10s"}),
-        (CheckSpec("c", CheckKind.HTTPS, "HTTPS check", target="https://10.0.0.5:80/h", interval="10s", timeout="2s", tls_skip_verify=False,
+        (CheckSpec("c", CheckKind.HTTPS, "HTTPS check", target="https://10.0.0.5:80/h", interval="10s", timeout="2s",
+                   tls_skip_verify=False,
                    tls_server_name="web.internal"),
-         {"Name": "HTTPS check", "HTTP": "https://10.0.0.5:80/h", "TLSSkipVerify": False, "TLSServerName": "web.internal", "Interval": "10s",
+         {"Name": "HTTPS check", "HTTP": "https://10.0.0.5:80/h", "TLSSkipVerify": False, "TLSServerName": "web.internal",
+          "Interval": "10s",
           "Timeout": "2s"}),
         (CheckSpec("c", CheckKind.TCP, "TCP check", target="10.0.0.5:80", interval="10s"),
          {"Name": "TCP check", "TCP": "10.0.0.5:80", "Interval": "10s"}),
@@ -39,7 +42,8 @@ def test_a_registered_payload_reads_back_as_the_same_spec():
          {"Name": "UDP check", "UDP": "[2001:db8::5]:53", "Interval": "5s"}),
         (CheckSpec("c", CheckKind.GRPC, "GRPC check", target="10.0.0.5:80", interval="10s"),
          {"Name": "GRPC check", "GRPC": "10.0.0.5:80", "GRPCUseTLS": False, "Interval": "10s"}),
-        (CheckSpec("c", CheckKind.GRPC, "GRPC check", target="10.0.0.5:80/my.Service", interval="10s", grpc_use_tls=True, tls_skip_verify=True),
+        (CheckSpec("c", CheckKind.GRPC, "GRPC check", target="10.0.0.5:80/my.Service", interval="10s", grpc_use_tls=True,
+                   tls_skip_verify=True),
          {"Name": "GRPC check", "GRPC": "10.0.0.5:80/my.Service", "GRPCUseTLS": True, "TLSSkipVerify": True, "Interval": "10s"}),
         (CheckSpec("c", CheckKind.TTL, "TTL check", ttl="30s"), {"Name": "TTL check", "TTL": "30s"}),
         (CheckSpec("c", CheckKind.SCRIPT, "SCRIPT check", args=("sh", "-c", "nc -z 10.0.0.5 80"), interval="10s"),
@@ -50,7 +54,8 @@ def test_a_registered_payload_reads_back_as_the_same_spec():
          {"Name": "Docker HEALTHCHECK", "TTL": "90s", "Status": "critical", "Notes": "mirrors it"}),
         (CheckSpec("c", CheckKind.TCP, "TCP check", target="10.0.0.5:80", interval="10s", initial_status="passing",
                    deregister_critical_after="90m", success_before_passing=0, failures_before_critical=3, notes="n"),
-         {"Name": "TCP check", "TCP": "10.0.0.5:80", "Interval": "10s", "Status": "passing", "DeregisterCriticalServiceAfter": "90m",
+         {"Name": "TCP check", "TCP": "10.0.0.5:80", "Interval": "10s", "Status": "passing",
+          "DeregisterCriticalServiceAfter": "90m",
           "SuccessBeforePassing": 0, "FailuresBeforeCritical": 3, "Notes": "n"}),
     ],
     ids=["http", "https", "tcp", "udp", "grpc", "grpc-tls", "ttl", "script", "docker", "docker-health", "common-settings"],
@@ -61,7 +66,8 @@ def test_check_payload_is_consuls_json_for_each_kind(check, payload):
 
 def test_a_registration_carries_its_checks_under_their_ids():
     checks = (CheckSpec("service:h:web:80", CheckKind.TCP, "TCP check", target="10.0.0.5:80", interval="10s"),
-              CheckSpec("service:h:web:80#docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s", initial_status="critical"))
+              CheckSpec("service:h:web:80#docker-health", CheckKind.DOCKER_HEALTH, "Docker HEALTHCHECK", ttl="90s",
+                        initial_status="critical"))
     spec = ServiceSpec(id="h:web:80", name="web", address="10.0.0.5", port=80, checks=checks)
     assert service_payload(spec)["Checks"] == [
         {"CheckID": "service:h:web:80", "Name": "TCP check", "TCP": "10.0.0.5:80", "Interval": "10s"},
@@ -85,7 +91,8 @@ def test_library_environment_cannot_override_the_resolved_endpoint(monkeypatch):
     assert os.environ["CONSUL_HTTP_ADDR"] == "[::1]:8500"
 
 
-@pytest.mark.parametrize("service_id", ["h:web:80", "a b?c#d%2F", "x\\..\\victim", "..victim", "%2e%2e", "service:h:web:80#docker-health"])
+@pytest.mark.parametrize("service_id",
+                         ["h:web:80", "a b?c#d%2F", "x\\..\\victim", "..victim", "%2e%2e", "service:h:web:80#docker-health"])
 def test_the_request_sent_names_exactly_the_id(service_id):
     sink = ConsulSink(ConsulEndpoint(host="127.0.0.1", port=8500))
     uri = sink._client.http.uri(f"/v1/agent/service/deregister/{path_segment(service_id)}")
@@ -108,10 +115,12 @@ def _sink(stub: Stub, **endpoint: object) -> ConsulSink:
     return ConsulSink(ConsulEndpoint(host=host.strip("[]"), port=int(port), timeout=2, **endpoint))  # type: ignore[arg-type]
 
 
-SPEC = ServiceSpec(id="h:web:80", name="web", address="10.0.0.1", port=80, tags=("a",), meta=MappingProxyType({"registrator-host": "h"}))
+SPEC = ServiceSpec(id="h:web:80", name="web", address="10.0.0.1", port=80, tags=("a",),
+                   meta=MappingProxyType({"registrator-host": "h"}))
 
 
-@pytest.mark.parametrize("service_id", ["h:web:80", "a b?c#d%2F", "x\\..\\victim", "..victim", "%2e%2e", "service:h:web:80#docker-health"])
+@pytest.mark.parametrize("service_id",
+                         ["h:web:80", "a b?c#d%2F", "x\\..\\victim", "..victim", "%2e%2e", "service:h:web:80#docker-health"])
 def test_a_write_over_plain_http_names_exactly_the_id_on_the_wire(service_id):
     with serving() as stub:
         stub.answer("/v1/agent/service/deregister/", 200)
@@ -130,7 +139,8 @@ def test_a_registration_sends_the_payload_the_token_and_replace_existing_checks(
     assert json.loads(seen.body) == service_payload(SPEC)
 
 
-@pytest.mark.parametrize(("call", "path"), [("deregister", "/v1/agent/service/deregister/"), ("has_service", "/v1/agent/service/")],
+@pytest.mark.parametrize(("call", "path"),
+                         [("deregister", "/v1/agent/service/deregister/"), ("has_service", "/v1/agent/service/")],
                          ids=["write", "read"])
 def test_a_redirect_is_a_permanent_error_and_is_not_followed(call, path):
     with serving() as stub:
@@ -207,9 +217,11 @@ def test_a_consul_agent_on_an_ipv6_address_is_reached_for_reads_and_writes():
     assert [seen.path for seen in stub.seen] == ["/v1/agent/service/register?replace-existing-checks=true", "/v1/status/leader"]
 
 
-@pytest.mark.parametrize("answer", [(200, b"<html>It works!</html>", "the answer is not JSON"), (404, b"<html>Not found</html>", ""),
+@pytest.mark.parametrize("answer",
+                         [(200, b"<html>It works!</html>", "the answer is not JSON"), (404, b"<html>Not found</html>", ""),
                                     (200, b'[["not", "Consul"]]', "")], ids=["html", "not-found", "other-json"])
-@pytest.mark.parametrize("call", ["leader", "services", "service_health", "catalog", "check_states", "runs_script_checks", "version"])
+@pytest.mark.parametrize("call",
+                         ["leader", "services", "service_health", "catalog", "check_states", "runs_script_checks", "version"])
 def test_something_else_on_the_consul_port_is_a_transient_error_naming_the_call(call, answer):
     """A proxy's error page, or another program on the port: one line per retry, never a traceback (issue 21)."""
     status, body, reason = answer
@@ -237,7 +249,8 @@ def test_a_token_consul_does_not_know_is_a_transient_error_and_its_file_is_read_
         assert sink.services() == {}
     assert (unknown.value.transient, again.value.transient) == (True, True)
     assert str(unknown.value) == "Consul agent/services: the ACL token is not known to Consul (yet): ACL not found"
-    assert str(again.value) == "Consul agent/services: the ACL token is not known to Consul (yet); read again from its file: ACL not found"
+    assert str(again.value) == ("Consul agent/services: the ACL token is not known to Consul (yet); read again from its file: "
+                                "ACL not found")
     assert [seen.headers.get("X-Consul-Token") for seen in stub.seen] == ["old-secret", "old-secret", "new-secret"]
 
 

@@ -698,7 +698,8 @@ def test_cleanup_removes_each_entry_of_a_gone_container_once_and_says_how_many()
     assert set(agent.consul.services_) == {"h:running:80", "h:refused:80"}
     assert ("deregister", "h:gone:80") in agent.consul.writes
     assert reconciler.sweep_legacy({"running"}) == 0  # the refused one is not tried again, the removed ones are forgotten
-    assert [w for w in agent.consul.writes if w[0] == "deregister"] == [("deregister", "h:also-gone:80"), ("deregister", "h:gone:80")]
+    assert [w for w in agent.consul.writes if w[0] == "deregister"] == [("deregister", "h:also-gone:80"),
+                                                                        ("deregister", "h:gone:80")]
 
 
 def test_cleanup_that_consul_fails_on_its_way_raises_after_trying_every_entry():
@@ -1293,7 +1294,8 @@ def test_a_network_connect_while_the_first_inspect_is_answered_is_looked_at():
     agent.event("web", "start")
     first_look = in_thread(agent.controller.process, agent.take())
     assert answer.reached()  # Docker answered: on bridge only
-    agent.docker.containers["web"] = replace(agent.docker.containers["web"], networks=(NetworkAttachment("backend", "172.20.0.7"),))
+    agent.docker.containers["web"] = replace(agent.docker.containers["web"],
+                                             networks=(NetworkAttachment("backend", "172.20.0.7"),))
     agent.event("web", "connect")
     answer.release()
     joined(first_look)
@@ -1470,7 +1472,8 @@ def test_events_are_counted_by_action_without_their_detail():
     agent = Agent()
     agent.event("web", "health_status: healthy")
     agent.event("web", "exec_start: sh -c true")
-    assert [agent.controller.metrics.value("registrator_events_total", action=a) for a in ("health_status", "exec_start")] == [1, 1]
+    assert [agent.controller.metrics.value("registrator_events_total", action=a) for a in ("health_status", "exec_start")] == [1,
+                                                                                                                               1]
 
 
 @pytest.mark.parametrize(("backoff", "ceilings"), [
@@ -1546,7 +1549,8 @@ def test_consul_away_is_one_warning_however_many_probes_find_it_away():
 def test_every_table_the_memory_bound_is_checked_on_is_named():
     """The simulation's invariant (d) names the table that holds a gone container."""
     agent = Agent()
-    assert set(agent.controller.reconciler.remembered()) == {"warned", "verified", "fingerprints", "services", "reserved", "refused",
+    assert set(agent.controller.reconciler.remembered()) == {"warned", "verified", "fingerprints", "services", "reserved",
+                                                             "refused",
                                                              "kills", "unseen", "running"}
     assert set(agent.queue.remembered()) == {"failures", "urgent", "dirty", "processing", "timers"}
 

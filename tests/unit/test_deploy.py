@@ -20,7 +20,8 @@ def test_ecs_task_definition_matches_its_guide():
     [container] = task["containerDefinitions"]
 
     assert task["networkMode"] == "host" and "`networkMode` | `host`" in guide
-    assert container["mountPoints"] == [{"sourceVolume": "docker-socket", "containerPath": "/var/run/docker.sock", "readOnly": True}]
+    assert container["mountPoints"] == [{"sourceVolume": "docker-socket", "containerPath": "/var/run/docker.sock",
+                                         "readOnly": True}]
     assert {v["name"]: v["host"]["sourcePath"] for v in task["volumes"]} == {"docker-socket": "/var/run/docker.sock"}
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env["CONSUL_HTTP_ADDR"] == "127.0.0.1:8500" and "`CONSUL_HTTP_ADDR` | `127.0.0.1:8500`" in guide

@@ -18,7 +18,8 @@ def test_missing_service_is_registered():
 
 
 def test_changed_service_is_registered_again():
-    for changed in (replace(WEB, port=1), replace(WEB, address="x"), replace(WEB, tags=()), replace(WEB, meta={"k": "w"}), replace(WEB, name="n")):
+    for changed in (replace(WEB, port=1), replace(WEB, address="x"), replace(WEB, tags=()), replace(WEB, meta={"k": "w"}),
+                    replace(WEB, name="n")):
         assert plan({WEB.id: WEB}, {WEB.id: changed}) == [Register(WEB)]
 
 
@@ -28,7 +29,8 @@ def test_service_no_longer_desired_is_deregistered():
 
 def test_an_unsure_service_is_registered_again_if_wanted_and_deregistered_if_not():
     """Its last write failed after Consul may have applied it."""
-    assert plan({WEB.id: WEB}, {WEB.id: replace(WEB), API.id: API}, unsure={WEB.id, API.id}) == [Register(WEB), Deregister(API.id)]
+    assert plan({WEB.id: WEB}, {WEB.id: replace(WEB), API.id: API}, unsure={WEB.id, API.id}) == [Register(WEB),
+                                                                                                 Deregister(API.id)]
 
 
 def test_which_agent_instance_wrote_a_service_is_no_difference():

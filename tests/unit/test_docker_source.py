@@ -39,7 +39,8 @@ def engine(tmp_path, monkeypatch):
 
 
 def test_an_inspect_over_the_socket_reads_the_container(engine):
-    engine.answer("/v1.41/containers/abc/json", 200, json.dumps({"Id": "abc", "Name": "/web", "State": {"Running": True}}).encode())
+    engine.answer("/v1.41/containers/abc/json", 200,
+                  json.dumps({"Id": "abc", "Name": "/web", "State": {"Running": True}}).encode())
     snapshot = DockerSource(timeout=2).inspect("abc")
     assert snapshot is not None and (snapshot.id, snapshot.name, snapshot.running) == ("abc", "web", True)
     assert [seen.path for seen in engine.seen][-1] == "/v1.41/containers/abc/json"
@@ -49,7 +50,8 @@ def test_a_container_docker_does_not_know_is_gone(engine):
     assert DockerSource(timeout=2).inspect("gone") is None
 
 
-@pytest.mark.parametrize(("status", "body"), [(500, b"boom"), (200, b"<html>"), (200, b"[1]")], ids=["server-error", "not-json", "not-an-object"])
+@pytest.mark.parametrize(("status", "body"), [(500, b"boom"), (200, b"<html>"), (200, b"[1]")],
+                         ids=["server-error", "not-json", "not-an-object"])
 def test_an_engine_answering_otherwise_is_unavailable(engine, status, body):
     engine.answer("/v1.41/containers/abc/json", status, body)
     with pytest.raises(DockerUnavailable, match="docker inspect abc"):

@@ -112,10 +112,12 @@ def test_without_containers_a_stand_in_name_is_checked_and_said_so():
 
 def test_unknown_names_are_said_to_be_unknown_and_why():
     result = write_result([], [], "the host check failed", token=True)
-    assert result.ok and result.detail.endswith(f"{PROBE_NAME}, a stand-in: the containers' names are unknown: the host check failed")
+    assert result.ok and result.detail.endswith(f"{PROBE_NAME}, a stand-in: the containers' names are unknown: the host check "
+                                                "failed")
 
 
-@pytest.mark.parametrize(("runs", "allowed", "ok"), [(True, False, True), (True, True, True), (False, False, True), (False, True, False),
+@pytest.mark.parametrize(("runs", "allowed", "ok"),
+                         [(True, False, True), (True, True, True), (False, False, True), (False, True, False),
                                                      (None, True, None)])
 def test_script_checks_fail_only_when_the_flag_asks_for_what_the_consul_agent_will_not_run(runs, allowed, ok):
     result = script_result(runs, allowed)
@@ -171,7 +173,8 @@ def test_the_host_check_tries_once_even_when_the_agent_would_retry_forever():
 
 @pytest.mark.parametrize(("chosen", "name", "fix"), [
     ({"ip": "10.0.0.5"}, "rack/7", "pass --hostname NAME"),
-    ({"ip_from": "interface:no-such-if"}, "docker-host", "pass -ip ADDR, or another --ip-from: route, interface:NAME, ec2, docker"),
+    ({"ip_from": "interface:no-such-if"}, "docker-host", "pass -ip ADDR, or another --ip-from: route, interface:NAME, ec2, "
+                                                         "docker"),
 ])
 def test_a_host_fact_that_cannot_be_settled_fails_with_its_own_fix(chosen, name, fix):
     docker = FakeDocker()
@@ -199,7 +202,8 @@ def test_the_ecs_agent_is_not_checked_without_ecs_containers_or_with_no_ecs():
 
 
 def test_with_awsvpc_tasks_an_unreachable_ecs_agent_is_a_required_failure():
-    task = replace(web("a", name="ecs-app-1"), labels=MappingProxyType(ECS_TASK), network_mode="container:pause", ip="", networks=())
+    task = replace(web("a", name="ecs-app-1"), labels=MappingProxyType(ECS_TASK), network_mode="container:pause", ip="",
+                   networks=())
     result = check_ecs("http://127.0.0.1:1", [task], "")
     assert (result.ok, result.required) == (False, True)
     assert "ecs-app-1" in result.detail and "--ecs-agent-url" in result.fix
@@ -214,12 +218,14 @@ def test_an_ecs_labelled_container_with_its_own_address_does_not_make_the_ecs_ag
 
 
 def test_doctor_takes_the_run_flags_like_explain_does():
-    parsed = cli_options(["doctor", "-hostname", "node-1", "-internal=true", "--dns", "10.0.0.5:8600", "--json", "consul://10.0.0.5:8501"])
+    parsed = cli_options(["doctor", "-hostname", "node-1", "-internal=true", "--dns", "10.0.0.5:8600", "--json",
+                          "consul://10.0.0.5:8501"])
     assert (parsed.hostname, parsed.mapping.internal, parsed.consul.port) == ("node-1", True, 8501)
 
 
 def test_the_doctor_imports_dnspython_only_when_it_checks_dns():
     """Every start of the agent imports cli.py; dnspython costs 20 ms of that."""
-    result = subprocess.run([sys.executable, "-c", "import sys, cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'dns'))"],
+    result = subprocess.run([sys.executable, "-c", "import sys, cli; print(sorted(m for m in sys.modules if m.split('.')[0] == "
+                                                   "'dns'))"],
                             cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr

@@ -13,7 +13,8 @@ TASK = {"Arn": "arn", "Containers": [
 @pytest.mark.parametrize(
     ("body", "container_id", "ip"),
     [(TASK, "abc123abc123ffff", "10.0.0.9"), ({"Tasks": [TASK]}, "abc123abc123ffff", "10.0.0.9"),
-     ({"Containers": [{"DockerId": "abc123abc123", "Networks": [{"IPv4Addresses": ["10.0.0.2"]}]}]}, "abc123abc123ffff", "10.0.0.2"),
+     ({"Containers": [{"DockerId": "abc123abc123", "Networks": [{"IPv4Addresses": ["10.0.0.2"]}]}]}, "abc123abc123ffff",
+      "10.0.0.2"),
      (TASK, "missing", ""), ({}, "x", ""), ({"Containers": [{"DockerId": "x", "Networks": None}]}, "x", "")],
     ids=["task", "task-list", "short-id", "unknown", "empty", "bridge-task"],
 )

@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = (  # lowest first; a unit may import its own package and the units of lower layers
-    {"registrator", "registrator.model", "registrator.runtime", "registrator.metrics", "registrator.errors", "registrator.unix_socket"},
+    {"registrator", "registrator.model", "registrator.runtime", "registrator.metrics", "registrator.errors",
+     "registrator.unix_socket"},
     {"registrator.retrying"},
     {"registrator.consul", "registrator.docker", "registrator.mapping", "registrator.hostip"},
     {"registrator.config"},

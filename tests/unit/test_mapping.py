@@ -166,7 +166,8 @@ def test_sctp_ports_get_a_distinct_id_and_tag():
 def test_custom_id_keeps_the_sctp_distinction_unless_set_for_sctp():
     snapshot = container(published(80, 8080, "sctp"), published(80, 8080), env={"SERVICE_80_ID": "web"})
     assert set(services(snapshot)) == {"web", "web:sctp"}
-    snapshot = container(published(80, 8080, "sctp"), published(80, 8080), env={"SERVICE_80_ID": "web", "SERVICE_80_SCTP_ID": "web-s"})
+    snapshot = container(published(80, 8080, "sctp"), published(80, 8080),
+                         env={"SERVICE_80_ID": "web", "SERVICE_80_SCTP_ID": "web-s"})
     assert set(services(snapshot)) == {"web", "web-s"}
 
 
@@ -289,7 +290,8 @@ def test_explicit_registers_only_named_ports():
 # ---- Meta ----
 
 def test_other_keys_become_meta_but_check_and_service_keys_do_not():
-    env = {"SERVICE_REGION": "eu", "SERVICE_CHECK_HTTP": "/h", "SERVICE_CHECK_1_TCP": "true", "SERVICE_TAGS": "t", "SERVICE_IGNORE": "no"}
+    env = {"SERVICE_REGION": "eu", "SERVICE_CHECK_HTTP": "/h", "SERVICE_CHECK_1_TCP": "true", "SERVICE_TAGS": "t",
+           "SERVICE_IGNORE": "no"}
     meta = dict(one(container(published(80, 1), env=env)).meta)
     assert {k: v for k, v in meta.items() if not k.startswith("registrator-")} == {"region": "eu"}
 
@@ -346,7 +348,8 @@ def test_unknown_check_settings_are_warned_about():
 
 
 def test_port_keys_for_ports_the_container_lacks_are_warned_about():
-    assert "SERVICE_8080_*: the container has no port 8080" in warnings(container(published(80, 1), env={"SERVICE_8080_NAME": "x"}))
+    assert "SERVICE_8080_*: the container has no port 8080" in warnings(container(published(80, 1),
+                                                                                  env={"SERVICE_8080_NAME": "x"}))
 
 
 # ---- addresses and ports ----
@@ -364,7 +367,8 @@ def test_loopback_only_bindings_are_not_registered():
 def test_every_distinct_host_port_is_registered():
     port = ContainerPort(80, "tcp", (PortBinding("0.0.0.0", 8080), PortBinding("::", 8080), PortBinding("0.0.0.0", 8081),
                                      PortBinding("::", 8082)))
-    assert {(sid, s.port) for sid, s in services(container(port)).items()} == {("host1:app.1:80", 8080), ("host1:app.1:80:8081", 8081)}
+    assert {(sid, s.port) for sid, s in services(container(port)).items()} == {("host1:app.1:80", 8080),
+                                                                               ("host1:app.1:80:8081", 8081)}
 
 
 def test_internal_registers_container_ip_and_exposed_port_including_unpublished():
@@ -374,13 +378,15 @@ def test_internal_registers_container_ip_and_exposed_port_including_unpublished(
 
 
 def test_internal_on_user_networks_picks_the_first_network_by_name():
-    snapshot = container(ContainerPort(80, "tcp"), networks=(NetworkAttachment("a-net", "10.1.0.2"), NetworkAttachment("b-net", "10.2.0.2")))
+    snapshot = container(ContainerPort(80, "tcp"),
+                         networks=(NetworkAttachment("a-net", "10.1.0.2"), NetworkAttachment("b-net", "10.2.0.2")))
     assert one(snapshot, replace(SETTINGS, internal=True)).address == "10.1.0.2"
 
 
 def test_ip_from_label_wins_in_both_modes_and_drops_the_cidr():
     snapshot = container(published(80, 1), labels={"my.ip": "10.7.7.7/24"}, ip="172.17.0.2")
-    for settings in (replace(with_ip(SETTINGS, "10.0.0.1"), use_ip_from_label="my.ip"), replace(SETTINGS, use_ip_from_label="my.ip", internal=True)):
+    for settings in (replace(with_ip(SETTINGS, "10.0.0.1"), use_ip_from_label="my.ip"),
+                     replace(SETTINGS, use_ip_from_label="my.ip", internal=True)):
         assert one(snapshot, settings).address == "10.7.7.7"
 
 
@@ -397,7 +403,8 @@ def test_host_network_containers_serve_exposed_ports_on_the_host():
      (DeregisterPolicy.ON_SUCCESS, 0, False), (DeregisterPolicy.ON_SUCCESS, 143, False), (DeregisterPolicy.ON_SUCCESS, 1, True)],
 )
 def test_stopped_containers_follow_the_deregister_policy(policy, exit_code, retain):
-    desired = desired_services(container(published(80, 1), running=False, exit_code=exit_code), replace(SETTINGS, deregister=policy))
+    desired = desired_services(container(published(80, 1), running=False, exit_code=exit_code),
+                               replace(SETTINGS, deregister=policy))
     assert (desired.services, desired.retain) == ({}, retain)
 
 
@@ -436,7 +443,8 @@ def test_the_agent_instance_that_wrote_a_service_changes_no_hash():
 CHECK_CHANGES = {
     "check_id": "service:web:1", "kind": CheckKind.UDP, "name": "UDP check", "target": "10.0.0.5:81", "interval": "5s",
     "timeout": "1s", "ttl": "30s", "method": "HEAD", "headers": (("X-A", ("1",)),), "tls_skip_verify": False,
-    "tls_server_name": "web.internal", "grpc_use_tls": True, "args": ("true",), "docker_container_id": CID, "initial_status": "passing",
+    "tls_server_name": "web.internal", "grpc_use_tls": True, "args": ("true",), "docker_container_id": CID,
+    "initial_status": "passing",
     "deregister_critical_after": "90m", "success_before_passing": 0, "failures_before_critical": 0, "notes": "n",
 }
 
@@ -447,7 +455,8 @@ def test_every_check_field_is_changed_by_the_hash_test():
 
 @pytest.mark.parametrize(("name", "value"), CHECK_CHANGES.items(), ids=list(CHECK_CHANGES))
 def test_any_change_to_a_check_changes_the_hash(name, value):
-    spec = ServiceSpec("web", "web", "10.0.0.5", 80, checks=(CheckSpec("service:web", CheckKind.TCP, "TCP check", target="10.0.0.5:80"),))
+    spec = ServiceSpec("web", "web", "10.0.0.5", 80,
+                       checks=(CheckSpec("service:web", CheckKind.TCP, "TCP check", target="10.0.0.5:80"),))
     changed = replace(spec, checks=(replace(spec.checks[0], **{name: value}),))
     assert spec_hash(changed) != spec_hash(spec)
 
@@ -470,8 +479,10 @@ def test_real_multiport_container_in_any_key_order(inspect_json, order):
 @pytest.mark.parametrize(
     ("drain", "policy", "ids", "maintenance"),
     [("deregister", DeregisterPolicy.ALWAYS, set(), False), ("deregister", DeregisterPolicy.ON_SUCCESS, {"host1:app.1:80"}, True),
-     ("deregister", DeregisterPolicy.NEVER, {"host1:app.1:80"}, True), ("maintenance", DeregisterPolicy.ALWAYS, {"host1:app.1:80"}, True),
-     ("maintenance", DeregisterPolicy.ON_SUCCESS, {"host1:app.1:80"}, True), ("maintenance", DeregisterPolicy.NEVER, {"host1:app.1:80"}, True)],
+     ("deregister", DeregisterPolicy.NEVER, {"host1:app.1:80"}, True), ("maintenance", DeregisterPolicy.ALWAYS,
+                                                                        {"host1:app.1:80"}, True),
+     ("maintenance", DeregisterPolicy.ON_SUCCESS, {"host1:app.1:80"}, True), ("maintenance", DeregisterPolicy.NEVER,
+                                                                              {"host1:app.1:80"}, True)],
 )
 def test_a_draining_container_leaves_dns_the_same_way_with_or_without_a_fresh_inspect(drain, policy, ids, maintenance):
     settings = replace(SETTINGS, drain=drain, deregister=policy)
@@ -488,7 +499,8 @@ def test_a_template_count_from_a_label_past_int64_only_drops_the_template_tags()
     settings = replace(SETTINGS, tags=parse('{{replace (mIndex "n" .Config.Labels) "a" "b" .Name}}'))
     snapshot = container(published(80, 1), env={"SERVICE_TAGS": "mine"}, labels={"n": "99999999999999999999"})
     assert one(snapshot, settings).tags == ("mine",)
-    assert "replace: '99999999999999999999' is not an integer in Go's int64 range; its tags are left out" in warnings(snapshot, settings)
+    assert "replace: '99999999999999999999' is not an integer in Go's int64 range; its tags are left out" in warnings(snapshot,
+                                                                                                                      settings)
 
 
 def test_a_service_id_two_ports_ask_for_goes_to_the_first_and_the_second_is_warned_about():
@@ -548,25 +560,31 @@ def test_explain_names_the_source_of_every_field(snapshot: ContainerSnapshot, se
 
 def test_explain_lists_every_check_of_a_service():
     snapshot = container(published(80, 8080), labels={"SERVICE_CHECK_TCP": "1", "SERVICE_CHECK_2_HTTP": "/"})
-    assert dict(desired_services(snapshot, SETTINGS).reasons["host1:app.1:80"])["checks"] == "service:host1:app.1:80, service:host1:app.1:80#2"
+    reasons = dict(desired_services(snapshot, SETTINGS).reasons["host1:app.1:80"])
+    assert reasons["checks"] == "service:host1:app.1:80, service:host1:app.1:80#2"
 
 
 def test_warnings_about_keys_and_notes_about_ignored_ports_come_with_the_services():
     snapshot = container(published(80, 8080), published(81, 8081), env={"SERVICE_0_NAME": "x", "SERVICE_81_IGNORE": "yes"})
     desired = desired_services(snapshot, SETTINGS)
     assert (list(desired.services), desired.warnings, desired.notes) == (
-        ["host1:app.1:80"], ("env SERVICE_0_NAME: '0' is not a port number; ignored",), ("port 81/tcp: ignored by env SERVICE_81_IGNORE",))
+        ["host1:app.1:80"], ("env SERVICE_0_NAME: '0' is not a port number; ignored",), ("port 81/tcp: ignored by env "
+                                                                                         "SERVICE_81_IGNORE",))
 
 
 def test_a_container_without_an_image_name_or_service_name_is_not_registered_and_says_why():
     desired = desired_services(replace(container(published(80, 8080)), image=""), SETTINGS)
-    assert (dict(desired.services), desired.warnings) == ({}, ("port 80: no SERVICE_NAME and no image name to default to; not registered",))
+    assert (dict(desired.services), desired.warnings) == ({}, ("port 80: no SERVICE_NAME and no image name to default to; not "
+                                                               "registered",))
 
 
 @pytest.mark.parametrize(("env", "warning"), [
-    ({"SERVICE_ID": "web\u202eevil"}, "env SERVICE_ID: service ID 'web\\u202eevil' contains an invisible character (U+202E); not registered"),
-    ({"SERVICE_ID": "web\u2028x"}, "env SERVICE_ID: service ID 'web\\u2028x' contains an invisible character (U+2028); not registered"),
-    ({"SERVICE_NAME": "we\u200bb"}, "env SERVICE_NAME: service name 'we\\u200bb' contains an invisible character (U+200B); not registered"),
+    ({"SERVICE_ID": "web\u202eevil"}, "env SERVICE_ID: service ID 'web\\u202eevil' contains an invisible character (U+202E); "
+                                      "not registered"),
+    ({"SERVICE_ID": "web\u2028x"}, "env SERVICE_ID: service ID 'web\\u2028x' contains an invisible character (U+2028); not "
+                                   "registered"),
+    ({"SERVICE_NAME": "we\u200bb"}, "env SERVICE_NAME: service name 'we\\u200bb' contains an invisible character (U+200B); not "
+                                    "registered"),
     ({"SERVICE_NAME": "we\nb"}, "env SERVICE_NAME: service name 'we\\nb' contains a control character; not registered"),
 ], ids=["id-right-to-left-override", "id-line-separator", "name-zero-width-space", "name-newline"])
 def test_ids_and_names_with_characters_consul_cannot_address_or_show_are_refused(env, warning):

@@ -34,7 +34,8 @@ def metadata_for(env: dict[str, str], labels: dict[str, str], port: int = 80, pr
         ({"SERVICE_٨٠_NAME": "eighty"}, {}, 80, "tcp", {"٨٠_name": "eighty"}),
     ],
     ids=["env", "label-beats-env", "port-beats-generic", "port-env-beats-generic-label", "other-port",
-         "protocol-beats-port", "protocol-other", "protocol-case-insensitive", "sctp-beats-port", "sctp-other", "prefix-case-sensitive",
+         "protocol-beats-port", "protocol-other", "protocol-case-insensitive", "sctp-beats-port", "sctp-other",
+         "prefix-case-sensitive",
          "check-keys-kept-for-checks", "bare-port-is-generic", "arabic-indic-digits-are-no-port"],
 )
 def test_merged_values(env, labels, port, protocol, values):

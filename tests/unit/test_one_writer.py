@@ -29,6 +29,7 @@ def test_only_the_reconciler_touches_a_consul_write():
 
 
 def test_the_commands_that_only_look_build_a_reader():
-    commands = {node.name: ast.unparse(node) for node in ast.parse((ROOT / "cli.py").read_text()).body if isinstance(node, ast.FunctionDef)}
+    commands = {node.name: ast.unparse(node) for node in ast.parse((ROOT / "cli.py").read_text()).body
+                if isinstance(node, ast.FunctionDef)}
     for command in ("list_services", "doctor"):
         assert "ConsulReader(" in commands[command] and "ConsulSink" not in commands[command]

@@ -29,8 +29,10 @@ service_keys = st.builds(lambda port, proto, suffix: "_".join(p for p in ("SERVI
                          st.one_of(st.just(""), port_numbers), st.sampled_from(["", "TCP", "UDP", "tcp"]), suffixes)
 env = st.dictionaries(st.one_of(service_keys, text), text, max_size=12)
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | text,
-                           lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children, max_size=3), max_leaves=10)
-port_key = st.builds(lambda n, p: f"{n}/{p}", st.integers(min_value=0, max_value=70000), st.sampled_from(["tcp", "udp", "sctp", ""]))
+                           lambda children: st.lists(children, max_size=3) | st.dictionaries(text, children,
+                                                                                             max_size=3), max_leaves=10)
+port_key = st.builds(lambda n, p: f"{n}/{p}", st.integers(min_value=0, max_value=70000),
+                     st.sampled_from(["tcp", "udp", "sctp", ""]))
 binding = st.fixed_dictionaries({"HostIp": st.sampled_from(["", "0.0.0.0", "::", "127.0.0.1", "10.1.1.1", "bad"]),
                                  "HostPort": st.one_of(st.integers(0, 70000).map(str), text)})
 inspect_doc = st.fixed_dictionaries({
@@ -48,12 +50,13 @@ inspect_doc = st.fixed_dictionaries({
         "Running": st.booleans(), "Paused": st.booleans(), "ExitCode": st.one_of(st.integers(), text, st.none()),
         "StartedAt": st.one_of(text, st.just("2026-11-25T23:32:37.047632674Z")), "Health": st.one_of(st.none(), json_values),
     })),
-    "HostConfig": st.one_of(st.none(), st.fixed_dictionaries({"NetworkMode": st.sampled_from(["default", "host", "none", "container:x", "net"])})),
+    "HostConfig": st.one_of(st.none(), st.fixed_dictionaries({
+        "NetworkMode": st.sampled_from(["default", "host", "none", "container:x", "net"])})),
     "NetworkSettings": st.one_of(st.none(), st.fixed_dictionaries({
         "IPAddress": st.sampled_from(["", "172.17.0.2"]),
         "Ports": st.dictionaries(port_key, st.one_of(st.none(), st.lists(binding, max_size=3)), max_size=4),
-        "Networks": st.dictionaries(text, st.fixed_dictionaries({"IPAddress": st.sampled_from(["", "10.2.0.3"]),
-                                                                 "GlobalIPv6Address": st.sampled_from(["", "fd00::3"])}), max_size=3),
+        "Networks": st.dictionaries(text, st.fixed_dictionaries({
+            "IPAddress": st.sampled_from(["", "10.2.0.3"]), "GlobalIPv6Address": st.sampled_from(["", "fd00::3"])}), max_size=3),
     })),
 })
 mapping_settings = st.builds(

@@ -21,7 +21,8 @@ def imports(path: Path) -> set[str]:
 
 
 def test_the_whole_mapping_package_is_covered():
-    assert {p.name for p in PURE if p.parent.name == "mapping"} >= {"services.py", "checks.py", "addressing.py", "metadata.py", "template.py"}
+    assert {p.name for p in PURE if p.parent.name == "mapping"} >= {"services.py", "checks.py", "addressing.py", "metadata.py",
+                                                                    "template.py"}
 
 
 @pytest.mark.parametrize("path", PURE, ids=lambda p: str(p.relative_to(PACKAGE)))

@@ -39,7 +39,8 @@ def test_the_dns_server_may_be_named_by_address_or_by_name(dns_server, host):
     assert resolve_service("web", "", f"{host}:{dns_server}", timeout=2) == [("10.0.0.7", 8080)]
 
 
-@pytest.mark.parametrize("server", ["no-such-host.invalid:8600", "8600", "127.0.0.1:dns", "127.0.0.1:70000", "localhost:99999", "127.0.0.1:0"])
+@pytest.mark.parametrize("server", ["no-such-host.invalid:8600", "8600", "127.0.0.1:dns", "127.0.0.1:70000", "localhost:99999",
+                                    "127.0.0.1:0"])
 def test_a_dns_server_that_cannot_be_used_is_one_clear_error(server):
     with pytest.raises(ResolveError, match="--dns"):
         resolve_service("web", "", server, timeout=0.5)

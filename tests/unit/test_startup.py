@@ -47,7 +47,8 @@ def test_explain_resolves_without_consul_and_shows_the_checks_an_agent_running_s
 def test_a_host_identity_that_cannot_start_a_service_id_is_a_startup_error():
     docker = FakeDocker()
     docker.name = "rack/7"
-    with pytest.raises(StartupError, match=r"host identity 'rack/7' from the Docker daemon's name \(set --hostname\) contains '/'"):
+    with pytest.raises(StartupError, match=r"host identity 'rack/7' from the Docker daemon's name \(set --hostname\) contains "
+                                           r"'/'"):
         resolve(options(ip="10.0.0.7"), docker, FakeConsul(), threading.Event())
 
 

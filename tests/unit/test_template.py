@@ -26,7 +26,8 @@ DATA = {
         ('[{{strSlice "abc" 3}}|{{strSlice "abc" 5}}|{{strSlice "abc" 1 3}}|{{strSlice "abc" 1 5}}]', "[|abc|bc|abc]"),
         ('[{{strSlice "abcd" 3 1}}|{{strSlice "abcd" 2 2}}|{{strSlice "abcd" 0 2}}]', "[d||ab]"),
         ('{{replace 0 "=" "" "=foo="}}', "=foo="),
-        ("{{sIndex 0 .Config.Env}},{{sIndex -1 .Config.Env}},{{sIndex 99 .Config.Env}}", "ENVIRONMENT=test,SERVICE_9404_NAME=bar,SERVICE_9404_NAME=bar"),
+        ("{{sIndex 0 .Config.Env}},{{sIndex -1 .Config.Env}},{{sIndex 99 .Config.Env}}",
+         "ENVIRONMENT=test,SERVICE_9404_NAME=bar,SERVICE_9404_NAME=bar"),
         ('{{splitIndex -1 "/" (mIndex "com.amazonaws.ecs.task-arn" .Config.Labels)}}', "368f4403"),
         ('{{.Config.Labels | mIndex "az" | toUpper}}', "A"),
         ('{{toLower "FoO"}}', "foo"),
@@ -126,10 +127,13 @@ def test_invalid_go_strings_are_template_errors_naming_the_template(literal, mes
         ("{{strSlice .ID " + "9" * 5000 + "}}", "is outside Go's int64 range"),
         ("{{" + "(" * 3000 + ".Name" + ")" * 3000 + "}}", "parentheses nested deeper than 32"),
         ("{{" + "(" * 33 + ".Name" + ")" * 33 + "}}", "parentheses nested deeper than 32"),
-        ('{{matchFirstElement (mIndex "rx" .Config.Labels) .Config.Env}}', "matchFirstElement: the pattern must be a string literal"),
+        ('{{matchFirstElement (mIndex "rx" .Config.Labels) .Config.Env}}', "matchFirstElement: the pattern must be a string "
+                                                                           "literal"),
         ('{{matchAllElements "(" .Config.Env}}', "matchAllElements: bad pattern '\\(': missing \\), unterminated subpattern"),
-        ('{{matchAllElements "a{99999999999}" .Config.Env}}', "matchAllElements: bad pattern 'a\\{99999999999}': the repetition number is too large"),
-        ('{{matchFirstElement "' + "(" * 1000 + ")" * 1000 + '" .Config.Env}}', "matchFirstElement: bad pattern '\\(\\(\\(.*: maximum recursion depth exceeded"),
+        ('{{matchAllElements "a{99999999999}" .Config.Env}}', "matchAllElements: bad pattern 'a\\{99999999999}': the repetition "
+                                                              "number is too large"),
+        ('{{matchFirstElement "' + "(" * 1000 + ")" * 1000 + '" .Config.Env}}', "matchFirstElement: bad pattern '\\(\\(\\(.*: "
+                                                                                "maximum recursion depth exceeded"),
     ],
     ids=["past-int64", "int64-max-plus-one", "too-many-digits", "deep-nesting", "one-level-too-deep", "pattern-from-data",
          "bad-pattern", "pattern-repetition-too-large", "pattern-nested-too-deep"],
@@ -212,7 +216,8 @@ def test_a_pattern_function_without_its_pattern_is_refused_at_parse_time():
         ("{{ 00000000000000000001 }}", "template '{{ 00000000000000000001 }}': 00000000000000000001 is outside Go's int64 range"),
         ('{{ "a\nb" }}', "template '{{ \"a\\nb\" }}': string '\"a\\nb\"': newline in string"),
         (r'{{ "\xff" }}', "template '{{ \"\\\\xff\" }}': string '\"\\\\xff\"': not valid UTF-8"),
-        (r'{{ "\udfff" }}', "template '{{ \"\\\\udfff\" }}': string '\"\\\\udfff\"': escape '\\\\udfff' is not a Unicode code point"),
+        (r'{{ "\udfff" }}', "template '{{ \"\\\\udfff\" }}': string '\"\\\\udfff\"': escape '\\\\udfff' is not a Unicode code "
+                            "point"),
     ],
     ids=["empty-command", "stray-paren", "leading-pipe", "function-as-argument", "in-parentheses", "argument-in-parentheses",
          "bad-pattern", "variable", "unclosed-comment", "closing-braces-alone", "twenty-digits", "newline", "invalid-utf8",
@@ -251,7 +256,8 @@ def test_values_print_as_go_prints_them(template, data, output):
     [
         ("{{ .ID | .Name }}", DATA, "only a function can receive a piped value"),
         ("{{sIndex 0 .Items}}", {"Items": []}, "sIndex: index of an empty list"),
-        ('{{join "x" (split "," .Items)}}', {"Items": "a" * 4096 + "," + "b" * 4096}, "join: the result would be longer than 8192 characters"),
+        ('{{join "x" (split "," .Items)}}', {"Items": "a" * 4096 + "," + "b" * 4096}, "join: the result would be longer than "
+                                                                                      "8192 characters"),
     ],
     ids=["piped-into-a-field", "empty-list", "join-separator-past-the-limit"],
 )
