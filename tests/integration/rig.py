@@ -246,11 +246,19 @@ def build_image(client: docker.DockerClient, name: str) -> str:
             result = subprocess.run(["bash", str(script)], capture_output=True, text=True)
             if result.returncode != 0:
                 raise RuntimeError(f"{script.name} failed ({result.returncode}): {result.stderr[-2000:]}")
-            built = Path(result.stdout.strip())
-            for binary in built.iterdir():
-                shutil.copy(binary, context)
+            copy_prebuilt(Path(result.stdout.strip()), Path(context))
         client.images.build(path=context, tag=tag, rm=True, forcerm=True)
     return tag
+
+
+def copy_prebuilt(built: Path, context: Path) -> list[str]:
+    """Copy a build script's binaries; returns their names. Another process may be building into the
+    same cache folder right now: its files there are temporary (`.name.PID.tmp`, renamed away at any
+    moment) and are never copied."""
+    names = sorted(p.name for p in built.iterdir() if not p.name.startswith("."))
+    for name in names:
+        shutil.copy(built / name, context)
+    return names
 
 
 def _go_build(folder: Path, output: Path) -> None:
