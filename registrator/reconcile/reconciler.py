@@ -21,7 +21,7 @@ from registrator.mapping.checks import mirror_check_id
 from registrator.mapping.services import Desired, desired_services, drained
 from registrator.mapping.settings import MappingSettings
 from registrator.metrics import Metrics
-from registrator.model import META_HOST, ContainerSnapshot, Deregister, Op, Register, ServiceSpec
+from registrator.model import ContainerSnapshot, Deregister, Op, Register, ServiceSpec
 from registrator.reconcile.diff import plan
 from registrator.reconcile.kills import KillLog
 from registrator.reconcile.ownership import FOREIGN, FREE, LEGACY, OURS, Ownership
@@ -264,8 +264,7 @@ class Reconciler:
         if not self.close(timeout):
             log.warning("deregistering on exit while a Consul write is still in flight")
         try:
-            owned = sorted(sid for sid, spec in self._consul.services().items()
-                           if spec.meta.get(META_HOST) == self._settings.hostname)
+            owned = sorted(sid for sid, spec in self._consul.services().items() if self._ownership.of(sid, spec) == OURS)
         except ConsulError as exc:
             owned = sorted(self.view.owned())
             log.error("deregistering on exit: %s; removing the %d services the agent knows of", exc, len(owned))
